@@ -1,0 +1,1 @@
+"""The Mac side: author, validate, review, ledger, hooks, stats and export."""

@@ -1,0 +1,101 @@
+"""``renderloop init [PATH]``: make a studio, or enable the hooks in a clone of one."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from studio import git
+from studio.config import DEFAULT_CONFIG_YAML
+from studio.errors import FatalError
+from studio.fsutil import write_text_atomic
+from studio.layout import BATCHES, CONFIG_NAME, HOOKS, LEDGER_NAME, RENDERS, Studio
+from studio.shims import GITATTRIBUTES, GITIGNORE, HOOK_NAMES, shim
+
+
+def studio_files() -> dict[str, str]:
+    """Every file a new studio starts with, by path."""
+    files = {
+        CONFIG_NAME: DEFAULT_CONFIG_YAML,
+        ".gitattributes": GITATTRIBUTES,
+        ".gitignore": GITIGNORE,
+        f"{BATCHES}/.gitkeep": "",
+        f"{RENDERS}/.gitkeep": "",
+        LEDGER_NAME: "",
+    }
+    files.update({f"{HOOKS}/{name}": shim(name) for name in HOOK_NAMES})
+    return files
+
+
+def init(path: Path) -> int:
+    root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise FatalError(f"{root}: not a folder")
+    root.mkdir(parents=True, exist_ok=True)
+    if not git.is_repo(root):
+        git.run(root, "init", "--quiet")
+        print(f"Initialized a git repository in {root.resolve()}")
+    top = git.toplevel(root)
+    if top.resolve() != root.resolve():
+        raise FatalError(f"{root} is inside the git repository {top}: run `renderloop init {top}` instead")
+    studio = Studio.at(root)
+    if studio.is_studio():
+        return _enable_existing(studio)
+    written = _write_missing(studio)
+    _make_shims_executable(studio)
+    git.add(studio.root, *written)
+    git.run(studio.root, "update-index", "--chmod=+x", "--", *(f"{HOOKS}/{n}" for n in HOOK_NAMES))
+    git.commit(studio.root, "renderloop: new studio", *written)
+    git.config_set(studio.root, "core.hooksPath", HOOKS)
+    print(f"Created a renderloop studio in {studio.root}")
+    print("  renderloop.yaml   models, defaults and backends")
+    print("  batches/          commit a batch file here to dispatch it (`renderloop new NAME`)")
+    print("  renders/          the worker commits images and records here")
+    print("  ledger.jsonl      your verdicts, appended by the pre-commit hook")
+    print("  hooks/            enabled with core.hooksPath=hooks")
+    return 0
+
+
+def _enable_existing(studio: Studio) -> int:
+    changes = []
+    if git.config_get(studio.root, "core.hooksPath") != HOOKS:
+        git.config_set(studio.root, "core.hooksPath", HOOKS)
+        changes.append("enabled the hooks (core.hooksPath=hooks)")
+    missing = [name for name in HOOK_NAMES if not (studio.hooks_dir / name).is_file()]
+    if missing:
+        for name in missing:
+            write_text_atomic(studio.hooks_dir / name, shim(name))
+        changes.append(f"wrote the missing hook shims {', '.join(missing)} (commit them)")
+    if _make_shims_executable(studio):
+        changes.append("made the hook shims executable")
+    if changes:
+        print(f"{studio.root} is a renderloop studio: " + "; ".join(changes))
+    else:
+        print(f"{studio.root} is already a renderloop studio with its hooks enabled: nothing to do")
+    return 0
+
+
+def _write_missing(studio: Studio) -> list[str]:
+    written = []
+    for rel, text in studio_files().items():
+        target = studio.root / rel
+        if target.exists():
+            continue
+        write_text_atomic(target, text)
+        written.append(rel)
+    return written
+
+
+def _make_shims_executable(studio: Studio) -> bool:
+    changed = False
+    if os.name == "nt":  # git for Windows runs hooks through sh whatever the mode
+        return changed
+    for name in HOOK_NAMES:
+        shim_path = studio.hooks_dir / name
+        if shim_path.is_file():
+            mode = shim_path.stat().st_mode
+            wanted = mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+            if mode != wanted:
+                shim_path.chmod(wanted)
+                changed = True
+    return changed

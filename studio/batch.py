@@ -1,0 +1,207 @@
+"""Batch files under ``batches/``: the dispatch signal, and its resolution into specs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from studio.config import StudioConfig
+from studio.errors import InvalidFile, Problem
+from studio.layout import BATCH_SUFFIXES, Studio, batch_id_problem, slug_problem
+from studio.source import Document, load_bytes, load_file, problems_from
+from studio.spec import SEED_MAX, Spec, apply_cues, derive_seed
+
+Backend = Literal["comfyui", "fal", "mflux", "placeholder"]
+MAX_PROMPT_CHARS = 20_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Settings(_Strict):
+    """Settings a batch sets for all its prompts and a prompt may override."""
+
+    model: Optional[str] = None
+    width: Optional[int] = Field(default=None, gt=0, le=65536)
+    height: Optional[int] = Field(default=None, gt=0, le=65536)
+    steps: Optional[int] = Field(default=None, gt=0, le=1000)
+    negative: Optional[str] = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    cfg: Optional[float] = Field(default=None, ge=0, le=100, strict=False)
+    sampler: Optional[str] = None
+    scheduler: Optional[str] = None
+    backend: Optional[Backend] = None
+
+
+class PromptEntry(_Settings):
+    slug: str
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS)
+    seed: Optional[int] = Field(default=None, ge=0, le=SEED_MAX)
+    archetype: Optional[str] = Field(default=None, max_length=80)
+    cues: list[str] = Field(default_factory=list, max_length=50)
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        problem = slug_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt is empty")
+        return value
+
+
+class Batch(_Settings):
+    version: Literal[1]
+    prompts: list[PromptEntry] = Field(min_length=1, max_length=10_000)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image the batch asks for: the unit the worker reconciles."""
+
+    batch: str
+    slug: str
+    spec: Spec
+    spec_hash: str
+    archetype: Optional[str]
+    cues: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class LoadedBatch:
+    batch: str
+    path: str
+    model: Batch
+    jobs: tuple[Job, ...]
+
+    def job(self, slug: str) -> Job | None:
+        return next((j for j in self.jobs if j.slug == slug), None)
+
+
+def batch_id_of(path: Path | str) -> str:
+    return Path(path).stem
+
+
+def is_batch_path(rel: str) -> bool:
+    """True for ``batches/<name>.yaml|.yml|.json`` (directly in batches/)."""
+    parts = rel.split("/")
+    return len(parts) == 2 and parts[0] == "batches" and Path(parts[1]).suffix.lower() in BATCH_SUFFIXES
+
+
+def load_batch(studio: Studio, path: Path, config: StudioConfig) -> LoadedBatch:
+    """Load, validate and resolve a batch file from disk, or raise InvalidFile."""
+    display = studio.rel(path)
+    _check_name(path, display)
+    return resolve(load_file(path, display), batch_id_of(path), config)
+
+
+def load_batch_bytes(raw: bytes, rel: str, config: StudioConfig) -> LoadedBatch:
+    """The same for bytes (a staged file, a file at a commit)."""
+    path = Path(rel)
+    _check_name(path, rel)
+    doc = load_bytes(raw, rel, json_syntax=path.suffix.lower() == ".json")
+    return resolve(doc, batch_id_of(path), config)
+
+
+def _check_name(path: Path, display: str) -> None:
+    problem = batch_id_problem(path.stem)
+    if problem:
+        raise InvalidFile([Problem(display, 1, problem)])
+
+
+def resolve(doc: Document, batch_id: str, config: StudioConfig) -> LoadedBatch:
+    """Validate ``doc`` against the schema and the studio's models; resolve every spec."""
+    if not isinstance(doc.data, dict):
+        raise InvalidFile([doc.problem((), "a batch file is a mapping with 'version' and 'prompts'")])
+    try:
+        batch = Batch.model_validate(doc.data)
+    except ValidationError as exc:
+        raise InvalidFile(problems_from(exc, doc)) from None
+    problems: list[Problem] = []
+    jobs: list[Job] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(batch.prompts):
+        loc = ("prompts", index)
+        line = doc.line_of(loc + ("slug",))
+        if entry.slug in seen:
+            problems.append(
+                Problem(doc.path, line, f"duplicate slug {entry.slug!r} (first at line {seen[entry.slug]})")
+            )
+            continue
+        seen[entry.slug] = line
+        spec, spec_problems = _resolve_spec(doc, loc, batch_id, batch, entry, config)
+        problems += spec_problems
+        if spec is not None:
+            jobs.append(
+                Job(batch_id, entry.slug, spec, spec.hash, entry.archetype, tuple(entry.cues), line)
+            )
+    if problems:
+        raise InvalidFile(sorted(problems, key=lambda p: p.line))
+    return LoadedBatch(batch_id, doc.path, batch, tuple(jobs))
+
+
+def _resolve_spec(
+    doc: Document, loc: tuple, batch_id: str, batch: Batch, entry: PromptEntry, config: StudioConfig
+) -> tuple[Spec | None, list[Problem]]:
+    def pick(name: str, default=None):
+        for source in (entry, batch):
+            value = getattr(source, name)
+            if value is not None:
+                return value
+        return default
+
+    def where(name: str) -> tuple:
+        return loc + (name,) if getattr(entry, name) is not None else (name,)
+
+    model_name = pick("model")
+    if model_name is None:
+        return None, [doc.problem(loc, f"prompt {entry.slug!r} names no model and the batch sets none")]
+    model = config.models.get(model_name)
+    if model is None:
+        known = ", ".join(sorted(config.models))
+        return None, [doc.problem(where("model"), f"unknown model {model_name!r}; renderloop.yaml has {known}")]
+    problems = []
+    width = pick("width", model.width)
+    height = pick("height", model.height)
+    for name, value in (("width", width), ("height", height)):
+        if value % 8:
+            problems.append(doc.problem(where(name), f"{name} {value} is not a multiple of 8"))
+        elif not model.min_side <= value <= model.max_side:
+            problems.append(
+                doc.problem(
+                    where(name),
+                    f"{name} {value} is outside {model_name}'s range {model.min_side}-{model.max_side}",
+                )
+            )
+    if not problems and width * height > model.max_pixels:
+        problems.append(
+            doc.problem(
+                where("width"),
+                f"{width}x{height} is {width * height} pixels; {model_name} allows at most {model.max_pixels}",
+            )
+        )
+    if problems:
+        return None, problems
+    spec = Spec(
+        model=model_name,
+        prompt=apply_cues(entry.prompt, entry.cues),
+        negative=pick("negative", ""),
+        seed=entry.seed if entry.seed is not None else derive_seed(batch_id, entry.slug),
+        width=width,
+        height=height,
+        steps=pick("steps", model.steps),
+        cfg=pick("cfg", model.cfg),
+        sampler=pick("sampler", model.sampler),
+        scheduler=pick("scheduler", model.scheduler),
+        backend=pick("backend"),
+    )
+    return spec, []

@@ -1,0 +1,227 @@
+"""``renderloop.yaml``: models, defaults and backends (never secrets)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from studio.errors import InvalidFile, Problem
+from studio.layout import Studio
+from studio.source import Document, load_file, problems_from
+
+BUILTIN_GRAPHS = ("flux-schnell", "flux-dev", "z-image-turbo", "qwen-image")
+BIND_FIELDS = ("prompt", "negative", "seed", "width", "height", "steps")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ComfyUIModel(_Strict):
+    """How a model renders on ComfyUI: a built-in graph or a user workflow."""
+
+    graph: Optional[Literal["flux-schnell", "flux-dev", "z-image-turbo", "qwen-image"]] = None
+    workflow: Optional[str] = None  # path inside the studio, exported with "Save (API)"
+    bind: dict[str, str] = Field(default_factory=dict)
+    # Model file names as the ComfyUI server lists them (built-in graphs only).
+    unet: Optional[str] = None
+    clip: Optional[str] = None
+    clip_l: Optional[str] = None
+    t5xxl: Optional[str] = None
+    vae: Optional[str] = None
+    checkpoint: Optional[str] = None
+    weight_dtype: Optional[str] = None
+    guidance: Optional[float] = Field(default=None, strict=False)
+    shift: Optional[float] = Field(default=None, strict=False)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ComfyUIModel":
+        if (self.graph is None) == (self.workflow is None):
+            raise ValueError("name exactly one of 'graph' (a built-in graph) or 'workflow' (a file)")
+        if self.bind and self.workflow is None:
+            raise ValueError("'bind' goes with 'workflow'")
+        unknown = sorted(set(self.bind) - set(BIND_FIELDS))
+        if unknown:
+            raise ValueError(f"cannot bind {unknown[0]!r}: choose from {', '.join(BIND_FIELDS)}")
+        return self
+
+
+class FalModel(_Strict):
+    endpoint: str
+    usd_per_mp: float = Field(default=0.0, ge=0, strict=False)
+
+
+class MfluxModel(_Strict):
+    command: Union[str, list[str]]
+    quantize: Optional[Literal[3, 4, 5, 6, 8]] = None
+    low_ram: bool = False
+
+
+class ModelSettings(_Strict):
+    width: int = Field(default=1024, gt=0)
+    height: int = Field(default=1024, gt=0)
+    steps: Optional[int] = Field(default=None, gt=0, le=1000)
+    cfg: Optional[float] = Field(default=None, ge=0, strict=False)
+    sampler: Optional[str] = None
+    scheduler: Optional[str] = None
+    min_side: int = Field(default=64, gt=0)
+    max_side: int = Field(default=4096, gt=0)
+    max_pixels: int = Field(default=4_194_304, gt=0)
+    comfyui: Optional[ComfyUIModel] = None
+    fal: Optional[FalModel] = None
+    mflux: Optional[MfluxModel] = None
+
+
+class WakeSettings(_Strict):
+    mac: str
+    broadcast: str = "255.255.255.255"
+    port: int = Field(default=9, gt=0, lt=65536)
+
+
+class WorkerSettings(_Strict):
+    name: Optional[str] = None
+    comfyui: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8188"])
+    window: int = Field(default=2, ge=1, le=64)
+    poll_seconds: float = Field(default=2.0, gt=0, strict=False)
+    backstop_seconds: float = Field(default=60.0, gt=0, strict=False)
+    fal_url: Optional[str] = None
+    wake: Optional[WakeSettings] = None
+
+
+class LocalSettings(_Strict):
+    cooldown_seconds: float = Field(default=15.0, ge=0, strict=False)
+    min_available_gb: float = Field(default=8.0, ge=0, strict=False)
+    timeout_seconds: float = Field(default=1800.0, gt=0, strict=False)
+
+
+class StudioConfig(_Strict):
+    version: Literal[1] = 1
+    models: dict[str, ModelSettings]
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    local: LocalSettings = Field(default_factory=LocalSettings)
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, models: dict[str, ModelSettings]) -> dict[str, ModelSettings]:
+        if not models:
+            raise ValueError("list at least one model")
+        return models
+
+
+def load_config(studio: Studio) -> StudioConfig:
+    """Read and validate ``renderloop.yaml``; errors name the line."""
+    path = studio.config_path
+    display = studio.rel(path) if path.exists() else path.name
+    if not path.is_file():
+        raise InvalidFile([Problem(display, 1, "no renderloop.yaml here: run `renderloop init` first")])
+    doc = load_file(path, display)
+    return parse_config(doc)
+
+
+def parse_config(doc: Document) -> StudioConfig:
+    if not isinstance(doc.data, dict):
+        raise InvalidFile([doc.problem((), "renderloop.yaml must be a mapping of settings")])
+    try:
+        return StudioConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        raise InvalidFile(problems_from(exc, doc)) from None
+
+
+def builtin_config() -> StudioConfig:
+    return parse_config(Document("renderloop.yaml", yaml.safe_load(DEFAULT_CONFIG_YAML)))
+
+
+DEFAULT_CONFIG_YAML = """\
+# renderloop studio settings. No secrets here: keys come from the environment.
+version: 1
+
+# Models a batch may name. Sizes are the defaults for a prompt that names none;
+# min_side, max_side and max_pixels are the limits the validator enforces.
+# comfyui: the built-in graph and the model file names as the worker's ComfyUI
+# lists them. fal: the endpoint and the price per megapixel (USD).
+# mflux: the command that renders it on a Mac (Apple silicon).
+models:
+  flux-schnell:
+    width: 1024
+    height: 1024
+    steps: 4
+    cfg: 1.0
+    sampler: euler
+    scheduler: simple
+    max_side: 2048
+    max_pixels: 4194304
+    comfyui:
+      graph: flux-schnell
+      unet: flux1-schnell.safetensors
+      clip_l: clip_l.safetensors
+      t5xxl: t5xxl_fp16.safetensors
+      vae: ae.safetensors
+    fal: {endpoint: fal-ai/flux/schnell, usd_per_mp: 0.003}
+    mflux: {command: [mflux-generate, --model, schnell]}
+  flux-dev:
+    width: 1024
+    height: 1024
+    steps: 20
+    cfg: 1.0
+    sampler: euler
+    scheduler: simple
+    max_side: 2048
+    max_pixels: 4194304
+    comfyui:
+      graph: flux-dev
+      unet: flux1-dev.safetensors
+      clip_l: clip_l.safetensors
+      t5xxl: t5xxl_fp16.safetensors
+      vae: ae.safetensors
+      guidance: 3.5
+    fal: {endpoint: fal-ai/flux/dev, usd_per_mp: 0.025}
+    mflux: {command: [mflux-generate, --model, dev]}
+  z-image-turbo:
+    width: 1024
+    height: 1024
+    steps: 8
+    cfg: 1.0
+    sampler: res_multistep
+    scheduler: simple
+    max_side: 2048
+    max_pixels: 4194304
+    comfyui:
+      graph: z-image-turbo
+      unet: z_image_turbo_bf16.safetensors
+      clip: qwen_3_4b.safetensors
+      vae: ae.safetensors
+      shift: 3.0
+    fal: {endpoint: fal-ai/z-image/turbo, usd_per_mp: 0.005}
+    mflux: {command: [mflux-generate-z-image-turbo]}
+  qwen-image:
+    width: 1328
+    height: 1328
+    steps: 20
+    cfg: 4.0
+    sampler: euler
+    scheduler: simple
+    max_side: 2048
+    max_pixels: 4194304
+    comfyui:
+      graph: qwen-image
+      unet: qwen_image_fp8_e4m3fn.safetensors
+      clip: qwen_2.5_vl_7b_fp8_scaled.safetensors
+      vae: qwen_image_vae.safetensors
+      shift: 3.1
+    fal: {endpoint: fal-ai/qwen-image, usd_per_mp: 0.02}
+    mflux: {command: [mflux-generate-qwen]}
+
+worker:
+  # name: studio-pc           # defaults to this machine's host name
+  comfyui: [http://127.0.0.1:8188]
+  window: 2                   # prompts queued ahead on each server
+  poll_seconds: 2             # how often to ask the remote for new commits
+  # wake: {mac: "AA:BB:CC:DD:EE:FF", broadcast: 192.168.1.255, port: 9}
+
+local:                        # `renderloop local`: mflux on this Mac
+  cooldown_seconds: 15
+  min_available_gb: 8
+  timeout_seconds: 1800
+"""

@@ -1,0 +1,49 @@
+"""Desired and actual state of a studio: batch files against render records."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.batch import Job, LoadedBatch, batch_id_of, load_batch
+from studio.config import StudioConfig
+from studio.errors import InvalidFile
+from studio.layout import Studio
+from studio.record import RenderRecord, try_read_record
+
+
+@dataclass
+class Inventory:
+    batches: dict[str, LoadedBatch] = field(default_factory=dict)
+    invalid: dict[str, InvalidFile] = field(default_factory=dict)  # batch id -> its problems
+    paths: dict[str, Path] = field(default_factory=dict)  # batch id -> batch file
+
+
+def load_batches(studio: Studio, config: StudioConfig) -> Inventory:
+    """Every batch file, loaded; a bad file is set aside with its problems, never fatal."""
+    inventory = Inventory()
+    for path in studio.batch_files():
+        batch_id = batch_id_of(path)
+        inventory.paths[batch_id] = path
+        try:
+            inventory.batches[batch_id] = load_batch(studio, path, config)
+        except InvalidFile as exc:
+            inventory.invalid[batch_id] = exc
+    return inventory
+
+
+def records(studio: Studio, batch: str) -> dict[str, RenderRecord]:
+    """The readable render records of a batch, by slug."""
+    folder = studio.renders_dir / batch
+    found: dict[str, RenderRecord] = {}
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.glob("*.json")):
+        record = try_read_record(path)
+        if record is not None and record.slug == path.stem and record.batch == batch:
+            found[record.slug] = record
+    return found
+
+
+def is_current(job: Job, record: RenderRecord | None) -> bool:
+    """True when ``record`` answers ``job``: same spec hash (done or failed)."""
+    return record is not None and record.spec_hash == job.spec_hash

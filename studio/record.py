@@ -1,0 +1,102 @@
+"""Render records (``renders/<batch>/<slug>.json``) and batch error records."""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from studio.errors import InvalidFile, Problem
+from studio.spec import Spec
+
+ErrorKind = Literal["invalid-spec", "missing-model", "backend-error", "out-of-memory", "timeout"]
+Status = Literal["done", "failed"]
+
+
+class RenderError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ErrorKind
+    message: str
+    detail: Any = None
+
+
+class RenderRecord(BaseModel):
+    """What the worker rendered for one (batch, slug), and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch: str
+    slug: str
+    status: Status
+    spec: Spec
+    spec_hash: str
+    backend: str
+    backend_ids: dict[str, Union[str, int, float, None]] = Field(default_factory=dict)
+    worker: str
+    queued_at: Optional[datetime] = None
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+    render_seconds: Optional[float] = None
+    png_sha256: Optional[str] = None
+    cost_usd: Optional[float] = None
+    error: Optional[RenderError] = None
+
+    def to_json(self) -> str:
+        return dump_json(self)
+
+
+class BatchProblem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    line: int
+    message: str
+
+
+class BatchErrorRecord(BaseModel):
+    """``renders/<batch>/batch-error.json``: the batch file could not be read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch: str
+    path: str
+    status: Literal["invalid"] = "invalid"
+    problems: list[BatchProblem]
+    worker: str
+    at: datetime
+    file_sha: str  # git blob id of the bad file, so a fixed file clears the error
+
+    def to_json(self) -> str:
+        return dump_json(self)
+
+
+def dump_json(model: BaseModel) -> str:
+    """Records as files: two-space indent, fields in schema order, LF at the end."""
+    return json.dumps(model.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_record(path: Path, display: str) -> RenderRecord:
+    """Load a render record, or raise InvalidFile naming the file."""
+    try:
+        return RenderRecord.model_validate_json(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InvalidFile([Problem(display, 1, f"not a valid render record: {_first_line(exc)}")]) from None
+
+
+def try_read_record(path: Path) -> RenderRecord | None:
+    """A record, or None when it is absent or unreadable (a worker will redo it)."""
+    try:
+        return RenderRecord.model_validate_json(path.read_bytes())
+    except (OSError, ValueError, ValidationError):
+        return None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,249 @@
+"""Reading YAML and JSON files safely, remembering the line of every value.
+
+Batch files and ``renderloop.yaml`` are written by people, so every error
+must name the file, the line and the value.  This module loads a file into
+plain data plus a map from each value's location (``("prompts", 2, "slug")``)
+to its line, refuses what could hurt (huge files, anchors that expand into
+huge documents, tags that would build Python objects), and turns pydantic's
+validation errors into ``path:line: message`` problems.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from studio.errors import InvalidFile, Problem
+
+MAX_BYTES = 2 * 1024 * 1024
+MAX_NODES = 200_000
+
+Loc = tuple[Any, ...]
+
+
+@dataclass
+class Document:
+    """A loaded file: its data, and the line where each value starts."""
+
+    path: str
+    data: Any
+    lines: dict[Loc, int] = field(default_factory=dict)
+
+    def line_of(self, loc: Loc) -> int:
+        """The line of ``loc``, or of its nearest enclosing value that has one."""
+        loc = tuple(loc)
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return self.lines.get((), 1)
+
+    def problem(self, loc: Loc, message: str) -> Problem:
+        return Problem(self.path, self.line_of(loc), message)
+
+
+def load_file(path: Path, display: str, *, max_bytes: int = MAX_BYTES) -> Document:
+    """Load a YAML or JSON file (chosen by suffix) or raise :class:`InvalidFile`."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InvalidFile([Problem(display, 1, f"cannot read the file: {exc.strerror or exc}")]) from exc
+    if size > max_bytes:
+        raise InvalidFile(
+            [Problem(display, 1, f"file is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")]
+        )
+    return load_bytes(path.read_bytes(), display, json_syntax=path.suffix.lower() == ".json")
+
+
+def load_bytes(raw: bytes, display: str, *, json_syntax: bool) -> Document:
+    text = _decode(raw, display)
+    if not text.strip():
+        raise InvalidFile([Problem(display, 1, "file is empty")])
+    if json_syntax:
+        return _load_json(text, display)
+    return _load_yaml(text, display)
+
+
+def _decode(raw: bytes, display: str) -> str:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # a UTF-8 byte-order mark, as Notepad writes: harmless
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        bad = raw[exc.start : exc.start + 4]
+        raise InvalidFile(
+            [Problem(display, line, f"not valid UTF-8: byte {bad[:1].hex()} in {bad!r}; save the file as UTF-8")]
+        ) from None
+    for number, line_text in enumerate(text.split("\n"), start=1):
+        for ch in line_text:
+            if ch != "\t" and ch != "\r" and (ord(ch) < 32 or ord(ch) == 127):
+                raise InvalidFile(
+                    [Problem(display, number, f"control character {ch!r} is not allowed in the file")]
+                )
+    return text.replace("\r\n", "\n")
+
+
+def _load_json(text: str, display: str) -> Document:
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen[key] = value
+        return seen
+
+    try:
+        data = json.loads(text, object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise InvalidFile(
+            [Problem(display, exc.lineno, f"JSON syntax error at column {exc.colno}: {exc.msg}")]
+        ) from None
+    except _DuplicateKey as exc:
+        line = _first_line_with(text, json.dumps(exc.key))
+        raise InvalidFile([Problem(display, line, f"duplicate key {exc.key!r}")]) from None
+    except RecursionError:
+        raise InvalidFile([Problem(display, 1, "JSON is nested too deeply")]) from None
+    lines: dict[Loc, int] = {(): 1}
+    try:  # JSON is (nearly) YAML: reuse the YAML composer for line numbers only
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _index_lines(node, (), lines, set())
+    except (yaml.YAMLError, RecursionError):
+        pass
+    return Document(display, data, lines)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _first_line_with(text: str, needle: str) -> int:
+    index = text.find(needle)
+    return 1 if index < 0 else text.count("\n", 0, index) + 1
+
+
+def _load_yaml(text: str, display: str) -> Document:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise InvalidFile([Problem(display, 1, "file is empty")])
+        _check_size(node, display)
+        lines: dict[Loc, int] = {}
+        _index_lines(node, (), lines, set(), display=display)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        column = f" column {mark.column + 1}" if mark else ""
+        what = exc.problem or exc.context or "invalid YAML"
+        if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in what:
+            what = f"{what}: YAML tags that build objects are not allowed"
+        raise InvalidFile([Problem(display, line, f"YAML syntax error at{column}: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise InvalidFile([Problem(display, 1, f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise InvalidFile([Problem(display, 1, "YAML is nested too deeply")]) from None
+    finally:
+        loader.dispose()
+    return Document(display, data, lines)
+
+
+def _check_size(root: yaml.Node, display: str) -> None:
+    """Refuse a document whose anchors and aliases expand past MAX_NODES values."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        sizes[key] = 1  # a cycle counts once; construction will reject it anyway
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        if total > MAX_NODES:
+            raise InvalidFile(
+                [
+                    Problem(
+                        display,
+                        node.start_mark.line + 1,
+                        f"the document expands to more than {MAX_NODES} values "
+                        "(YAML anchors and aliases); write it out plainly",
+                    )
+                ]
+            )
+        sizes[key] = total
+        return total
+
+    size(root, 0)
+
+
+def _index_lines(
+    node: yaml.Node, loc: Loc, lines: dict[Loc, int], seen: set[int], display: str | None = None
+) -> None:
+    if loc in lines:
+        return
+    lines[loc] = node.start_mark.line + 1
+    if id(node) in seen:
+        return
+    seen = seen | {id(node)}
+    if isinstance(node, yaml.SequenceNode):
+        for index, child in enumerate(node.value):
+            _index_lines(child, loc + (index,), lines, seen, display)
+    elif isinstance(node, yaml.MappingNode):
+        keys: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if display is not None and key is not None and key in keys:
+                raise InvalidFile([Problem(display, key_node.start_mark.line + 1, f"duplicate key {key!r}")])
+            keys.add(key)
+            if key is not None:
+                _index_lines(value_node, loc + (key,), lines, seen, display)
+                lines.setdefault(loc + (key, "__key__"), key_node.start_mark.line + 1)
+
+
+def problems_from(exc: ValidationError, doc: Document, prefix: Loc = ()) -> list[Problem]:
+    """Turn a pydantic ValidationError on ``doc.data`` into ``path:line: message`` problems."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = prefix + tuple(error["loc"])
+        problems.append(doc.problem(loc, describe_error(error, loc)))
+    return sorted(problems, key=lambda p: p.line)
+
+
+def describe_error(error: dict[str, Any], loc: Loc) -> str:
+    """One readable sentence for one pydantic error."""
+    kind = error["type"]
+    where = dotted(loc)
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        return f"unknown key {loc[-1]!r}" + (f" in {dotted(loc[:-1])}" if loc[:-1] else "")
+    if kind == "missing":
+        return f"missing required key {loc[-1]!r}" + (f" in {dotted(loc[:-1])}" if loc[:-1] else "")
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    shown = _short(value)
+    return f"{where}: {message} (got {shown})" if where else f"{message} (got {shown})"
+
+
+def dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if part == "__key__":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,64 @@
+"""The spec of one image, its canonical JSON and its hash."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict
+
+SEED_MAX = 2**32 - 1
+
+
+class Spec(BaseModel):
+    """The fully resolved settings of one image: what the worker renders."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    prompt: str
+    negative: str = ""
+    seed: int
+    width: int
+    height: int
+    steps: Optional[int] = None
+    cfg: Optional[float] = None
+    sampler: Optional[str] = None
+    scheduler: Optional[str] = None
+    backend: Optional[str] = None
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1_000_000
+
+    def canonical_json(self) -> str:
+        return canonical_json(self.model_dump(mode="json"))
+
+    @property
+    def hash(self) -> str:
+        return spec_hash(self)
+
+
+def canonical_json(data: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 kept: the same data always gives the same text."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def spec_hash(spec: Spec) -> str:
+    return "sha256:" + hashlib.sha256(spec.canonical_json().encode("utf-8")).hexdigest()
+
+
+def derive_seed(batch: str, slug: str, salt: str = "") -> int:
+    """A seed from (batch, slug): stable across machines and runs, never random."""
+    digest = hashlib.sha256(f"renderloop-seed\0{batch}\0{slug}\0{salt}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def apply_cues(prompt: str, cues: list[str]) -> str:
+    """The prompt with the reviewer's cues appended, each once."""
+    text = prompt.strip()
+    for cue in cues:
+        cue = cue.strip()
+        if cue and cue.lower() not in text.lower():
+            text = f"{text}, {cue}" if text else cue
+    return text

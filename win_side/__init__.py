@@ -1,0 +1,1 @@
+"""The Windows side: the worker that reconciles batches into renders."""

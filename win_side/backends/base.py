@@ -1,0 +1,113 @@
+"""The interface every render backend implements.
+
+A :class:`Backend` offers one or more :class:`Lane` objects: places that
+render images (one ComfyUI server, the fal queue, the local mflux, the
+placeholder painter).  The worker keeps ``lane.window`` images in flight on
+each lane so the GPU never waits, calling :meth:`Lane.render` from that many
+threads at once.  ``render`` blocks until the PNG bytes are in hand.
+
+Failures are values the worker can act on:
+
+* :class:`RenderFailed` is permanent for this spec: the worker commits a
+  failed record (missing model, invalid graph, out of memory...).
+* :class:`BackendUnavailable` is temporary (server down, restarted, 429):
+  the image goes back to the queue and the lane waits with capped backoff.
+* :class:`Cancelled` means the worker is stopping.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Optional, Protocol, Sequence
+
+from studio.config import ModelSettings, StudioConfig
+from studio.record import ErrorKind
+from studio.spec import Spec
+
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """One image to render: everything a backend needs, nothing about git."""
+
+    batch: str
+    slug: str
+    spec: Spec
+    spec_hash: str
+    settings: ModelSettings  # the model's entry in renderloop.yaml
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.batch, self.slug)
+
+
+@dataclass
+class RenderResult:
+    png: bytes
+    started_at: datetime
+    finished_at: datetime
+    render_seconds: float
+    backend_ids: dict[str, Any] = field(default_factory=dict)
+    cost_usd: Optional[float] = None
+
+
+class RenderFailed(Exception):
+    """This image cannot be rendered as specified; record the failure."""
+
+    def __init__(
+        self, kind: ErrorKind, message: str, detail: Any = None, backend_ids: Optional[dict[str, Any]] = None
+    ) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.message = message
+        self.detail = detail
+        self.backend_ids = backend_ids or {}
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot take work right now; try the image again later."""
+
+    def __init__(self, message: str, retry_after: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Cancelled(Exception):
+    """The worker is stopping; the image was not finished."""
+
+
+class Lane(Protocol):
+    name: str
+    window: int
+
+    def render(self, request: RenderRequest, cancel: threading.Event, progress: Optional[Progress] = None) -> RenderResult:
+        ...
+
+
+class Backend(Protocol):
+    name: str
+
+    @property
+    def lanes(self) -> Sequence[Lane]:
+        ...
+
+    def preflight(self, requests: Sequence[RenderRequest]) -> dict[tuple[str, str], RenderFailed]:
+        """Failures known before rendering anything (a model this box lacks)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+@dataclass
+class BackendOptions:
+    """What the command line and renderloop.yaml say about backends."""
+
+    config: StudioConfig
+    window: int = 2
+    placeholder_seconds: float = 0.0
+    comfyui_urls: list[str] = field(default_factory=list)
+    fal_url: Optional[str] = None
+    state_dir: Optional[Any] = None  # a folder outside the tracked files, for progress files
