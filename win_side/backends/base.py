@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
 
 from studio.config import ModelSettings, StudioConfig
@@ -103,11 +104,19 @@ class Backend(Protocol):
 
 @dataclass
 class BackendOptions:
-    """What the command line and renderloop.yaml say about backends."""
+    """What the command line and renderloop.yaml say about backends.
+
+    Every backend is built as ``SomeBackend(options)``.
+    """
 
     config: StudioConfig
+    studio_root: Path  # user workflow files are read from here (data only, never run)
+    state_dir: Path  # private to this clone (inside .git): progress files, never tracked
     window: int = 2
     placeholder_seconds: float = 0.0
     comfyui_urls: list[str] = field(default_factory=list)
     fal_url: Optional[str] = None
-    state_dir: Optional[Any] = None  # a folder outside the tracked files, for progress files
+    # `renderloop local` knobs for mflux; None means renderloop.yaml's `local` section
+    cooldown_seconds: Optional[float] = None
+    min_available_gb: Optional[float] = None
+    timeout_seconds: Optional[float] = None
