@@ -1,0 +1,105 @@
+"""Writing render outputs into the clone and committing each as its own commit."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from studio import git
+from studio.clock import utcnow
+from studio.errors import InvalidFile
+from studio.fsutil import write_atomic, write_text_atomic
+from studio.record import BatchErrorRecord, BatchProblem, RenderRecord, sha256_hex
+from win_side.repo import WorkerRepo, existing_or_tracked
+
+log = logging.getLogger("renderloop.worker")
+
+
+def render_message(record: RenderRecord) -> str:
+    """``render(batch): slug [model, 17.8 s]`` and the trailers of SPEC section 4."""
+    if record.status == "done":
+        summary = f"[{record.spec.model}, {record.render_seconds or 0:.1f} s]"
+    else:
+        summary = f"failed [{record.error.kind if record.error else 'error'}]"
+    return (
+        f"render({record.batch}): {record.slug} {summary}\n\n"
+        f"Renderloop-Batch: {record.batch}\n"
+        f"Renderloop-Slug: {record.slug}\n"
+        f"Renderloop-Status: {record.status}\n"
+        f"Renderloop-Worker: {record.worker}"
+    )
+
+
+def commit_render(repo: WorkerRepo, record: RenderRecord, png: bytes | None) -> str:
+    """Write the PNG (if done) then its record, atomically, and commit both. Returns the commit.
+
+    The PNG is written first and the record last: a record on disk always
+    has its image, and a kill in between leaves a PNG that recovery removes.
+    """
+    studio = repo.studio
+    png_path = studio.png_path(record.batch, record.slug)
+    record_path = studio.record_path(record.batch, record.slug)
+    with repo.lock:
+        studio.inside(record_path.parent)
+        if png is not None:
+            write_atomic(png_path, png)
+        else:
+            png_path.unlink(missing_ok=True)  # a stale image of an earlier spec
+        write_text_atomic(record_path, record.to_json())
+        return commit_paths(repo, render_message(record), [studio.rel(png_path), studio.rel(record_path)])
+
+
+def commit_paths(repo: WorkerRepo, message: str, paths: list[str]) -> str:
+    """Stage exactly ``paths`` (additions, changes, deletions) and commit only them."""
+    with repo.lock:
+        paths = existing_or_tracked(repo.root, paths)
+        git.run(repo.root, "add", "--all", "--", *paths)
+        return git.commit(repo.root, message, *paths)
+
+
+def record_batch_error(repo: WorkerRepo, batch: str, path: Path, error: InvalidFile, worker: str) -> str | None:
+    """Commit ``renders/<batch>/batch-error.json`` for a bad batch file, once per version of it."""
+    studio = repo.studio
+    target = studio.batch_error_path(batch)
+    file_sha = sha256_hex(path.read_bytes()) if path.exists() else ""
+    existing = _read_batch_error(target)
+    if existing is not None and existing.file_sha == file_sha:
+        return None
+    record = BatchErrorRecord(
+        batch=batch,
+        path=studio.rel(path),
+        problems=[BatchProblem(line=p.line, message=p.message) for p in error.problems],
+        worker=worker,
+        at=utcnow(),
+        file_sha=file_sha,
+    )
+    first = error.problems[0] if error.problems else None
+    with repo.lock:
+        studio.inside(target.parent)
+        write_text_atomic(target, record.to_json())
+        message = (
+            f"render({batch}): batch file is invalid ({first})\n\n"
+            f"Renderloop-Batch: {batch}\nRenderloop-Status: invalid\nRenderloop-Worker: {worker}"
+        )
+        return commit_paths(repo, message, [studio.rel(target)])
+
+
+def clear_batch_error(repo: WorkerRepo, batch: str, worker: str) -> str | None:
+    """Remove a batch's error record once its file is fixed (or gone)."""
+    studio = repo.studio
+    target = studio.batch_error_path(batch)
+    if not target.exists():
+        return None
+    with repo.lock:
+        target.unlink()
+        message = (
+            f"render({batch}): batch file is valid again, error cleared\n\n"
+            f"Renderloop-Batch: {batch}\nRenderloop-Status: cleared\nRenderloop-Worker: {worker}"
+        )
+        return commit_paths(repo, message, [studio.rel(target)])
+
+
+def _read_batch_error(path: Path) -> BatchErrorRecord | None:
+    try:
+        return BatchErrorRecord.model_validate_json(path.read_bytes())
+    except (OSError, ValueError):
+        return None

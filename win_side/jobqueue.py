@@ -1,0 +1,177 @@
+"""The render queue: lanes pull images from one shared queue, keeping each GPU busy.
+
+Each lane (a ComfyUI server, fal, mflux, the placeholder) gets ``window``
+threads; each thread takes the next image, renders it (the backend queues it
+on the server, so with a window of 2 the next image is already waiting when
+one finishes) and hands the outcome to the committer.  The first free lane
+takes the next image.  A lane that is unavailable backs off on a capped
+schedule while the others go on.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Optional, Sequence, Union
+
+from studio.clock import utcnow
+from win_side.backends.base import (
+    BackendUnavailable,
+    Cancelled,
+    Lane,
+    RenderFailed,
+    RenderRequest,
+    RenderResult,
+)
+
+log = logging.getLogger("renderloop.worker")
+
+BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+
+
+@dataclass
+class Item:
+    request: RenderRequest
+    queued_at: Optional[datetime] = None
+    lane: str = ""
+
+
+@dataclass
+class Outcome:
+    item: Item
+    result: Union[RenderResult, RenderFailed]
+    finished: float = field(default_factory=time.monotonic)
+
+
+class JobQueue:
+    """A FIFO that also takes items back at the front (after a lane failed to start one)."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[Item] = collections.deque()
+        self._cond = threading.Condition()
+
+    def put(self, item: Item, front: bool = False) -> None:
+        with self._cond:
+            (self._items.appendleft if front else self._items.append)(item)
+            self._cond.notify()
+
+    def get(self, timeout: float) -> Item | None:
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def remove(self, predicate: Callable[[Item], bool]) -> list[Item]:
+        with self._cond:
+            removed = [i for i in self._items if predicate(i)]
+            for item in removed:
+                self._items.remove(item)
+            return removed
+
+    def wake_all(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+class LaneRunner:
+    """The threads of one lane, and its backoff state."""
+
+    def __init__(self, lane: Lane, queue: JobQueue, deliver: Callable[[Outcome], None],
+                 cancel: threading.Event, stop: threading.Event) -> None:
+        self.lane = lane
+        self.queue = queue
+        self.deliver = deliver
+        self.cancel = cancel
+        self.stop = stop
+        self._failures = 0
+        self._resume_at = 0.0
+        self._state = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._run, name=f"lane-{lane.name}-{i}", daemon=True)
+            for i in range(max(1, lane.window))
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            delay = self._resume_at - time.monotonic()
+            if delay > 0:
+                self.stop.wait(min(delay, 1.0))
+                continue
+            item = self.queue.get(timeout=0.5)
+            if item is None:
+                continue
+            if self.stop.is_set():
+                self.queue.put(item, front=True)
+                return
+            self._render(item)
+
+    def _render(self, item: Item) -> None:
+        item.queued_at = utcnow()
+        item.lane = self.lane.name
+        try:
+            result: Union[RenderResult, RenderFailed] = self.lane.render(item.request, self.cancel)
+        except RenderFailed as failure:
+            result = failure
+        except Cancelled:
+            self.queue.put(item, front=True)
+            return
+        except BackendUnavailable as exc:
+            self.queue.put(item, front=True)
+            self._back_off(exc)
+            return
+        except Exception as exc:  # a backend bug must not kill the lane
+            log.exception("%s: unexpected error rendering %s/%s", self.lane.name, *item.request.key)
+            result = RenderFailed("backend-error", f"{type(exc).__name__}: {exc}")
+        with self._state:
+            self._failures = 0
+        self.deliver(Outcome(item, result))
+
+    def _back_off(self, exc: BackendUnavailable) -> None:
+        with self._state:
+            delay = exc.retry_after or BACKOFF[min(self._failures, len(BACKOFF) - 1)]
+            self._failures += 1
+            resume = time.monotonic() + delay
+            if resume > self._resume_at:
+                self._resume_at = resume
+                log.warning("%s is unavailable (%s); will try again in %g s", self.lane.name, exc, delay)
+
+
+class RenderQueue:
+    """All lanes of a backend around one shared queue of images."""
+
+    def __init__(self, lanes: Sequence[Lane], deliver: Callable[[Outcome], None]) -> None:
+        self.queue = JobQueue()
+        self.cancel = threading.Event()  # set on stop: in-flight renders give up
+        self.stop_event = threading.Event()
+        self.runners = [LaneRunner(lane, self.queue, deliver, self.cancel, self.stop_event) for lane in lanes]
+
+    def start(self) -> None:
+        for runner in self.runners:
+            runner.start()
+
+    def put(self, request: RenderRequest) -> None:
+        self.queue.put(Item(request))
+
+    def drop(self, predicate: Callable[[RenderRequest], bool]) -> list[RenderRequest]:
+        return [item.request for item in self.queue.remove(lambda i: predicate(i.request))]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking images and cancel the ones in flight; wait for the threads."""
+        self.stop_event.set()
+        self.cancel.set()
+        self.queue.wake_all()
+        deadline = time.monotonic() + timeout
+        for runner in self.runners:
+            for thread in runner.threads:
+                thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,365 @@
+"""The safety wrapper around mflux: one run at a time on this machine, never starved.
+
+mflux loads a whole model into the Mac's unified memory; two at once, or
+one started while the memory is taken, can freeze the machine.  Every mflux
+run therefore goes through :meth:`MfluxGuard.run`, which
+
+1. takes a machine-wide lock (a lock file held with an OS file lock, so a
+   killed holder frees it at once): a second ``renderloop local`` waits and
+   says so;
+2. waits out the cooldown since the last run ended (the end time is kept
+   next to the lock, so the pause holds across processes);
+3. waits until enough memory is available (psutil), giving up after a limit;
+4. starts the command in a process group of its own and waits for it,
+   killing the whole group on timeout, on cancel and on Ctrl+C.
+
+Nothing here knows about images; the mflux backend builds the command.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Callable, Iterator, Optional, Sequence
+
+import psutil
+
+from studio.fsutil import write_text_atomic
+
+log = logging.getLogger("renderloop.mflux")
+
+LOCK_ENV = "RENDERLOOP_MFLUX_LOCK"
+GB = 1024**3
+KILL_GRACE_SECONDS = 3.0
+
+
+class GuardError(Exception):
+    """A run the guard stopped or could not start."""
+
+
+class TimedOut(GuardError):
+    def __init__(self, seconds: float, output: str) -> None:
+        super().__init__(f"mflux ran longer than {seconds:g} s and was stopped")
+        self.output = output
+
+
+class Interrupted(GuardError):
+    """The caller cancelled (the worker is stopping); the run was killed."""
+
+
+class NotEnoughMemory(GuardError):
+    pass
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    cooldown: float = 15.0
+    min_available_gb: float = 8.0
+    memory_wait: float = 600.0
+    timeout: float = 1800.0
+    lock_path: Optional[Path] = None  # None: $RENDERLOOP_MFLUX_LOCK, else ~/.cache/renderloop/mflux.lock
+    poll: float = 0.1  # how often a wait looks again
+    kill_grace: float = KILL_GRACE_SECONDS
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    returncode: int
+    output: str
+    seconds: float
+
+
+def default_lock_path() -> Path:
+    override = os.environ.get(LOCK_ENV)
+    if override:
+        return Path(override)
+    return Path.home() / ".cache" / "renderloop" / "mflux.lock"
+
+
+def available_memory() -> int:
+    return int(psutil.virtual_memory().available)
+
+
+class MfluxGuard:
+    def __init__(self, settings: GuardSettings, *, memory: Callable[[], int] = available_memory) -> None:
+        self.settings = settings
+        self.lock_path = settings.lock_path or default_lock_path()
+        self._memory = memory
+
+    def run(
+        self, argv: Sequence[str], *, cwd: Path, output_path: Path, cancel: threading.Event,
+        on_tick: Optional[Callable[[], None]] = None,
+    ) -> RunOutcome:
+        """Run ``argv`` under every safeguard; its output goes to ``output_path``."""
+        with machine_lock(self.lock_path, cancel, self.settings.poll) as state:
+            self._cool_down(state.last_finished(), cancel)
+            self._wait_for_memory(cancel)
+            state.mark_started()
+            try:
+                return self._run_process(argv, cwd, output_path, cancel, on_tick)
+            finally:
+                state.mark_finished()
+
+    def _cool_down(self, last_finished: Optional[float], cancel: threading.Event) -> None:
+        if last_finished is None or self.settings.cooldown <= 0:
+            return
+        remaining = last_finished + self.settings.cooldown - time.time()
+        if remaining <= 0:
+            return
+        log.info("cooling down: next mflux run in %.1f s", remaining)
+        if cancel.wait(remaining):
+            raise Interrupted("stopped during the cooldown")
+
+    def _wait_for_memory(self, cancel: threading.Event) -> None:
+        need = self.settings.min_available_gb * GB
+        if need <= 0:
+            return
+        deadline = time.monotonic() + self.settings.memory_wait
+        said = 0.0
+        while True:
+            free = self._memory()
+            if free >= need:
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                raise NotEnoughMemory(
+                    f"only {free / GB:.1f} GB of memory available, mflux needs {need / GB:g} GB "
+                    f"(gave up after {self.settings.memory_wait:g} s); close some programs or lower "
+                    "local.min_available_gb"
+                )
+            if now - said >= 30 or said == 0.0:
+                log.warning(
+                    "waiting for memory: %.1f GB available, need %g GB before starting mflux "
+                    "(giving up in %.0f s)", free / GB, need / GB, deadline - now,
+                )
+                said = now
+            if cancel.wait(min(max(self.settings.poll, 0.05) * 5, deadline - now)):
+                raise Interrupted("stopped while waiting for memory")
+
+    def _run_process(
+        self, argv: Sequence[str], cwd: Path, output_path: Path, cancel: threading.Event,
+        on_tick: Optional[Callable[[], None]],
+    ) -> RunOutcome:
+        t0 = time.monotonic()
+        with open(output_path, "wb") as out:
+            proc = start_in_new_group(argv, cwd, out)
+            try:
+                self._wait(proc, t0, output_path, cancel, on_tick)
+            except BaseException:  # timeout, cancel, Ctrl+C: nothing of mflux may survive us
+                kill_group(proc, self.settings.kill_grace)
+                raise
+        return RunOutcome(proc.returncode, read_output(output_path), round(time.monotonic() - t0, 3))
+
+    def _wait(
+        self, proc: subprocess.Popen[bytes], t0: float, output_path: Path, cancel: threading.Event,
+        on_tick: Optional[Callable[[], None]],
+    ) -> None:
+        timeout = self.settings.timeout
+        while True:
+            try:
+                proc.wait(timeout=self.settings.poll)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            if cancel.is_set():
+                log.warning("stopping: killing the running mflux (pid %d)", proc.pid)
+                raise Interrupted("stopped while mflux was running")
+            if time.monotonic() - t0 > timeout:
+                log.error("mflux ran longer than %g s: killing it (pid %d) and its children", timeout, proc.pid)
+                kill_group(proc, self.settings.kill_grace)
+                raise TimedOut(timeout, read_output(output_path))
+            if on_tick is not None:
+                on_tick()
+
+
+def start_in_new_group(argv: Sequence[str], cwd: Path, out: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as the leader of a new process group, so the group can be killed whole."""
+    if os.name == "nt":
+        flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+        return subprocess.Popen(
+            list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            creationflags=flags,
+        )
+    return subprocess.Popen(
+        list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECONDS) -> None:
+    """Stop ``proc`` and every process it started: politely, then for good."""
+    if os.name == "nt":
+        _kill_tree_windows(proc)
+        return
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc.pid, signal.SIGKILL)  # children that ignored SIGTERM, and the leader
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:  # pragma: no cover - an unkillable process
+        log.error("mflux (pid %d) did not die after SIGKILL", proc.pid)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_tree_windows(proc: subprocess.Popen[bytes]) -> None:  # pragma: no cover - Windows only
+    try:
+        parent = psutil.Process(proc.pid)
+        family = parent.children(recursive=True) + [parent]
+    except psutil.NoSuchProcess:
+        family = []
+    for member in family:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(family, timeout=5)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        log.error("mflux (pid %d) did not die", proc.pid)
+
+
+def read_output(path: Path, limit: int = 64_000) -> str:
+    """The end of a run's output (mflux prints progress bars; the end is what matters)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - limit))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+# --- the machine-wide lock --------------------------------------------------------------------
+
+
+class LockState:
+    """What the lock holder shares with the next one: who runs, and when the last run ended."""
+
+    def __init__(self, lock_path: Path) -> None:
+        self.path = lock_path.with_name(lock_path.name + ".json")
+
+    def read(self) -> dict[str, object]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def last_finished(self) -> Optional[float]:
+        value = self.read().get("last_finished")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    def mark_started(self) -> None:
+        self._write(running_since=time.time())
+
+    def mark_finished(self) -> None:
+        self._write(running_since=None, last_finished=time.time())
+
+    def mark_holder(self) -> None:
+        self._write(pid=os.getpid(), running_since=None)
+
+    def _write(self, **changes: object) -> None:
+        data = self.read()
+        data.update(changes)
+        try:
+            write_text_atomic(self.path, json.dumps(data, sort_keys=True) + "\n")
+        except OSError as exc:  # the lock itself still protects; only the cooldown memory is lost
+            log.warning("could not record mflux state in %s: %s", self.path, exc)
+
+
+class _FileLock:
+    """An exclusive OS lock on one file: released by the OS if the holder dies."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file = open(path, "a+b")
+
+    def try_acquire(self) -> bool:
+        try:
+            if os.name == "nt":  # pragma: no cover - Windows only
+                import msvcrt
+
+                self._file.seek(0)
+                msvcrt.locking(self._file.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+            else:
+                import fcntl
+
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+
+    def release(self) -> None:
+        try:
+            if os.name == "nt":  # pragma: no cover - Windows only
+                import msvcrt
+
+                self._file.seek(0)
+                msvcrt.locking(self._file.fileno(), msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+            else:
+                import fcntl
+
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._file.close()
+
+
+class machine_lock:
+    """``with machine_lock(path, cancel) as state:``: hold the one mflux slot of this machine."""
+
+    def __init__(self, path: Path, cancel: threading.Event, poll: float = 0.1) -> None:
+        self.path = path
+        self.cancel = cancel
+        self.poll = max(poll, 0.01)
+        self._lock: Optional[_FileLock] = None
+
+    def __enter__(self) -> LockState:
+        lock = _FileLock(self.path)
+        state = LockState(self.path)
+        said = False
+        while not lock.try_acquire():
+            if not said:
+                holder = state.read().get("pid", "?")
+                log.warning(
+                    "another mflux run is going on this machine (renderloop pid %s); waiting for it to finish",
+                    holder,
+                )
+                said = True
+            if self.cancel.wait(self.poll):
+                lock.release()
+                raise Interrupted("stopped while waiting for the other mflux run")
+        if said:
+            log.info("the other mflux run finished; going on")
+        self._lock = lock
+        state.mark_holder()
+        return state
+
+    def __exit__(self, *exc: object) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def iter_lines(text: str) -> Iterator[str]:
+    """Lines of mflux output, progress-bar redraws (carriage returns) split too."""
+    for line in text.replace("\r", "\n").split("\n"):
+        if line.strip():
+            yield line

@@ -1,0 +1,53 @@
+"""Gather and decide: which images the batch files want that the records lack.
+
+Pure reading: no git, no writes. The desired state is every batch file; the
+actual state is the render records; a job is planned for each (batch, slug)
+whose record is missing, or whose spec_hash differs, or whose image is gone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.batch import Job
+from studio.config import StudioConfig
+from studio.errors import InvalidFile
+from studio.inventory import load_batches, records
+from studio.layout import Studio, batch_id_problem
+
+
+@dataclass
+class Plan:
+    jobs: list[Job] = field(default_factory=list)  # to render, batch by batch, in file order
+    invalid: dict[str, tuple[Path, InvalidFile]] = field(default_factory=dict)
+    valid: set[str] = field(default_factory=set)  # batches whose file is valid
+    desired: dict[tuple[str, str], str] = field(default_factory=dict)  # (batch, slug) -> spec_hash
+    totals: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # batch -> (total, done, failed)
+
+
+def make_plan(
+    studio: Studio, config: StudioConfig, *, retry_failed: bool = False, only: set[str] | None = None
+) -> Plan:
+    inventory = load_batches(studio, config)
+    plan = Plan()
+    for batch_id, error in inventory.invalid.items():
+        if (only is None or batch_id in only) and batch_id_problem(batch_id) is None:
+            plan.invalid[batch_id] = (inventory.paths[batch_id], error)
+    for batch_id, loaded in inventory.batches.items():
+        if only is not None and batch_id not in only:
+            continue
+        plan.valid.add(batch_id)
+        actual = records(studio, batch_id)
+        done = failed = 0
+        for job in loaded.jobs:
+            plan.desired[(job.batch, job.slug)] = job.spec_hash
+            record = actual.get(job.slug)
+            current = record is not None and record.spec_hash == job.spec_hash
+            if current and record.status == "done" and studio.png_path(job.batch, job.slug).is_file():
+                done += 1
+            elif current and record.status == "failed" and not retry_failed:
+                failed += 1
+            else:
+                plan.jobs.append(job)
+        plan.totals[batch_id] = (len(loaded.jobs), done, failed)
+    return plan

@@ -1,0 +1,120 @@
+"""Pushing in the background: coalesced, retried, never forced.
+
+Commits land locally one per image; the pusher sends whatever is waiting
+whenever it is woken, so a burst of commits goes out in one push.  A
+rejected push (the person pushed meanwhile, or a lost race that shows as
+``cannot lock ref ... expected``) is fetched, rebased and tried again.  An
+unreachable remote is retried on a capped schedule; commits wait locally.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Optional
+
+from studio.errors import FatalError
+from win_side.repo import PushRejected, RemoteUnreachable, WorkerRepo
+
+log = logging.getLogger("renderloop.worker")
+
+BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+MAX_REBASES = 20
+
+
+class Pusher:
+    def __init__(self, repo: WorkerRepo, on_integrated: Optional[Callable[[], None]] = None) -> None:
+        self.repo = repo
+        self.on_integrated = on_integrated  # the remote brought new commits: re-plan
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._failures = 0
+        self._retry_at = 0.0
+        self.pushes = 0
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="pusher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request(self) -> None:
+        """A commit is waiting: push soon."""
+        self._idle.clear()
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            delay = self._retry_at - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+                continue
+            self._wake.wait(timeout=5.0)
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            self.push_pending()
+
+    def push_pending(self) -> bool:
+        """Push everything that waits; True when the remote has it all."""
+        try:
+            ok = self._push_with_rebase()
+        except RemoteUnreachable as exc:
+            self._schedule_retry(str(exc))
+            return False
+        except FatalError as exc:
+            self._schedule_retry(str(exc))
+            return False
+        if ok:
+            self._failures = 0
+            self._retry_at = 0.0
+            self.last_error = None
+            if self.repo.unpushed() == 0:
+                self._idle.set()
+        return ok
+
+    def _push_with_rebase(self) -> bool:
+        for _ in range(MAX_REBASES):
+            if self.repo.unpushed() == 0:
+                return True
+            try:
+                sha = self.repo.push_once()
+            except PushRejected as exc:
+                log.info("push rejected (%s): fetching and rebasing, then pushing again", exc)
+                self.repo.fetch()
+                if self.repo.integrate() and self.on_integrated:
+                    self.on_integrated()
+                continue
+            self.pushes += 1
+            log.debug("pushed %s", sha[:10])
+        return self.repo.unpushed() == 0
+
+    def _schedule_retry(self, reason: str) -> None:
+        delay = BACKOFF[min(self._failures, len(BACKOFF) - 1)]
+        self._failures += 1
+        self._retry_at = time.monotonic() + delay
+        self._wake.set()  # try again once the delay is over
+        waiting = self.repo.unpushed()
+        self.last_error = reason
+        log.warning(
+            "cannot push (%s); %d commit%s wait locally, will try again in %g s",
+            reason, waiting, "" if waiting == 1 else "s", delay,
+        )
+
+    def flush(self, timeout: float) -> bool:
+        """Push now and keep trying until everything is pushed or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.push_pending():
+                return True
+            remaining = deadline - time.monotonic()
+            wait = self._retry_at - time.monotonic()
+            if remaining <= 0 or wait > remaining:
+                return False
+            time.sleep(max(0.0, wait))

@@ -1,0 +1,325 @@
+"""The reconciler: make the render records match the batch files.
+
+One pass gathers (batch files, records), decides (what is missing or
+stale), acts (render through the backend's lanes) and records (one commit
+per image, pushed in the background).  Every step can crash and be re-run:
+records and images are written atomically and committed together, and on
+start whatever a killed run left behind is recovered or cleaned up.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from studio.batch import Job
+from studio.config import StudioConfig, load_config
+from studio.errors import FatalError, InvalidFile
+from studio.record import RenderError, RenderRecord, sha256_hex
+from win_side.backends.base import Backend, RenderFailed, RenderRequest, RenderResult
+from win_side.commits import clear_batch_error, commit_paths, commit_render, record_batch_error, render_message
+from win_side.jobqueue import Item, Outcome, RenderQueue
+from win_side.plan import Plan, make_plan
+from win_side.progress import Progress
+from win_side.pusher import Pusher
+from win_side.repo import RemoteUnreachable, WorkerRepo
+
+log = logging.getLogger("renderloop.worker")
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+Key = tuple[str, str]
+
+
+@dataclass
+class ReconcileOptions:
+    worker: str  # this worker's name, in records and commit trailers
+    push: bool = True
+    retry_failed: bool = False
+    only: Optional[set[str]] = None  # restrict to these batches (``renderloop local``)
+
+
+@dataclass
+class Summary:
+    rendered: int = 0
+    failed: int = 0
+    discarded: int = 0
+    pushed: bool = True
+
+
+class Reconciler:
+    def __init__(self, repo: WorkerRepo, backend: Backend, options: ReconcileOptions,
+                 progress: Optional[Progress] = None) -> None:
+        self.repo = repo
+        self.backend = backend
+        self.options = options
+        self.progress = progress or Progress()
+        self.summary = Summary()
+        self.active: dict[Key, str] = {}  # queued or rendering -> spec_hash
+        self.desired: dict[Key, str] = {}
+        self.config: Optional[StudioConfig] = None
+        self._state = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+        self.poked = threading.Event()
+        self.stopping = threading.Event()
+        self.outcomes: queue.Queue[Optional[Outcome]] = queue.Queue()
+        self.renders = RenderQueue(backend.lanes, self.outcomes.put)
+        self.pusher = Pusher(repo, on_integrated=self.poke) if options.push and repo.has_remote() else None
+        self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        self.renders.start()
+        self._committer.start()
+        if self.pusher:
+            self.pusher.start()
+
+    def poke(self) -> None:
+        """Something changed (the remote moved, a result went stale): reconcile again soon."""
+        self.poked.set()
+
+    def stop(self, push_timeout: float = 10.0) -> None:
+        """Stop rendering, commit what is finished, push it. Safe to call twice."""
+        self.stopping.set()
+        self.renders.stop()
+        self.outcomes.put(None)
+        self._committer.join(timeout=30)
+        if self.pusher:
+            self.pusher.stop()
+            self.summary.pushed = self.pusher.flush(push_timeout)
+        self.backend.close()
+
+    def wait_idle(self) -> None:
+        """Block until every planned image is committed (or we are stopping)."""
+        while not self.stopping.is_set():
+            if self._idle.wait(0.2) and self.outcomes.empty():
+                with self._state:
+                    if not self.active:
+                        return
+
+    # -- gather, decide ---------------------------------------------------
+
+    def recover(self) -> None:
+        """Commit renders a killed run finished but did not commit; clean the rest."""
+        complete = self.repo.recover()
+        for rel in complete:
+            if not rel.endswith(".json"):
+                continue
+            record = RenderRecord.model_validate_json((self.repo.root / rel).read_bytes())
+            stem = rel[: -len(".json")]
+            paths = [p for p in complete if p.rsplit(".", 1)[0] == stem]
+            commit_paths(self.repo, render_message(record), paths)
+            log.info("committed %s/%s, finished before an interruption", record.batch, record.slug)
+        if complete and self.pusher:
+            self.pusher.request()
+
+    def sync(self) -> None:
+        """Fetch the remote and put our commits on top of it."""
+        if not self.repo.has_remote():
+            return
+        try:
+            self.repo.fetch()
+        except RemoteUnreachable as exc:
+            log.warning("cannot fetch (%s); working from the last known state", exc)
+            return
+        try:
+            self.repo.integrate()
+        except FatalError as exc:
+            log.error("%s", exc)
+
+    def reconcile(self) -> Plan | None:
+        """Plan against the clone as it is now and queue what is missing."""
+        with self.repo.lock:
+            try:
+                self.config = config = load_config(self.repo.studio)
+            except InvalidFile as exc:
+                log.error("renderloop.yaml is invalid, nothing can be planned until it is fixed:\n%s", exc)
+                return None
+            plan = make_plan(
+                self.repo.studio, config, retry_failed=self.options.retry_failed, only=self.options.only
+            )
+            with self._state:
+                self.desired = plan.desired
+            self._record_batch_errors(plan)
+        self.progress.planned(plan.totals)
+        self._enqueue(plan.jobs, config)
+        return plan
+
+    def _record_batch_errors(self, plan: Plan) -> None:
+        changed = False
+        for batch, (path, error) in sorted(plan.invalid.items()):
+            if record_batch_error(self.repo, batch, path, error, self.options.worker):
+                log.error("%s is invalid; recorded renders/%s/batch-error.json:\n%s", path.name, batch, error)
+                changed = True
+        studio = self.repo.studio
+        if studio.renders_dir.is_dir():
+            for error_file in sorted(studio.renders_dir.glob("*/batch-error.json")):
+                batch = error_file.parent.name
+                if batch in plan.invalid or (self.options.only is not None and batch not in self.options.only):
+                    continue
+                if clear_batch_error(self.repo, batch, self.options.worker):
+                    log.info("batch %s is valid again (or gone): cleared its error record", batch)
+                    changed = True
+        if changed and self.pusher:
+            self.pusher.request()
+
+    def _enqueue(self, jobs: list[Job], config: StudioConfig) -> None:
+        fresh: list[RenderRequest] = []
+        with self._state:
+            for job in jobs:
+                key = (job.batch, job.slug)
+                if self.active.get(key) == job.spec_hash:
+                    continue
+                if key in self.active:  # the spec changed while it waited: replace it
+                    self.renders.drop(lambda r, key=key: r.key == key)
+                fresh.append(
+                    RenderRequest(job.batch, job.slug, job.spec, job.spec_hash, config.models[job.spec.model])
+                )
+        if not fresh:
+            return
+        failures = self.backend.preflight(fresh)
+        with self._state:
+            for request in fresh:
+                self.active[request.key] = request.spec_hash
+                self._idle.clear()
+        for request in fresh:
+            failure = failures.get(request.key)
+            if failure is not None:
+                self.outcomes.put(Outcome(Item(request), failure))
+            else:
+                self.renders.put(request)
+        log.info("queued %d image%s", len(fresh) - len(failures), "" if len(fresh) - len(failures) == 1 else "s")
+
+    # -- record ------------------------------------------------------------
+
+    def _commit_loop(self) -> None:
+        while True:
+            outcome = self.outcomes.get()
+            if outcome is None:
+                if self.stopping.is_set():
+                    self._drain()
+                    return
+                continue
+            self._commit(outcome)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                outcome = self.outcomes.get_nowait()
+            except queue.Empty:
+                return
+            if outcome is not None:
+                self._commit(outcome)
+
+    def _commit(self, outcome: Outcome) -> None:
+        request = outcome.item.request
+        key = request.key
+        with self._state:
+            wanted = self.desired.get(key)
+        try:
+            if wanted != request.spec_hash:
+                self.summary.discarded += 1
+                log.info("%s/%s changed while it rendered; discarded, will render the new spec", *key)
+                self.poke()
+                return
+            record, png = self._record(outcome)
+            commit_render(self.repo, record, png)
+            if record.status == "done":
+                self.summary.rendered += 1
+            else:
+                self.summary.failed += 1
+            self.progress.finished(record, outcome.item.lane or self.backend.name)
+            if self.pusher:
+                self.pusher.request()
+        except Exception:  # never let one image take the committer down
+            log.exception("could not commit %s/%s; it will be rendered again", *key)
+        finally:
+            with self._state:
+                if self.active.get(key) == request.spec_hash:
+                    del self.active[key]
+                if not self.active:
+                    self._idle.set()
+
+    def _record(self, outcome: Outcome) -> tuple[RenderRecord, Optional[bytes]]:
+        request = outcome.item.request
+        result = outcome.result
+        if isinstance(result, RenderResult) and not _is_png(result.png):
+            result = RenderFailed("backend-error", "the backend returned something that is not a PNG",
+                                  detail=repr(result.png[:32]), backend_ids=result.backend_ids)
+        common = dict(
+            batch=request.batch, slug=request.slug, spec=request.spec, spec_hash=request.spec_hash,
+            backend=self.backend.name, worker=self.options.worker, queued_at=outcome.item.queued_at,
+        )
+        if isinstance(result, RenderResult):
+            record = RenderRecord(
+                status="done", backend_ids=result.backend_ids, started_at=result.started_at,
+                finished_at=result.finished_at, render_seconds=round(result.render_seconds, 2),
+                png_sha256=sha256_hex(result.png), cost_usd=result.cost_usd, **common,
+            )
+            return record, result.png
+        record = RenderRecord(
+            status="failed", backend_ids=result.backend_ids,
+            error=RenderError(kind=result.kind, message=_one_line(result.message), detail=result.detail),
+            **common,
+        )
+        return record, None
+
+    # -- the two ways to run ---------------------------------------------------
+
+    def run_once(self) -> Summary:
+        """Recover, sync, render everything missing, commit, push; then stop."""
+        self.recover()
+        self.sync()
+        self.start()
+        try:
+            self.reconcile()
+            self.wait_idle()
+        finally:
+            self.stop(push_timeout=30.0)
+        return self.summary
+
+    def run_forever(self, watcher) -> Summary:
+        """Reconcile whenever the watcher pokes, until stopped."""
+        self.recover()
+        self.start()
+        watcher.start()
+        try:
+            self.sync()
+            self.reconcile()
+            while not self.stopping.is_set():
+                if not self.poked.wait(timeout=0.5):
+                    continue
+                self.poked.clear()
+                if self.stopping.is_set():
+                    break
+                started = time.monotonic()
+                self.sync()
+                self.reconcile()
+                log.debug("reconciled in %.0f ms", (time.monotonic() - started) * 1000)
+        finally:
+            watcher.stop()
+            self.stop()
+        return self.summary
+
+
+def _is_png(data: bytes) -> bool:
+    if not data.startswith(PNG_SIGNATURE):
+        return False
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+        return True
+    except Exception:
+        return False
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[0] if lines else "unknown error"

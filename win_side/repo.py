@@ -1,0 +1,258 @@
+"""The worker's clone: exclusive lock, crash recovery, sync with the remote, push.
+
+Every step is safe to crash in and safe to run again (kopf's lesson): the
+worker keeps no ``Repo`` object and no state but files, and on start it
+cleans up whatever a killed run left behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from studio import git
+from studio.errors import FatalError
+from studio.fsutil import is_temp_name
+from studio.git import GitError
+from studio.layout import RENDERS, Studio
+from studio.record import RenderRecord
+
+log = logging.getLogger("renderloop.worker")
+
+NETWORK_TIMEOUT = 60.0
+_REJECTED = re.compile(
+    r"\[rejected\]|\[remote rejected\]|non-fast-forward|fetch first|cannot lock ref|"
+    r"failed to update ref|stale info|Updates were rejected",
+    re.IGNORECASE,
+)
+
+
+class PushRejected(Exception):
+    """The remote moved on: fetch, rebase, try again."""
+
+
+class RemoteUnreachable(Exception):
+    """The remote could not be reached; commits wait locally."""
+
+
+@dataclass
+class WorkerRepo:
+    """A worker's clone and the lock that serialises every change to its tree."""
+
+    studio: Studio
+    remote: str = "origin"
+
+    def __post_init__(self) -> None:
+        self.lock = threading.RLock()  # held for every write to the tree, index or HEAD
+        self.fetch_lock = threading.Lock()  # one fetch at a time (FETCH_HEAD, tracking ref)
+        self.root = self.studio.root
+        self.state = git.state_dir(self.root)
+        self.branch = git.current_branch(self.root)
+        if self.branch is None:
+            raise FatalError(f"{self.root}: HEAD is detached; check out the studio's branch first")
+
+    @property
+    def remote_ref(self) -> str:
+        return f"{self.remote}/{self.branch}"
+
+    def has_remote(self) -> bool:
+        return git.remote_url(self.root, self.remote) is not None
+
+    # -- exclusive use -------------------------------------------------
+
+    def acquire(self) -> None:
+        """Take the clone for this process, refusing if another live worker has it."""
+        lock_path = self.state / "worker.pid"
+        for _ in range(3):
+            try:
+                fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                other = _read_pid(lock_path)
+                if other and other != os.getpid() and _alive(other):
+                    raise FatalError(
+                        f"another worker (pid {other}) is using {self.root}; stop it first "
+                        f"(or delete {lock_path} if it is gone)"
+                    ) from None
+                lock_path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self._lock_path = lock_path
+            return
+        raise FatalError(f"could not take {lock_path}")
+
+    def release(self) -> None:
+        path = getattr(self, "_lock_path", None)
+        if path is not None and _read_pid(path) == os.getpid():
+            path.unlink(missing_ok=True)
+
+    # -- recovery ------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Undo what a killed run left: stale git locks, a half rebase, partial files.
+
+        Returns the render paths that were complete but not committed; the
+        caller commits them (a record and its PNG were both written).
+        """
+        with self.lock:
+            gitdir = git.git_dir(self.root)
+            for stale in [gitdir / "index.lock", gitdir / "HEAD.lock", gitdir / "packed-refs.lock",
+                          *(gitdir / "refs").rglob("*.lock")]:
+                if stale.exists():
+                    log.info("removing %s left by an interrupted git command", stale.name)
+                    stale.unlink(missing_ok=True)
+            if (gitdir / "rebase-merge").exists() or (gitdir / "rebase-apply").exists():
+                log.info("aborting a rebase left by an interrupted run")
+                git.run(self.root, "rebase", "--abort", check=False)
+            if (gitdir / "MERGE_HEAD").exists():
+                git.run(self.root, "merge", "--abort", check=False)
+            renders = self.studio.renders_dir
+            if renders.is_dir():
+                self.studio.inside(renders)
+                for tmp in renders.rglob(".*.tmp"):
+                    if is_temp_name(tmp.name):
+                        tmp.unlink(missing_ok=True)
+            return self._sort_uncommitted()
+
+    def _sort_uncommitted(self) -> list[str]:
+        """Keep complete render pairs for committing; restore or delete the rest."""
+        status = git.out(self.root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", RENDERS)
+        entries = [e for e in status.split("\0") if e]
+        paths = sorted({entry[3:] for entry in entries})
+        complete: list[str] = []
+        by_stem: dict[str, set[str]] = {}
+        for rel in paths:
+            stem, _, suffix = rel.rpartition(".")
+            by_stem.setdefault(stem, set()).add(suffix)
+        for stem in sorted(by_stem):
+            pair = self._complete_pair(stem)
+            if pair:
+                complete += pair
+                continue
+            for suffix in by_stem[stem]:
+                self._restore(f"{stem}.{suffix}")
+        return complete
+
+    def _complete_pair(self, stem: str) -> list[str] | None:
+        record_path = self.root / f"{stem}.json"
+        png_path = self.root / f"{stem}.png"
+        try:
+            record = RenderRecord.model_validate_json(record_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        if record.status == "failed":
+            (self.root / f"{stem}.png").unlink(missing_ok=True)  # a failure has no image
+            return existing_or_tracked(self.root, [f"{stem}.json", f"{stem}.png"])
+        try:
+            data = png_path.read_bytes()
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != record.png_sha256:
+            return None
+        return [f"{stem}.png", f"{stem}.json"]
+
+    def _restore(self, rel: str) -> None:
+        if git.ok(self.root, "cat-file", "-e", f"HEAD:{rel}"):
+            git.run(self.root, "checkout", "HEAD", "--", rel)
+            log.info("restored %s: an interrupted run left it half written", rel)
+        else:
+            (self.root / rel).unlink(missing_ok=True)
+            git.run(self.root, "rm", "--cached", "--quiet", "--ignore-unmatch", "--", rel)
+            log.info("removed %s: an interrupted run left it without its pair", rel)
+
+    # -- remote --------------------------------------------------------
+
+    def fetch(self) -> None:
+        try:
+            with self.fetch_lock:
+                self._fetch()
+        except GitError as exc:
+            raise RemoteUnreachable(exc.stderr or str(exc)) from exc
+
+    def _fetch(self) -> None:
+        git.run(self.root, "fetch", "--quiet", "--no-tags", self.remote, self.branch, timeout=NETWORK_TIMEOUT)
+        git.run(self.root, "update-ref", f"refs/remotes/{self.remote}/{self.branch}", "FETCH_HEAD")
+
+    def integrate(self) -> bool:
+        """Bring the remote's commits under ours (fast-forward or rebase). True if HEAD moved."""
+        with self.lock:
+            remote = git.rev_parse(self.root, self.remote_ref)
+            before = git.head(self.root)
+            if remote is None or before is None or remote == before:
+                return False
+            if git.is_ancestor(self.root, remote, before):
+                return False  # we are ahead: only our commits are new
+            self._rebase_onto(self.remote_ref)
+            return git.head(self.root) != before
+
+    def _rebase_onto(self, upstream: str) -> None:
+        env = {"GIT_EDITOR": "true"}
+        code, _, err = git.run(self.root, "rebase", "--quiet", upstream, check=False, env=env)
+        attempts = 0
+        while code != 0:
+            attempts += 1
+            conflicted = [p for p in git.out(self.root, "diff", "--name-only", "--diff-filter=U", "-z").split("\0") if p]
+            if not conflicted or attempts > 1000 or any(not p.startswith(f"{RENDERS}/") for p in conflicted):
+                git.run(self.root, "rebase", "--abort", check=False)
+                raise FatalError(
+                    f"cannot rebase the worker's commits onto {upstream}: {err.strip() or 'conflict'}"
+                    f" (conflicting files: {', '.join(conflicted) or 'none'})"
+                )
+            # A render the person deleted or changed while we re-rendered it: ours is newer.
+            for rel in conflicted:
+                if git.ok(self.root, "cat-file", "-e", f"REBASE_HEAD:{rel}"):
+                    git.run(self.root, "checkout", "REBASE_HEAD", "--", rel)
+                    git.add(self.root, rel)
+                else:
+                    git.run(self.root, "rm", "--quiet", "--cached", "--ignore-unmatch", "--", rel)
+                    (self.root / rel).unlink(missing_ok=True)
+            log.info("kept the worker's version of %s over a concurrent change", ", ".join(conflicted))
+            code, _, err = git.run(self.root, "rebase", "--continue", check=False, env=env)
+
+    def unpushed(self) -> int:
+        """How many local commits the remote does not have."""
+        if git.rev_parse(self.root, self.remote_ref) is None:
+            return int(git.out(self.root, "rev-list", "--count", "HEAD"))
+        return int(git.out(self.root, "rev-list", "--count", f"{self.remote_ref}..HEAD"))
+
+    def push_once(self) -> str:
+        """Push HEAD to the remote branch; never forced. Returns the commit pushed."""
+        sha = git.head(self.root) or ""
+        code, stdout, err = git.run(
+            self.root, "push", "--porcelain", self.remote, f"{sha}:refs/heads/{self.branch}",
+            check=False, timeout=NETWORK_TIMEOUT,
+        )
+        if code == 0:
+            git.run(self.root, "update-ref", f"refs/remotes/{self.remote}/{self.branch}", sha)
+            return sha
+        message = (err.strip() or stdout.strip()).splitlines()
+        if _REJECTED.search(stdout + err):
+            raise PushRejected(message[-1] if message else "rejected")
+        raise RemoteUnreachable(message[-1] if message else f"git push exited with {code}")
+
+
+def existing_or_tracked(root: Path, paths: list[str]) -> list[str]:
+    """The paths git can stage: present in the tree, or tracked (a deletion)."""
+    tracked = set(git.ls_files(root, *paths))
+    return [p for p in paths if (root / p).exists() or p in tracked]
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text(encoding="ascii").strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
