@@ -1,6 +1,7 @@
 """``renderloop.yaml``: models, defaults and backends (never secrets)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -13,6 +14,11 @@ from studio.source import Document, load_file, problems_from
 
 BUILTIN_GRAPHS = ("flux-schnell", "flux-dev", "z-image-turbo", "qwen-image")
 BIND_FIELDS = ("prompt", "negative", "seed", "width", "height", "steps")
+# fal inputs renderloop fills from each image's spec.
+FAL_MANAGED_ARGUMENTS = (
+    "prompt", "negative_prompt", "seed", "image_size", "num_inference_steps", "num_images", "output_format",
+)
+_ENDPOINT_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class _Strict(BaseModel):
@@ -49,14 +55,51 @@ class ComfyUIModel(_Strict):
 
 
 class FalModel(_Strict):
-    endpoint: str
-    usd_per_mp: float = Field(default=0.0, ge=0, strict=False)
+    """How a model renders on fal's queue API."""
+
+    endpoint: str  # e.g. fal-ai/flux/schnell: the path after the queue host
+    usd_per_mp: float = Field(default=0.0, ge=0, strict=False)  # price per megapixel (1024 x 1024 pixels)
+    round_up_mp: bool = True  # fal bills each started megapixel
+    timeout_seconds: float = Field(default=600.0, gt=0, strict=False)  # the longest wait for one image
+    # Extra inputs sent with every request, e.g. {enable_safety_checker: false}.
+    arguments: dict[str, Union[bool, int, float, str]] = Field(default_factory=dict)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_shape(cls, value: str) -> str:
+        parts = value.strip("/").split("/")
+        if len(parts) < 2 or not all(_ENDPOINT_PART.fullmatch(p) for p in parts):
+            raise ValueError(f"endpoint {value!r} is not a fal endpoint like 'fal-ai/flux/schnell'")
+        return value.strip("/")
+
+    @field_validator("arguments")
+    @classmethod
+    def _no_managed_arguments(cls, value: dict[str, object]) -> dict[str, object]:
+        managed = sorted(set(value) & set(FAL_MANAGED_ARGUMENTS))
+        if managed:
+            raise ValueError(f"{managed[0]!r} comes from the batch's spec; remove it from 'arguments'")
+        return value
 
 
 class MfluxModel(_Strict):
-    command: Union[str, list[str]]
-    quantize: Optional[Literal[3, 4, 5, 6, 8]] = None
-    low_ram: bool = False
+    """How a model renders with mflux on a Mac (one command per image)."""
+
+    command: Union[str, list[str]]  # program and fixed arguments, e.g. [mflux-generate, --model, schnell]
+    quantize: Optional[Literal[3, 4, 5, 6, 8]] = None  # -q/--quantize
+    low_ram: bool = False  # --low-ram
+    guidance: Optional[float] = Field(default=None, ge=0, strict=False)  # --guidance
+
+    @field_validator("command")
+    @classmethod
+    def _some_command(cls, value: Union[str, list[str]]) -> Union[str, list[str]]:
+        argv = [value] if isinstance(value, str) else value
+        if not argv or not all(isinstance(a, str) and a.strip() for a in argv):
+            raise ValueError("command names the mflux program, e.g. mflux-generate-z-image-turbo")
+        return value
+
+    @property
+    def argv(self) -> list[str]:
+        return [self.command] if isinstance(self.command, str) else list(self.command)
 
 
 class ModelSettings(_Strict):
@@ -75,9 +118,32 @@ class ModelSettings(_Strict):
 
 
 class WakeSettings(_Strict):
-    mac: str
-    broadcast: str = "255.255.255.255"
+    """Wake-on-LAN for the worker: `renderloop wake`."""
+
+    mac: str  # the worker's network card, e.g. AA:BB:CC:DD:EE:FF
+    broadcast: str = "255.255.255.255"  # the LAN's broadcast address, e.g. 192.168.1.255
     port: int = Field(default=9, gt=0, lt=65536)
+
+    @field_validator("mac")
+    @classmethod
+    def _mac_shape(cls, value: str) -> str:
+        digits = re.sub(r"[:\-.]", "", value.strip())
+        if not re.fullmatch(r"[0-9A-Fa-f]{12}", digits):
+            raise ValueError(
+                f"{value!r} is not a MAC address: write six pairs of hex digits, like AA:BB:CC:DD:EE:FF"
+            )
+        return ":".join(digits[i : i + 2] for i in range(0, 12, 2)).upper()
+
+    @field_validator("broadcast")
+    @classmethod
+    def _broadcast_shape(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() for c in value.strip()):
+            raise ValueError(f"broadcast {value!r} is not an address: write one like 192.168.1.255")
+        return value.strip()
+
+    @property
+    def mac_bytes(self) -> bytes:
+        return bytes.fromhex(self.mac.replace(":", ""))
 
 
 class WorkerSettings(_Strict):
@@ -91,9 +157,12 @@ class WorkerSettings(_Strict):
 
 
 class LocalSettings(_Strict):
-    cooldown_seconds: float = Field(default=15.0, ge=0, strict=False)
-    min_available_gb: float = Field(default=8.0, ge=0, strict=False)
-    timeout_seconds: float = Field(default=1800.0, gt=0, strict=False)
+    """`renderloop local`: the safety wrapper around mflux on this Mac."""
+
+    cooldown_seconds: float = Field(default=15.0, ge=0, strict=False)  # pause between two mflux runs
+    min_available_gb: float = Field(default=8.0, ge=0, strict=False)  # memory gate before each run
+    memory_wait_seconds: float = Field(default=600.0, ge=0, strict=False)  # give up waiting for memory
+    timeout_seconds: float = Field(default=1800.0, gt=0, strict=False)  # limit per image
 
 
 class StudioConfig(_Strict):
@@ -220,8 +289,9 @@ worker:
   poll_seconds: 2             # how often to ask the remote for new commits
   # wake: {mac: "AA:BB:CC:DD:EE:FF", broadcast: 192.168.1.255, port: 9}
 
-local:                        # `renderloop local`: mflux on this Mac
-  cooldown_seconds: 15
-  min_available_gb: 8
-  timeout_seconds: 1800
+local:                        # `renderloop local`: mflux on this Mac, one run at a time
+  cooldown_seconds: 15        # pause between two mflux runs
+  min_available_gb: 8         # wait until this much memory is free before each run...
+  memory_wait_seconds: 600    # ...for at most this long
+  timeout_seconds: 1800       # kill a run that takes longer than this
 """
