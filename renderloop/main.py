@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delay per image for the placeholder backend")
     p.add_argument("--name", default=None, help="this worker's name in records and commits (default: host name)")
     p.add_argument("--no-push", action="store_true", help="commit but do not push")
+    p.add_argument("--retry-failed", action="store_true", help="render failed images again")
 
     p = sub.add_parser("local", help="render a batch on this Mac with mflux, commit and push")
     p.add_argument("batch", help="the batch to render")
@@ -162,6 +163,7 @@ def route(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per comma
                 placeholder_seconds=args.placeholder_seconds,
                 name=args.name,
                 push=not args.no_push,
+                retry_failed=args.retry_failed,
             )
         )
     if command == "local":

@@ -280,7 +280,7 @@ class Reconciler:
             self.reconcile()
             self.wait_idle()
         finally:
-            self.stop(push_timeout=30.0)
+            self.stop(push_timeout=10.0)
         return self.summary
 
     def run_forever(self, watcher) -> Summary:
