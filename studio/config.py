@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from studio.errors import InvalidFile, Problem
 from studio.layout import Studio
 from studio.source import Document, load_file, problems_from
+from studio.workflow import BIND_FIELDS, BindingError, load_workflow
 
 BUILTIN_GRAPHS = ("flux-schnell", "flux-dev", "z-image-turbo", "qwen-image")
-BIND_FIELDS = ("prompt", "negative", "seed", "width", "height", "steps")
 # fal inputs renderloop fills from each image's spec.
 FAL_MANAGED_ARGUMENTS = (
     "prompt", "negative_prompt", "seed", "image_size", "num_inference_steps", "num_images", "output_format",
@@ -26,21 +26,28 @@ class _Strict(BaseModel):
 
 
 class ComfyUIModel(_Strict):
-    """How a model renders on ComfyUI: a built-in graph or a user workflow."""
+    """How a model renders on ComfyUI: a built-in graph or a user workflow.
+
+    A built-in graph takes model file names as the ComfyUI server lists them
+    (defaults: the files of ComfyUI's own templates).  A workflow is a file in
+    the studio exported with "Save (API)"; ``bind`` says which node inputs get
+    the spec's prompt, negative, seed, width, height and steps, as
+    ``NODE.INPUT`` with NODE a node id or title (see ``studio.workflow``).
+    """
 
     graph: Optional[Literal["flux-schnell", "flux-dev", "z-image-turbo", "qwen-image"]] = None
     workflow: Optional[str] = None  # path inside the studio, exported with "Save (API)"
-    bind: dict[str, str] = Field(default_factory=dict)
+    bind: dict[str, Union[str, list[str]]] = Field(default_factory=dict)
     # Model file names as the ComfyUI server lists them (built-in graphs only).
     unet: Optional[str] = None
     clip: Optional[str] = None
     clip_l: Optional[str] = None
     t5xxl: Optional[str] = None
     vae: Optional[str] = None
-    checkpoint: Optional[str] = None
+    checkpoint: Optional[str] = None  # flux graphs: one fp8 checkpoint instead of unet/clip_l/t5xxl/vae
     weight_dtype: Optional[str] = None
-    guidance: Optional[float] = Field(default=None, strict=False)
-    shift: Optional[float] = Field(default=None, strict=False)
+    guidance: Optional[float] = Field(default=None, ge=0, le=100, strict=False)
+    shift: Optional[float] = Field(default=None, ge=0, le=100, strict=False)
 
     @model_validator(mode="after")
     def _one_source(self) -> "ComfyUIModel":
@@ -51,7 +58,33 @@ class ComfyUIModel(_Strict):
         unknown = sorted(set(self.bind) - set(BIND_FIELDS))
         if unknown:
             raise ValueError(f"cannot bind {unknown[0]!r}: choose from {', '.join(BIND_FIELDS)}")
+        misplaced = self._misplaced()
+        if misplaced:
+            what = f"graph {self.graph}" if self.graph else "a workflow (set them in the workflow file)"
+            allowed = ", ".join(self.allowed_settings()) or "none"
+            raise ValueError(f"{misplaced[0]!r} does not apply to {what}; it takes {allowed}")
         return self
+
+    def allowed_settings(self) -> tuple[str, ...]:
+        if self.graph is None:
+            return ()
+        if self.checkpoint is not None and self.graph in ("flux-schnell", "flux-dev"):
+            return ("checkpoint", "guidance") if self.graph == "flux-dev" else ("checkpoint",)
+        return GRAPH_SETTINGS[self.graph]
+
+    def _misplaced(self) -> list[str]:
+        names = ("unet", "clip", "clip_l", "t5xxl", "vae", "checkpoint", "weight_dtype", "guidance", "shift")
+        allowed = self.allowed_settings()
+        return [name for name in names if getattr(self, name) is not None and name not in allowed]
+
+
+# What each built-in graph takes (the node inputs they fill are in win_side/backends/comfyui/graphs.py).
+GRAPH_SETTINGS: dict[str, tuple[str, ...]] = {
+    "flux-schnell": ("unet", "clip_l", "t5xxl", "vae", "weight_dtype", "checkpoint"),
+    "flux-dev": ("unet", "clip_l", "t5xxl", "vae", "weight_dtype", "checkpoint", "guidance"),
+    "z-image-turbo": ("unet", "clip", "vae", "weight_dtype", "shift"),
+    "qwen-image": ("unet", "clip", "vae", "weight_dtype", "shift"),
+}
 
 
 class FalModel(_Strict):
@@ -124,6 +157,15 @@ class WakeSettings(_Strict):
     broadcast: str = "255.255.255.255"  # the LAN's broadcast address, e.g. 192.168.1.255
     port: int = Field(default=9, gt=0, lt=65536)
 
+    @field_validator("mac", mode="before")
+    @classmethod
+    def _mac_quoted(cls, value: object) -> object:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(
+                'put the MAC address in quotes, like mac: "AA:BB:CC:DD:EE:FF" (unquoted, YAML reads it as a number)'
+            )
+        return value
+
     @field_validator("mac")
     @classmethod
     def _mac_shape(cls, value: str) -> str:
@@ -186,7 +228,38 @@ def load_config(studio: Studio) -> StudioConfig:
     if not path.is_file():
         raise InvalidFile([Problem(display, 1, "no renderloop.yaml here: run `renderloop init` first")])
     doc = load_file(path, display)
-    return parse_config(doc)
+    config = parse_config(doc)
+    check_workflows(studio, config, doc)
+    return config
+
+
+def check_workflows(studio: Studio, config: StudioConfig, doc: Document) -> None:
+    """Load every user workflow the models name and check their bindings against it.
+
+    Only models with ``comfyui.workflow`` cost anything here: a studio without
+    workflows reads no other file.
+    """
+    problems: list[Problem] = []
+    for name, model in config.models.items():
+        comfy = model.comfyui
+        if comfy is None or comfy.workflow is None:
+            continue
+        loc = ("models", name, "comfyui")
+        try:
+            workflow = load_workflow(studio, comfy.workflow)
+        except BindingError as exc:
+            problems.append(doc.problem(loc + ("workflow",), f"models.{name}.comfyui.workflow: {exc}"))
+            continue
+        except InvalidFile as exc:
+            problems += exc.problems
+            continue
+        for field, refs in comfy.bind.items():
+            try:
+                workflow.resolve({field: refs})
+            except BindingError as exc:
+                problems.append(doc.problem(loc + ("bind", field), f"models.{name}.comfyui.{exc}"))
+    if problems:
+        raise InvalidFile(problems)
 
 
 def parse_config(doc: Document) -> StudioConfig:
