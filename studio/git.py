@@ -222,3 +222,35 @@ def state_dir(repo: Path) -> Path:
     path = git_dir(repo) / "renderloop"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+class ObjectReader:
+    """Objects read through one long-lived ``git cat-file --batch`` process.
+
+    For walking history without one process per commit: :meth:`blob_id` of
+    ``REV:PATH``, :meth:`blob` of an id. Use it as a context manager; leaving
+    it ends the process.
+    """
+
+    def __init__(self, repo: Path) -> None:
+        self._git = Git(str(repo))
+
+    def blob_id(self, rev_path: str) -> str | None:
+        """The id of the blob at ``REV:PATH``, None when there is none."""
+        try:
+            sha, kind, _ = self._git.get_object_header(rev_path)
+        except ValueError:  # "<rev_path> missing"
+            return None
+        return sha.decode("ascii") if kind == b"blob" else None
+
+    def blob(self, sha: str) -> bytes:
+        return self._git.get_object_data(sha)[3]
+
+    def close(self) -> None:
+        self._git.clear_cache()
+
+    def __enter__(self) -> "ObjectReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

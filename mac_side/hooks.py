@@ -1,0 +1,324 @@
+"""``renderloop hook NAME``: the logic behind the shims in ``hooks/``.
+
+* ``pre-commit`` validates the staged batch files, folds the staged reviews'
+  new verdicts into ``ledger.jsonl`` (appended, then staged into the index the
+  commit is built from) and refuses a ledger whose existing lines changed.
+* ``post-merge``, ``post-rewrite`` and ``post-checkout`` write or update the
+  reviews of batches with new renders since the last commit they processed,
+  and stage them.
+
+Which hook fires on a pull (git 2.39, checked by the tests): a plain pull, and
+``pull --rebase`` with no local commits, fire post-merge; ``pull --rebase``
+over local commits fires post-checkout (the rebase starting: ignored) then
+post-rewrite. ``git rebase`` with nothing to replay fires only post-checkout,
+during the rebase, when the index must not be touched: a small detached
+process then waits for the rebase to finish and writes the review.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from mac_side.ledger import Judgments, append, describe, fold, guard
+from mac_side.review import decode, parse
+from mac_side.review_cmd import batches_with_renders, update_reviews
+from studio import git
+from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
+from studio.config import StudioConfig, parse_config
+from studio.errors import FatalError, InvalidFile, Problem
+from studio.fsutil import write_text_atomic
+from studio.layout import BATCH_SUFFIXES, CONFIG_NAME, LEDGER_NAME, RENDERS, REVIEW_NAME, Studio, batch_id_problem
+from studio.ledger import LedgerLine
+from studio.record import RenderRecord
+from studio.source import load_bytes
+
+log = logging.getLogger("renderloop.hooks")
+
+WAIT_FOR_REBASE = "wait-for-rebase"
+REBASE_WAIT_SECONDS = 30.0
+STATE_NAME = "reviewed-commit"
+_NULL_SHA = re.compile(r"\A0+\Z")
+
+
+def run_hook(name: str, args: list[str]) -> int:
+    git.clean_environ(keep_index=name == "pre-commit")
+    studio = Studio.at(git.toplevel(Path.cwd()))
+    if not studio.is_studio():
+        return 0
+    if name == "pre-commit":
+        return pre_commit(studio)
+    try:
+        return _POST_HOOKS[name](studio, args)
+    except FatalError as exc:  # a post hook cannot undo what git did: say so and let git finish
+        for line in str(exc).splitlines():
+            print(f"renderloop {name}: {line}", file=sys.stderr)
+        print(f"renderloop {name}: no review written; fix the above and run `renderloop review`", file=sys.stderr)
+        return 0
+
+
+# ---------------------------------------------------------------- pre-commit
+
+
+def pre_commit(studio: Studio) -> int:
+    root = studio.root
+    staged = git.staged_files(root)
+    problems: list[Problem] = []
+    config = _Lazy(lambda: _staged_config(root))
+    for rel in (p for p in staged if is_batch_path(p)):
+        problems += _batch_problems(root, rel, config)
+    head_ledger = (git.show(root, f"HEAD:{LEDGER_NAME}") or b"") if git.head(root) else b""
+    index_ledger = git.show(root, f":{LEDGER_NAME}") or b""
+    problems += guard(head_ledger, index_ledger, LEDGER_NAME, "(compared with the last commit)")
+    reviews = [p for p in staged if _is_review_path(p)]
+    new_lines: list[LedgerLine] = []
+    notes: list[str] = []
+    if reviews:
+        base = index_ledger
+        working = _read(studio.ledger_path)
+        if working is not None and working != index_ledger:
+            unstaged = guard(index_ledger, working, LEDGER_NAME, "(unstaged change in the working tree)")
+            problems += unstaged
+            base = working if not unstaged else base
+        judgments = Judgments.of(base)
+        reviewer = git.config_get(root, "user.name")
+        for rel in reviews:
+            found, more_notes, more_problems = _fold_review(root, rel, config, judgments, reviewer)
+            new_lines += found
+            notes += more_notes
+            problems += more_problems
+    if problems:
+        for problem in _unique(problems):
+            print(problem, file=sys.stderr)
+        print("renderloop: the commit was stopped: fix the lines above and commit again", file=sys.stderr)
+        return 1
+    if new_lines:
+        append(studio.ledger_path, new_lines)
+        git.add(root, LEDGER_NAME)
+        noun = "verdict" if len(new_lines) == 1 else "verdicts"
+        print(f"renderloop: recorded {len(new_lines)} {noun} in {LEDGER_NAME} ({describe(new_lines)})")
+    for note in notes:
+        print(f"renderloop: {note}")
+    return 0
+
+
+class _Lazy:
+    """The staged config, loaded on first use (most commits touch no batch or review)."""
+
+    def __init__(self, load: Callable[[], tuple[Optional[StudioConfig], list[Problem]]]) -> None:
+        self._load = load
+        self._value: Optional[tuple[Optional[StudioConfig], list[Problem]]] = None
+
+    def get(self) -> tuple[Optional[StudioConfig], list[Problem]]:
+        if self._value is None:
+            self._value = self._load()
+        return self._value
+
+
+def _staged_config(root: Path) -> tuple[Optional[StudioConfig], list[Problem]]:
+    raw = git.show(root, f":{CONFIG_NAME}")
+    if raw is None:
+        return None, [Problem(CONFIG_NAME, 1, "renderloop.yaml is not in the commit: batch files cannot be checked")]
+    try:
+        return parse_config(load_bytes(raw, CONFIG_NAME, json_syntax=False)), []
+    except InvalidFile as exc:
+        return None, exc.problems
+
+
+def _batch_problems(root: Path, rel: str, config: _Lazy) -> list[Problem]:
+    settings, problems = config.get()
+    if settings is None:
+        return problems
+    raw = git.show(root, f":{rel}") or b""
+    try:
+        load_batch_bytes(raw, rel, settings)
+    except InvalidFile as exc:
+        return exc.problems
+    return []
+
+
+def _is_review_path(rel: str) -> bool:
+    parts = rel.split("/")
+    return len(parts) == 3 and parts[0] == RENDERS and parts[2] == REVIEW_NAME and batch_id_problem(parts[1]) is None
+
+
+def _fold_review(
+    root: Path, rel: str, config: _Lazy, judgments: Judgments, reviewer: Optional[str]
+) -> tuple[list[LedgerLine], list[str], list[Problem]]:
+    batch_id = rel.split("/")[1]
+    text, problems = decode(git.show(root, f":{rel}") or b"", rel)
+    if problems:
+        return [], [], problems
+    batch, problems = _staged_batch(root, batch_id, rel, config)
+    if problems:
+        return [], [], problems
+
+    def record_of(slug: str) -> Optional[RenderRecord]:
+        raw = git.show(root, f":{RENDERS}/{batch_id}/{slug}.json")
+        try:
+            return RenderRecord.model_validate_json(raw) if raw else None
+        except ValueError:
+            return None
+
+    result = fold(parse(text, rel), batch_id, batch, record_of, judgments, reviewer)
+    return result.lines, result.notes, result.problems
+
+
+def _staged_batch(root: Path, batch_id: str, review: str, config: _Lazy) -> tuple[Optional[LoadedBatch], list[Problem]]:
+    """The batch file of a review as staged, or None when there is none."""
+    paths = git.ls_files(root, *(f"batches/{batch_id}{suffix}" for suffix in BATCH_SUFFIXES))
+    if not paths:
+        return None, []
+    settings, problems = config.get()
+    if settings is None:
+        return None, problems
+    try:
+        return load_batch_bytes(git.show(root, f":{paths[0]}") or b"", paths[0], settings), []
+    except InvalidFile as exc:
+        first = exc.problems[0]
+        return None, [Problem(review, 1, f"cannot check this review: its batch file is invalid ({first})")]
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
+
+
+def _read(path: Path) -> Optional[bytes]:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------- post-merge, post-rewrite, post-checkout
+
+
+def post_merge(studio: Studio, args: list[str]) -> int:
+    return write_reviews(studio, fallback=git.rev_parse(studio.root, "ORIG_HEAD"))
+
+
+def post_rewrite(studio: Studio, args: list[str]) -> int:
+    if args[:1] != ["rebase"]:  # an amend brings no renders
+        return 0
+    return write_reviews(studio, fallback=git.rev_parse(studio.root, "ORIG_HEAD"))
+
+
+def post_checkout(studio: Studio, args: list[str]) -> int:
+    root = studio.root
+    if args == [WAIT_FOR_REBASE]:
+        return _after_rebase(studio)
+    if len(args) != 3 or args[2] != "1":  # a file checkout
+        return 0
+    old, new = args[0], args[1]
+    if _rebase_starting(root):
+        if _commits_to_replay(root, old, new) == 0:  # no post-rewrite will follow
+            _spawn_waiter(root)
+        return 0
+    if git.current_branch(root) is None:  # a detached HEAD: bisect, a look at an old commit
+        return 0
+    return write_reviews(studio, fallback=None if _NULL_SHA.match(old) else old)
+
+
+def write_reviews(studio: Studio, fallback: Optional[str]) -> int:
+    """Update the review of every batch with renders new since the last commit processed."""
+    root = studio.root
+    head = git.head(root)
+    if head is None:
+        return 0
+    last = _last_processed(root) or fallback
+    if last == head:
+        return 0
+    batches = _batches_changed(studio, last, head) if last else batches_with_renders(studio)
+    if batches:
+        for outcome in update_reviews(studio, batches, stage=True):
+            print(f"renderloop: {outcome.line()}")
+    _set_last_processed(root, head)
+    return 0
+
+
+def _batches_changed(studio: Studio, old: str, new: str) -> list[str]:
+    """Batches with a render record or image added or changed between two commits."""
+    found = set()
+    for rel in git.changed_files(studio.root, old, new, RENDERS):
+        parts = rel.split("/")
+        if len(parts) != 3 or parts[2] == REVIEW_NAME or not parts[2].endswith((".json", ".png")):
+            continue
+        if (studio.root / rel).is_file() and batch_id_problem(parts[1]) is None:
+            found.add(parts[1])
+    return sorted(found)
+
+
+def _state_path(root: Path) -> Path:
+    return git.state_dir(root) / STATE_NAME
+
+
+def _last_processed(root: Path) -> Optional[str]:
+    try:
+        text = _state_path(root).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return git.rev_parse(root, text) if text else None
+
+
+def _set_last_processed(root: Path, commit: str) -> None:
+    write_text_atomic(_state_path(root), commit + "\n")
+
+
+# ---------------------------------------------------------------- rebases
+
+
+def _rebase_dirs(root: Path) -> bool:
+    gitdir = git.git_dir(root)
+    return (gitdir / "rebase-merge").exists() or (gitdir / "rebase-apply").exists()
+
+
+def _last_reflog(root: Path) -> str:
+    code, stdout, _ = git.run(root, "log", "-g", "-1", "--format=%gs", "HEAD", check=False)
+    return stdout.strip() if code == 0 else ""
+
+
+def _rebase_starting(root: Path) -> bool:
+    """True in the post-checkout a rebase fires as it starts (either backend)."""
+    return _rebase_dirs(root) or "(start):" in _last_reflog(root)
+
+
+def _commits_to_replay(root: Path, old: str, new: str) -> int:
+    if _NULL_SHA.match(old):
+        return 0
+    code, stdout, _ = git.run(
+        root, "rev-list", "--count", "--cherry-pick", "--right-only", "--no-merges", f"{new}...{old}", check=False
+    )
+    return int(stdout.strip() or 0) if code == 0 else 1
+
+
+def _spawn_waiter(root: Path) -> None:
+    """Start ``renderloop hook post-checkout wait-for-rebase`` detached, to run once the rebase is over."""
+    cmd = [sys.executable, "-m", "renderloop", "hook", "post-checkout", WAIT_FOR_REBASE]
+    options: dict = {"cwd": str(root), "stdin": subprocess.DEVNULL}
+    if os.name == "nt":
+        options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS
+    else:
+        options["start_new_session"] = True
+    subprocess.Popen(cmd, **options)
+    log.info("rebase in progress: the review is written once it ends")
+
+
+def _after_rebase(studio: Studio) -> int:
+    deadline = time.monotonic() + REBASE_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if not _rebase_dirs(studio.root) and "(start):" not in _last_reflog(studio.root):
+            return write_reviews(studio, fallback=git.rev_parse(studio.root, "ORIG_HEAD"))
+        time.sleep(0.05)
+    return 0  # still rebasing (stopped on a conflict?): post-rewrite will write the review
+
+
+_POST_HOOKS: dict[str, Callable[[Studio, list[str]], int]] = {
+    "post-merge": post_merge,
+    "post-rewrite": post_rewrite,
+    "post-checkout": post_checkout,
+}
