@@ -36,7 +36,7 @@ log = logging.getLogger("renderloop.mflux")
 
 LOCK_ENV = "RENDERLOOP_MFLUX_LOCK"
 GB = 1024**3
-KILL_GRACE_SECONDS = 3.0
+KILL_GRACE_SECONDS = 2.0
 
 
 class GuardError(Exception):
@@ -98,11 +98,11 @@ class MfluxGuard:
     ) -> RunOutcome:
         """Run ``argv`` under every safeguard; its output goes to ``output_path``."""
         with machine_lock(self.lock_path, cancel, self.settings.poll) as state:
+            stop_orphan(state, self.settings.kill_grace)
             self._cool_down(state.last_finished(), cancel)
             self._wait_for_memory(cancel)
-            state.mark_started()
             try:
-                return self._run_process(argv, cwd, output_path, cancel, on_tick)
+                return self._run_process(argv, cwd, output_path, cancel, on_tick, state)
             finally:
                 state.mark_finished()
 
@@ -129,14 +129,14 @@ class MfluxGuard:
             now = time.monotonic()
             if now >= deadline:
                 raise NotEnoughMemory(
-                    f"only {free / GB:.1f} GB of memory available, mflux needs {need / GB:g} GB "
+                    f"only {_gb(free)} GB of memory available, mflux needs {_gb(need)} GB "
                     f"(gave up after {self.settings.memory_wait:g} s); close some programs or lower "
                     "local.min_available_gb"
                 )
             if now - said >= 30 or said == 0.0:
                 log.warning(
-                    "waiting for memory: %.1f GB available, need %g GB before starting mflux "
-                    "(giving up in %.0f s)", free / GB, need / GB, deadline - now,
+                    "waiting for memory: %s GB available, need %s GB before starting mflux "
+                    "(giving up in %.0f s)", _gb(free), _gb(need), deadline - now,
                 )
                 said = now
             if cancel.wait(min(max(self.settings.poll, 0.05) * 5, deadline - now)):
@@ -144,12 +144,13 @@ class MfluxGuard:
 
     def _run_process(
         self, argv: Sequence[str], cwd: Path, output_path: Path, cancel: threading.Event,
-        on_tick: Optional[Callable[[], None]],
+        on_tick: Optional[Callable[[], None]], state: "LockState",
     ) -> RunOutcome:
         t0 = time.monotonic()
         with open(output_path, "wb") as out:
             proc = start_in_new_group(argv, cwd, out)
             try:
+                state.mark_started(proc.pid)
                 self._wait(proc, t0, output_path, cancel, on_tick)
             except BaseException:  # timeout, cancel, Ctrl+C: nothing of mflux may survive us
                 kill_group(proc, self.settings.kill_grace)
@@ -176,6 +177,10 @@ class MfluxGuard:
                 raise TimedOut(timeout, read_output(output_path))
             if on_tick is not None:
                 on_tick()
+
+
+def _gb(size: float) -> str:
+    return f"{size / GB:.1f}".removesuffix(".0")
 
 
 def start_in_new_group(argv: Sequence[str], cwd: Path, out: IO[bytes]) -> subprocess.Popen[bytes]:
@@ -209,6 +214,46 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECONDS)
         log.error("mflux (pid %d) did not die after SIGKILL", proc.pid)
 
 
+def stop_orphan(state: "LockState", grace: float = KILL_GRACE_SECONDS) -> None:
+    """Kill an mflux run whose renderloop was killed before it could stop it.
+
+    The OS frees the lock when its holder dies, but the holder's mflux may
+    live on in its own process group; the next holder ends it, so there is
+    never more than one.  The start time tells the run from a new process
+    that happens to reuse its pid.
+    """
+    data = state.read()
+    pid, created = data.get("child_pid"), data.get("child_created")
+    if not isinstance(pid, int) or not isinstance(created, (int, float)):
+        return
+    try:
+        orphan = psutil.Process(pid)
+        alive = abs(orphan.create_time() - float(created)) < 0.5 and orphan.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        alive = False
+    if alive:
+        log.warning("an mflux run (pid %d) outlived the renderloop that started it: stopping it", pid)
+        if os.name == "nt":  # pragma: no cover - Windows only
+            _kill_family_windows(pid)
+        else:
+            _signal_group(pid, signal.SIGTERM)
+            _wait_gone(orphan, grace)
+            _signal_group(pid, signal.SIGKILL)
+            _wait_gone(orphan, 5)
+    state.clear_child()
+
+
+def _wait_gone(process: psutil.Process, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -217,21 +262,26 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def _kill_tree_windows(proc: subprocess.Popen[bytes]) -> None:  # pragma: no cover - Windows only
+    _kill_family_windows(proc.pid)
     try:
-        parent = psutil.Process(proc.pid)
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        log.error("mflux (pid %d) did not die", proc.pid)
+
+
+def _kill_family_windows(pid: int) -> None:  # pragma: no cover - Windows only
+    """Windows has no process groups to signal: kill the process and all it started."""
+    try:
+        parent = psutil.Process(pid)
         family = parent.children(recursive=True) + [parent]
     except psutil.NoSuchProcess:
-        family = []
+        return
     for member in family:
         try:
             member.kill()
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(family, timeout=5)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        log.error("mflux (pid %d) did not die", proc.pid)
 
 
 def read_output(path: Path, limit: int = 64_000) -> str:
@@ -266,11 +316,18 @@ class LockState:
         value = self.read().get("last_finished")
         return float(value) if isinstance(value, (int, float)) else None
 
-    def mark_started(self) -> None:
-        self._write(running_since=time.time())
+    def mark_started(self, pid: int) -> None:
+        try:
+            created: Optional[float] = psutil.Process(pid).create_time()
+        except psutil.Error:
+            created = None
+        self._write(running_since=time.time(), child_pid=pid, child_created=created)
 
     def mark_finished(self) -> None:
-        self._write(running_since=None, last_finished=time.time())
+        self._write(running_since=None, child_pid=None, child_created=None, last_finished=time.time())
+
+    def clear_child(self) -> None:
+        self._write(child_pid=None, child_created=None)
 
     def mark_holder(self) -> None:
         self._write(pid=os.getpid(), running_since=None)
