@@ -49,10 +49,9 @@ def test_wake_sends_the_magic_packet(tmp_path: Path, receiver: socket.socket) ->
 def test_wake_from_a_subfolder_of_a_clone(sandbox, receiver: socket.socket) -> None:
     port = receiver.getsockname()[1]
     config = sandbox.mac / "renderloop.yaml"
+    wake_line = f"  wake: {{mac: '001122334455', broadcast: 127.0.0.1, port: {port}}}\n"
     config.write_text(
-        config.read_text(encoding="utf-8").replace(
-            "  # wake: {mac:", f"  wake: {{mac: '001122334455', broadcast: 127.0.0.1, port: {port}}}\n  # wake: {{mac:", 1
-        ),
+        config.read_text(encoding="utf-8").replace("  # wake: {mac:", wake_line + "  # wake: {mac:", 1),
         encoding="utf-8",
     )
     result = cli("wake", cwd=sandbox.mac / "batches")
