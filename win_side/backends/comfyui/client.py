@@ -1,0 +1,190 @@
+"""ComfyUI's HTTP API, with every answer checked and every call bounded in time.
+
+Library errors are translated here, once, into three exceptions the lane
+acts on: :class:`ServerDown` (cannot reach it, or it did not answer in
+time: temporary), :class:`Rejected` (``/prompt`` refused the graph, with
+ComfyUI's ``node_errors``) and :class:`BadAnswer` (it answered something
+that is not ComfyUI's API: an HTML error page, broken JSON, a PNG that is
+not a PNG).  Each HTTP-using thread gets its own keep-alive session.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Optional
+
+import requests
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CONNECT_TIMEOUT = 3.05
+READ_TIMEOUT = 30.0
+VIEW_TIMEOUT = 120.0
+
+
+class ServerDown(Exception):
+    """The server cannot be reached or did not answer in time."""
+
+
+class BadAnswer(Exception):
+    """The server answered, but not with what ComfyUI's API answers."""
+
+
+class FileGone(BadAnswer):
+    """/view has no such file (a cached result whose file was deleted)."""
+
+
+class Rejected(Exception):
+    """POST /prompt refused the graph (HTTP 400): ``error`` and ``node_errors`` as ComfyUI sent them."""
+
+    def __init__(self, error: dict, node_errors: dict) -> None:
+        super().__init__(error.get("message") or "prompt rejected")
+        self.error = error
+        self.node_errors = node_errors
+
+
+class ComfyClient:
+    def __init__(self, url: str, read_timeout: float = READ_TIMEOUT) -> None:
+        self.url = url.rstrip("/")
+        self.read_timeout = read_timeout
+        self._local = threading.local()
+
+    # ------------------------------------------------------------- plumbing
+    @property
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.trust_env = False  # ComfyUI is on the LAN: no proxy from the environment
+        return session
+
+    def close(self) -> None:
+        session = getattr(self._local, "session", None)
+        if session is not None:
+            session.close()
+
+    def request(self, method: str, path: str, *, timeout: Optional[float] = None, **kwargs: Any) -> requests.Response:
+        read = self.read_timeout if timeout is None else timeout
+        try:
+            return self._session.request(method, self.url + path, timeout=(min(CONNECT_TIMEOUT, read), read), **kwargs)
+        except requests.Timeout as exc:
+            raise ServerDown(f"ComfyUI at {self.url} did not answer {method} {path} within {read:g} s") from exc
+        except requests.ConnectionError as exc:
+            raise ServerDown(f"cannot reach ComfyUI at {self.url} ({_reason(exc)})") from exc
+        except requests.RequestException as exc:
+            raise BadAnswer(f"ComfyUI at {self.url}: {method} {path} failed: {exc}") from exc
+
+    def _json(self, response: requests.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise BadAnswer(
+                f"ComfyUI at {self.url} answered {what} with {response.status_code} "
+                f"{response.headers.get('Content-Type', 'no content type')}, not JSON: {_snippet(response)}"
+            ) from None
+
+    def _expect(self, response: requests.Response, what: str, *statuses: int) -> None:
+        if response.status_code in (502, 503, 504):
+            raise ServerDown(f"ComfyUI at {self.url} is unavailable: {what} answered {response.status_code} {response.reason}")
+        if response.status_code not in (statuses or (200,)):
+            raise BadAnswer(
+                f"ComfyUI at {self.url} answered {what} with {response.status_code} {response.reason}: {_snippet(response)}"
+            )
+
+    def get_json(self, path: str, what: str, **kwargs: Any) -> Any:
+        response = self.request("GET", path, **kwargs)
+        self._expect(response, what)
+        return self._json(response, what)
+
+    # ------------------------------------------------------------------ API
+    def submit(self, graph: dict, client_id: str, prompt_id: str, extra_pnginfo: dict) -> dict:
+        """POST /prompt; returns ``{prompt_id, number, node_errors}`` or raises Rejected."""
+        body = {"prompt": graph, "client_id": client_id, "prompt_id": prompt_id,
+                "extra_data": {"extra_pnginfo": extra_pnginfo}}
+        response = self.request("POST", "/prompt", data=json.dumps(body), headers={"Content-Type": "application/json"})
+        self._expect(response, "POST /prompt", 200, 400)
+        answer = self._json(response, "POST /prompt")
+        if not isinstance(answer, dict):
+            raise BadAnswer(f"ComfyUI at {self.url} answered POST /prompt with {_short(answer)}")
+        if response.status_code == 400:
+            error = answer.get("error")
+            error = error if isinstance(error, dict) else {"message": str(error)}
+            node_errors = answer.get("node_errors")
+            raise Rejected(error, node_errors if isinstance(node_errors, dict) else {})
+        if not isinstance(answer.get("prompt_id"), str):
+            raise BadAnswer(f"ComfyUI at {self.url} accepted the prompt but sent no prompt_id: {_short(answer)}")
+        if not isinstance(answer.get("node_errors", {}), dict):
+            answer["node_errors"] = {}
+        return answer
+
+    def history(self, prompt_id: str) -> Optional[dict]:
+        """The history entry of ``prompt_id``, or None while it is queued, running or unknown."""
+        answer = self.get_json(f"/history/{prompt_id}", "GET /history")
+        if not isinstance(answer, dict):
+            raise BadAnswer(f"ComfyUI at {self.url} answered GET /history with {_short(answer)}")
+        entry = answer.get(prompt_id)
+        if entry is None:
+            return None
+        if not isinstance(entry, dict):
+            raise BadAnswer(f"ComfyUI at {self.url}: history of {prompt_id} is {_short(entry)}")
+        return entry
+
+    def queue(self) -> tuple[set[str], set[str]]:
+        """The prompt ids running and pending."""
+        answer = self.get_json("/queue", "GET /queue")
+        try:
+            running = {str(item[1]) for item in answer["queue_running"]}
+            pending = {str(item[1]) for item in answer["queue_pending"]}
+        except (KeyError, TypeError, IndexError):
+            raise BadAnswer(f"ComfyUI at {self.url} answered GET /queue with {_short(answer)}") from None
+        return running, pending
+
+    def view(self, image: dict) -> bytes:
+        """The PNG bytes of an output image, exactly as ComfyUI wrote them."""
+        params = {"filename": image.get("filename", ""), "subfolder": image.get("subfolder", ""),
+                  "type": image.get("type", "output")}
+        response = self.request("GET", "/view", params=params, timeout=VIEW_TIMEOUT)
+        if response.status_code == 404:
+            raise FileGone(f"ComfyUI at {self.url} has no file {params['subfolder']}/{params['filename']}")
+        self._expect(response, "GET /view")
+        data = response.content
+        if not data.startswith(PNG_SIGNATURE):
+            raise BadAnswer(
+                f"ComfyUI at {self.url} sent {params['filename']} as {len(data)} bytes that are not a PNG "
+                f"({response.headers.get('Content-Type', 'no content type')}): {data[:40]!r}"
+            )
+        return data
+
+    def object_info(self, class_type: str) -> Optional[dict]:
+        """The definition of one node type, or None when the server has no such node."""
+        answer = self.get_json(f"/object_info/{class_type}", f"GET /object_info/{class_type}")
+        if not isinstance(answer, dict):
+            raise BadAnswer(f"ComfyUI at {self.url} answered GET /object_info/{class_type} with {_short(answer)}")
+        info = answer.get(class_type)
+        return info if isinstance(info, dict) else None
+
+    def delete(self, prompt_ids: list[str], timeout: float = 5.0) -> None:
+        response = self.request("POST", "/queue", json={"delete": prompt_ids}, timeout=timeout)
+        self._expect(response, "POST /queue")
+
+    def interrupt(self, prompt_id: str, timeout: float = 5.0) -> None:
+        response = self.request("POST", "/interrupt", json={"prompt_id": prompt_id}, timeout=timeout)
+        self._expect(response, "POST /interrupt")
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "No route to host",
+                   "actively refused", "Connection reset", "Remote end closed"):
+        if marker.lower() in text.lower():
+            return marker.lower()
+    return type(exc).__name__
+
+
+def _snippet(response: requests.Response) -> str:
+    text = response.content[:120].decode("utf-8", "replace")
+    return " ".join(text.split()) or "(empty body)"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."

@@ -1,0 +1,200 @@
+"""One websocket per ComfyUI server, shared by every render of the lane.
+
+A reader thread receives ComfyUI's messages on ``/ws?clientId=`` and hands
+each to the :class:`Watch` of its prompt_id.  The done signal is
+``executing`` with ``node: null`` for that prompt_id (sent after the
+history entry is written; ``execution_success`` comes before it).  When the
+socket drops, the stream reconnects with the same clientId and bumps
+``epoch``, so that renders check ``/history`` for anything they missed;
+while it is down they poll.  Binary frames (previews) are ignored.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import select
+import ssl
+import threading
+import time
+from typing import Any, Optional
+
+import websocket
+
+log = logging.getLogger("renderloop.comfyui")
+
+CONNECT_TIMEOUT = 5.0
+PING_EVERY = 10.0  # a socket silent this long is pinged...
+DEAD_AFTER = 25.0  # ...and given up when nothing came back for this long
+RECONNECT = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+class Watch:
+    """What the socket said about one prompt, and an event that wakes its render."""
+
+    def __init__(self, prompt_id: str) -> None:
+        self.prompt_id = prompt_id
+        self.changed = threading.Event()
+        self.started = False
+        self.done = False  # executing {node: null}: history is written
+        self.fraction: Optional[float] = None
+        self.error: Optional[dict] = None  # the execution_error data
+        self.interrupted = False
+
+    def _poke(self) -> None:
+        self.changed.set()
+
+
+class EventStream:
+    def __init__(self, http_url: str, client_id: str) -> None:
+        base = http_url.rstrip("/")
+        scheme = "wss" if base.startswith("https://") else "ws"
+        self.url = base
+        self.ws_url = f"{scheme}://{base.split('://', 1)[1]}/ws?clientId={client_id}"
+        self.client_id = client_id
+        self.connected = False
+        self.epoch = 0  # bumped at every (re)connection
+        self._watches: dict[str, Watch] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._ws: Optional[websocket.WebSocket] = None
+        self._was_connected = False
+
+    # ------------------------------------------------------------- watches
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"comfyui-ws {self.url}", daemon=True)
+                self._thread.start()
+
+    def watch(self, prompt_id: str) -> Watch:
+        self.start()
+        watch = Watch(prompt_id)
+        with self._lock:
+            self._watches[prompt_id] = watch
+        return watch
+
+    def unwatch(self, prompt_id: str) -> None:
+        with self._lock:
+            self._watches.pop(prompt_id, None)
+
+    def close(self) -> None:
+        self._closing.set()
+        ws = self._ws
+        if ws is not None:
+            try:
+                ws.abort()
+            except Exception:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+
+    # ------------------------------------------------------------ messages
+    def handle(self, message: Any) -> None:
+        """Dispatch one decoded text message to the watch of its prompt."""
+        if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
+            return
+        kind, data = message.get("type"), message["data"]
+        prompt_id = data.get("prompt_id")
+        if kind == "executing" and prompt_id is None:
+            return  # sent on reconnect while running: {node} only, nothing to act on
+        with self._lock:
+            watch = self._watches.get(prompt_id) if isinstance(prompt_id, str) else None
+        if watch is None:
+            return
+        if kind == "execution_start":
+            watch.started = True
+        elif kind == "executing" and data.get("node") is None:
+            watch.done = True
+        elif kind == "progress":
+            watch.fraction = _fraction(data)
+        elif kind == "execution_error":
+            watch.error = data
+        elif kind == "execution_interrupted":
+            watch.interrupted = True
+        else:
+            return
+        watch._poke()
+
+    def _poke_all(self) -> None:
+        with self._lock:
+            watches = list(self._watches.values())
+        for watch in watches:
+            watch._poke()
+
+    # -------------------------------------------------------------- socket
+    def _run(self) -> None:
+        attempt = 0
+        while not self._closing.is_set():
+            try:
+                ws = websocket.create_connection(
+                    self.ws_url, timeout=CONNECT_TIMEOUT, skip_utf8_validation=True, enable_multithread=True,
+                )
+            except Exception as exc:  # refused, timed out, handshake answered 404...
+                self._set_connected(False, exc)
+                self._closing.wait(RECONNECT[min(attempt, len(RECONNECT) - 1)])
+                attempt += 1
+                continue
+            attempt = 0
+            self._ws = ws
+            self._set_connected(True)
+            try:
+                self._read(ws)
+            except Exception as exc:
+                self._set_connected(False, exc)
+            finally:
+                self._ws = None
+                try:
+                    ws.abort()
+                    ws.close(timeout=0)
+                except Exception:
+                    pass
+            self._set_connected(False)
+
+    def _read(self, ws: websocket.WebSocket) -> None:
+        sock = ws.sock
+        heard = time.monotonic()
+        pinged = False
+        while not self._closing.is_set():
+            pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
+            if not pending:
+                ready, _, _ = select.select([sock], [], [], 1.0)
+                if not ready:
+                    silent = time.monotonic() - heard
+                    if silent > DEAD_AFTER:
+                        raise ConnectionError(f"no answer for {silent:.0f} s")
+                    if silent > PING_EVERY and not pinged:
+                        ws.ping()
+                        pinged = True
+                    continue
+            opcode, payload = ws.recv_data(control_frame=True)
+            heard, pinged = time.monotonic(), False
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                try:
+                    self.handle(json.loads(payload))
+                except ValueError:
+                    log.debug("ComfyUI at %s sent a text frame that is not JSON: %r", self.url, payload[:80])
+
+    def _set_connected(self, connected: bool, reason: Optional[Exception] = None) -> None:
+        changed = connected != self.connected
+        self.connected = connected
+        if connected:
+            self.epoch += 1
+            if self._was_connected:
+                log.info("ComfyUI at %s: websocket back; checking the history for anything missed", self.url)
+            self._was_connected = True
+        elif changed and not self._closing.is_set():
+            log.info("ComfyUI at %s: websocket lost (%s); polling /history until it is back",
+                     self.url, reason or "closed")
+        if changed:
+            self._poke_all()
+
+
+def _fraction(data: dict) -> Optional[float]:
+    try:
+        value, maximum = float(data["value"]), float(data["max"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max(0.0, min(1.0, value / maximum)) if maximum > 0 else None
