@@ -12,7 +12,6 @@ from studio.errors import InvalidFile, Problem
 from studio.layout import Studio
 from studio.source import Document, load_file, problems_from
 from studio.workflow import BIND_FIELDS, BindingError, load_workflow
-from studio.workflow import BIND_FIELDS, BindingError, load_workflow
 
 BUILTIN_GRAPHS = ("flux-schnell", "flux-dev", "z-image-turbo", "qwen-image")
 # fal inputs renderloop fills from each image's spec.
