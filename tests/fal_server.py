@@ -228,7 +228,7 @@ class FalServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), FalHandler)
         self.state = state
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def start(self) -> "FalServer":
         self._thread.start()

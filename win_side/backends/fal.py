@@ -179,7 +179,7 @@ class FalClient:
 
     def call(
         self, method: str, url: str, what: str, cancel: threading.Event, *,
-        payload: Any = None, deadline: Optional[float] = None,
+        payload: Any = None, deadline: Optional[float] = None, auth: bool = True,
     ) -> requests.Response:
         """One HTTP call, retried on 429, 5xx and network errors until ``deadline`` or the attempt limit."""
         attempt = 0
@@ -188,9 +188,8 @@ class FalClient:
                 raise Cancelled(what)
             retry_after: Optional[float] = None
             try:
-                response = self._session().request(
-                    method, url, json=payload, headers=self.headers_for(url), timeout=(10, 120)
-                )
+                headers = self.headers_for(url) if auth else {}
+                response = self._session().request(method, url, json=payload, headers=headers, timeout=(10, 120))
             except requests.RequestException as exc:
                 problem = f"cannot reach {_origin(url)} ({type(exc).__name__})"
             else:
@@ -354,7 +353,7 @@ class FalLane:
             return _data_uri(url)
         if urlsplit(url).scheme not in ("http", "https"):
             raise RenderFailed("backend-error", f"fal's image URL is not http(s): {url[:80]}")
-        response = self.client.call("GET", url, what, cancel)
+        response = self.client.call("GET", url, what, cancel, auth=False)  # files need no key
         if response.status_code >= 400:
             raise RenderFailed("backend-error", f"{what}: {response.status_code} {response.reason} from {_origin(url)}")
         if len(response.content) > MAX_IMAGE_BYTES:
