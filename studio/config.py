@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Callable, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from studio.errors import InvalidFile, Problem
 from studio.layout import Studio
 from studio.source import Document, load_file, problems_from
-from studio.workflow import BIND_FIELDS, BindingError, load_workflow
+from studio.workflow import BIND_FIELDS, BindingError, parse_workflow_bytes, read_workflow
 
 BUILTIN_GRAPHS = ("flux-schnell", "flux-dev", "z-image-turbo", "qwen-image")
 # fal inputs renderloop fills from each image's spec.
@@ -222,21 +222,23 @@ class StudioConfig(_Strict):
 
 
 def load_config(studio: Studio) -> StudioConfig:
-    """Read and validate ``renderloop.yaml``; errors name the line."""
+    """Read and validate ``renderloop.yaml`` and the workflows it names; errors name the line."""
     path = studio.config_path
     display = studio.rel(path) if path.exists() else path.name
     if not path.is_file():
         raise InvalidFile([Problem(display, 1, "no renderloop.yaml here: run `renderloop init` first")])
     doc = load_file(path, display)
     config = parse_config(doc)
-    check_workflows(studio, config, doc)
+    check_workflows(config, doc, lambda rel: read_workflow(studio, rel))
     return config
 
 
-def check_workflows(studio: Studio, config: StudioConfig, doc: Document) -> None:
+def check_workflows(config: StudioConfig, doc: Document, read: Callable[[str], Optional[bytes]]) -> None:
     """Load every user workflow the models name and check their bindings against it.
 
-    Only models with ``comfyui.workflow`` cost anything here: a studio without
+    ``read(rel)`` gives a workflow file's bytes (None: no such file): from the
+    working tree in :func:`load_config`, from the index in the pre-commit hook.
+    Only models with ``comfyui.workflow`` cost anything: a studio without
     workflows reads no other file.
     """
     problems: list[Problem] = []
@@ -246,7 +248,10 @@ def check_workflows(studio: Studio, config: StudioConfig, doc: Document) -> None
             continue
         loc = ("models", name, "comfyui")
         try:
-            workflow = load_workflow(studio, comfy.workflow)
+            raw = read(comfy.workflow)
+            if raw is None:
+                raise BindingError(f"workflow file {comfy.workflow} does not exist")
+            workflow = parse_workflow_bytes(raw, comfy.workflow)
         except BindingError as exc:
             problems.append(doc.problem(loc + ("workflow",), f"models.{name}.comfyui.workflow: {exc}"))
             continue

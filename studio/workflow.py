@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from studio.errors import FatalError, InvalidFile, Problem
 from studio.layout import Studio
-from studio.source import Document, load_file
+from studio.source import Document, load_bytes
 
 BIND_FIELDS = ("prompt", "negative", "seed", "width", "height", "steps")
 TEXT_FIELDS = ("prompt", "negative")
@@ -79,23 +79,23 @@ class Workflow:
     def target(self, field: str, ref: str) -> Target:
         """The input ``ref`` names, checked against the graph and the kind of value ``field`` holds."""
         if not isinstance(ref, str) or "." not in ref.strip("."):
-            raise BindingError(f"bind.{field}: write NODE.INPUT, like '3.seed' or 'Positive.text' (got {ref!r})")
+            raise BindingError(f"write NODE.INPUT, like '3.seed' or 'Positive.text' (got {ref!r})")
         node_ref, name = ref.rsplit(".", 1)
         node = self.find_node(node_ref)
         inputs = self.graph[node]["inputs"]
         where = f"node {node}" + (f" ({self.title(node)!r})" if self.title(node) else "")
         if name not in inputs:
             known = ", ".join(sorted(inputs)) or "none"
-            raise BindingError(f"bind.{field}: {where} has no input {name!r} (its inputs: {known})")
+            raise BindingError(f"{where} has no input {name!r} (its inputs: {known})")
         value = inputs[name]
         if isinstance(value, list):
             raise BindingError(
-                f"bind.{field}: input {name!r} of {where} is linked to node {value[0]}; bind an input that holds a value"
+                f"input {name!r} of {where} is linked to node {value[0]}; bind an input that holds a value"
             )
         if field in TEXT_FIELDS and not isinstance(value, str):
-            raise BindingError(f"bind.{field}: input {name!r} of {where} holds {value!r}, not text")
+            raise BindingError(f"input {name!r} of {where} holds {value!r}, not text")
         if field not in TEXT_FIELDS and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise BindingError(f"bind.{field}: input {name!r} of {where} holds {value!r}, not a number")
+            raise BindingError(f"input {name!r} of {where} holds {value!r}, not a number")
         return Target(node, name)
 
     def resolve(self, bind: Mapping[str, Binding]) -> dict[str, list[Target]]:
@@ -105,7 +105,10 @@ class Workflow:
             if field not in BIND_FIELDS:
                 raise BindingError(f"cannot bind {field!r}: choose from {', '.join(BIND_FIELDS)}")
             refs = [refs] if isinstance(refs, str) else list(refs)
-            targets[field] = [self.target(field, ref) for ref in refs]
+            try:
+                targets[field] = [self.target(field, ref) for ref in refs]
+            except BindingError as exc:
+                raise BindingError(f"bind.{field}: {exc}") from None
         return targets
 
     def apply(self, targets: Mapping[str, Sequence[Target]], values: Mapping[str, Any]) -> dict[str, Any]:
@@ -154,20 +157,41 @@ def _link_problems(doc: Document, graph: dict, node: str, inputs: dict) -> list[
     return problems
 
 
-def workflow_path(studio: Studio, rel: str) -> Path:
-    """The workflow file ``rel`` inside the studio; refuses paths that leave it."""
+def check_path(rel: str) -> PurePosixPath:
+    """``rel`` as a relative path that stays inside the studio; raises BindingError otherwise."""
     pure = PurePosixPath(rel.replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts or not pure.parts or ":" in rel:
         raise BindingError(f"workflow {rel!r} must be a path inside the studio, like 'workflows/my-sdxl.api.json'")
+    return pure
+
+
+def workflow_path(studio: Studio, rel: str) -> Path:
+    """The workflow file ``rel`` inside the studio; refuses paths that leave it (links included)."""
+    pure = check_path(rel)
     try:
         return studio.inside(studio.root.joinpath(*pure.parts))
     except FatalError as exc:
         raise BindingError(f"workflow {rel!r} leaves the studio: {exc}") from None
 
 
+def parse_workflow_bytes(raw: bytes, rel: str) -> Workflow:
+    """A workflow from the bytes of ``rel`` (a file on disk, or staged in git); raises InvalidFile."""
+    display = check_path(rel).as_posix()
+    if len(raw) > MAX_WORKFLOW_BYTES:
+        raise InvalidFile([Problem(display, 1, f"file is {len(raw) / 1e6:.1f} MB; the limit is "
+                                               f"{MAX_WORKFLOW_BYTES / 1e6:.1f} MB")])
+    return parse_workflow(load_bytes(raw, display, json_syntax=True))
+
+
+def read_workflow(studio: Studio, rel: str) -> Optional[bytes]:
+    """The bytes of workflow ``rel`` in the working tree, None when there is no such file."""
+    path = workflow_path(studio, rel)
+    return path.read_bytes() if path.is_file() else None
+
+
 def load_workflow(studio: Studio, rel: str) -> Workflow:
     """Load and check ``rel``; raises InvalidFile (problems in the workflow) or BindingError (bad path)."""
-    path = workflow_path(studio, rel)
-    if not path.is_file():
+    raw = read_workflow(studio, rel)
+    if raw is None:
         raise BindingError(f"workflow file {rel} does not exist")
-    return parse_workflow(load_file(path, studio.rel(path), max_bytes=MAX_WORKFLOW_BYTES))
+    return parse_workflow_bytes(raw, rel)

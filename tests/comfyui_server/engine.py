@@ -353,14 +353,17 @@ class _Run:
     def _work(self, node: str, spec: dict) -> None:
         total = self.engine.render_seconds
         seconds = total(self.entry.prompt) if callable(total) else float(total)
-        steps = spec["inputs"].get("steps") if spec["class_type"] in SAMPLERS else None
+        if spec["class_type"] not in SAMPLERS:  # only samplers report progress
+            self._sleep(seconds)
+            return
+        steps = spec["inputs"].get("steps")
         steps = steps if isinstance(steps, int) and 0 < steps <= 200 else 1
         for step in range(1, steps + 1):
             self._sleep(seconds / steps)
             self._state(node, step, steps, "running")
             self.progress_state()
             self.send("progress", {"value": step, "max": steps, "prompt_id": self.entry.prompt_id, "node": node})
-            if self.engine.previews and spec["class_type"] in SAMPLERS:
+            if self.engine.previews:
                 self._preview(node)
 
     def _preview(self, node: str) -> None:
