@@ -9,6 +9,7 @@ from studio.clock import utcnow
 from studio.errors import InvalidFile
 from studio.fsutil import write_atomic, write_text_atomic
 from studio.record import BatchErrorRecord, BatchProblem, RenderRecord, sha256_hex
+from win_side import faults
 from win_side.repo import WorkerRepo, existing_or_tracked
 
 log = logging.getLogger("renderloop.worker")
@@ -42,9 +43,11 @@ def commit_render(repo: WorkerRepo, record: RenderRecord, png: bytes | None) -> 
         studio.inside(record_path.parent)
         if png is not None:
             write_atomic(png_path, png)
+            faults.point("after-png")
         else:
             png_path.unlink(missing_ok=True)  # a stale image of an earlier spec
         write_text_atomic(record_path, record.to_json())
+        faults.point("after-record")
         return commit_paths(repo, render_message(record), [studio.rel(png_path), studio.rel(record_path)])
 
 
@@ -53,7 +56,10 @@ def commit_paths(repo: WorkerRepo, message: str, paths: list[str]) -> str:
     with repo.lock:
         paths = existing_or_tracked(repo.root, paths)
         git.run(repo.root, "add", "--all", "--", *paths)
-        return git.commit(repo.root, message, *paths)
+        faults.point("commit")
+        sha = git.commit(repo.root, message, *paths)
+        faults.point("after-commit")
+        return sha
 
 
 def record_batch_error(repo: WorkerRepo, batch: str, path: Path, error: InvalidFile, worker: str) -> str | None:

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Callable, Optional, Sequence, Union
 
 from studio.clock import utcnow
+from win_side import faults
 from win_side.backends.base import (
     BackendUnavailable,
     Cancelled,
@@ -119,6 +120,7 @@ class LaneRunner:
     def _render(self, item: Item) -> None:
         item.queued_at = utcnow()
         item.lane = self.lane.name
+        faults.point("render")
         try:
             result: Union[RenderResult, RenderFailed] = self.lane.render(item.request, self.cancel)
         except RenderFailed as failure:

@@ -20,6 +20,7 @@ from studio.batch import Job
 from studio.config import StudioConfig, load_config
 from studio.errors import FatalError, InvalidFile
 from studio.record import RenderError, RenderRecord, sha256_hex
+from win_side import faults
 from win_side.backends.base import Backend, RenderFailed, RenderRequest, RenderResult
 from win_side.commits import clear_batch_error, commit_paths, commit_render, record_batch_error, render_message
 from win_side.jobqueue import Item, Outcome, RenderQueue
@@ -228,6 +229,7 @@ class Reconciler:
                 self.poke()
                 return
             record, png = self._record(outcome)
+            faults.point("rendered")
             commit_render(self.repo, record, png)
             if record.status == "done":
                 self.summary.rendered += 1

@@ -22,6 +22,7 @@ from studio.fsutil import is_temp_name
 from studio.git import GitError
 from studio.layout import RENDERS, Studio
 from studio.record import RenderRecord
+from win_side import faults
 
 log = logging.getLogger("renderloop.worker")
 
@@ -193,6 +194,7 @@ class WorkerRepo:
 
     def _rebase_onto(self, upstream: str) -> None:
         env = {"GIT_EDITOR": "true"}
+        faults.point("rebase")
         code, _, err = git.run(self.root, "rebase", "--quiet", upstream, check=False, env=env)
         attempts = 0
         while code != 0:
@@ -224,11 +226,13 @@ class WorkerRepo:
     def push_once(self) -> str:
         """Push HEAD to the remote branch; never forced. Returns the commit pushed."""
         sha = git.head(self.root) or ""
+        faults.point("push")
         code, stdout, err = git.run(
             self.root, "push", "--porcelain", self.remote, f"{sha}:refs/heads/{self.branch}",
             check=False, timeout=NETWORK_TIMEOUT,
         )
         if code == 0:
+            faults.point("after-push")
             git.run(self.root, "update-ref", f"refs/remotes/{self.remote}/{self.branch}", sha)
             return sha
         message = (err.strip() or stdout.strip()).splitlines()
