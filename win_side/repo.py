@@ -54,7 +54,8 @@ class WorkerRepo:
         self.fetch_lock = threading.Lock()  # one fetch at a time (FETCH_HEAD, tracking ref)
         self.root = self.studio.root
         self.state = git.state_dir(self.root)
-        self.branch = git.current_branch(self.root)
+        # A run killed mid-rebase leaves HEAD detached; the rebase names the branch (recover() aborts it).
+        self.branch = git.current_branch(self.root) or _rebasing_branch(git.git_dir(self.root))
         if self.branch is None:
             raise FatalError(f"{self.root}: HEAD is detached; check out the studio's branch first")
 
@@ -245,6 +246,18 @@ def existing_or_tracked(root: Path, paths: list[str]) -> list[str]:
     """The paths git can stage: present in the tree, or tracked (a deletion)."""
     tracked = set(git.ls_files(root, *paths))
     return [p for p in paths if (root / p).exists() or p in tracked]
+
+
+def _rebasing_branch(gitdir: Path) -> str | None:
+    """The branch an interrupted rebase was rebasing, if one was."""
+    for state in ("rebase-merge", "rebase-apply"):
+        try:
+            name = (gitdir / state / "head-name").read_text(encoding="utf-8").strip()
+        except OSError:
+            continue
+        if name.startswith("refs/heads/"):
+            return name[len("refs/heads/"):]
+    return None
 
 
 def _read_pid(path: Path) -> int | None:
