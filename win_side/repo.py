@@ -104,9 +104,10 @@ class WorkerRepo:
         """
         with self.lock:
             gitdir = git.git_dir(self.root)
-            for stale in [gitdir / "index.lock", gitdir / "HEAD.lock", gitdir / "packed-refs.lock",
-                          *(gitdir / "refs").rglob("*.lock")]:
-                if stale.exists():
+            # index.lock, HEAD.lock, ORIG_HEAD.lock, packed-refs.lock, the temporary
+            # next-index-<pid>.lock of `git commit -- paths`, and ref locks.
+            for stale in [*gitdir.glob("*.lock"), *(gitdir / "refs").rglob("*.lock")]:
+                if stale.is_file():
                     log.info("removing %s left by an interrupted git command", stale.name)
                     stale.unlink(missing_ok=True)
             if (gitdir / "rebase-merge").exists() or (gitdir / "rebase-apply").exists():
