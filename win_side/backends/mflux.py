@@ -22,7 +22,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
@@ -114,6 +114,8 @@ class MfluxLane:
         self.window = 1
         self.guard = guard
         self.work_dir = work_dir
+        # Called when the memory gate gives up; `renderloop local` stops there instead of waiting on.
+        self.on_gave_up: Optional[Callable[[str], None]] = None
 
     def render(
         self, request: RenderRequest, cancel: threading.Event, progress: Optional[Progress] = None
@@ -151,6 +153,8 @@ class MfluxLane:
         except Interrupted as exc:
             raise Cancelled(str(exc)) from None
         except NotEnoughMemory as exc:
+            if self.on_gave_up is not None:
+                self.on_gave_up(str(exc))
             raise BackendUnavailable(str(exc), retry_after=60.0) from None
         except OSError as exc:  # the program vanished or cannot run
             raise RenderFailed("backend-error", f"could not start {argv[0]}: {exc}") from None

@@ -1,0 +1,129 @@
+"""``renderloop local BATCH``: render one batch on this Mac with mflux, the worker's way.
+
+The conscious fallback when the worker is unreachable.  It is the worker's
+own reconciler (``win_side.reconcile``) restricted to one batch, with the
+mflux backend under its safety wrapper: the same records, the same one
+commit per image with the same trailers, pushed when the remote answers
+and otherwise left to wait in this clone.  Images that failed before (on
+the worker too) are tried again: asking for a local render is asking for
+another try.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Optional
+
+from studio import git
+from studio.config import load_config
+from studio.errors import FatalError
+from studio.layout import BATCH_SUFFIXES, RENDERS, Studio, batch_id_problem
+from win_side.backends.base import BackendOptions
+from win_side.backends.mflux import MfluxBackend
+from win_side.progress import make_progress
+from win_side.reconcile import ReconcileOptions, Reconciler, Summary
+from win_side.repo import WorkerRepo
+from win_side.worker import _signals, open_studio
+
+log = logging.getLogger("renderloop.local")
+
+RENDER_SUFFIXES = (".png", ".json")
+
+
+def run_local(
+    repo: Path, batch: str, *, cooldown: Optional[float] = None, min_available_gb: Optional[float] = None,
+    timeout: Optional[float] = None,
+) -> int:
+    studio = open_studio(repo)
+    config = load_config(studio)
+    _check_batch(studio, batch)
+    _check_nothing_to_lose(studio)
+    _check_knobs(cooldown, min_available_gb, timeout)
+    clone = WorkerRepo(studio)
+    options = BackendOptions(
+        config=config, studio_root=studio.root, state_dir=clone.state, window=1,
+        cooldown_seconds=cooldown, min_available_gb=min_available_gb, timeout_seconds=timeout,
+    )
+    backend = MfluxBackend(options)  # says how to install mflux before anything else happens
+    name = socket.gethostname()
+    progress = make_progress()
+    clone.acquire()
+    gave_up: list[str] = []
+    try:
+        reconciler = Reconciler(
+            clone, backend, ReconcileOptions(worker=name, push=True, retry_failed=True, only={batch}), progress
+        )
+        backend.lanes[0].on_gave_up = lambda reason: _give_up(reconciler, gave_up, reason)
+        log.info("rendering %s on %s with mflux (one image at a time)", batch, name)
+        with _signals(reconciler) as signals:
+            summary = reconciler.run_once()
+    finally:
+        progress.close()
+        clone.release()
+    return _report(clone, batch, summary, interrupted=signals.count > 0, gave_up=gave_up)
+
+
+def _give_up(reconciler: Reconciler, gave_up: list[str], reason: str) -> None:
+    gave_up.append(reason)
+    reconciler.stopping.set()
+    reconciler.poke()
+
+
+def _report(clone: WorkerRepo, batch: str, summary: Summary, *, interrupted: bool, gave_up: list[str]) -> int:
+    waiting = clone.unpushed() if clone.has_remote() else 0
+    if summary.rendered or summary.failed or interrupted or gave_up:
+        line = f"{batch}: {summary.rendered} rendered, {summary.failed} failed on this Mac"
+    else:
+        line = f"{batch}: nothing to render, every image is done"
+    if waiting:
+        line += f"; {waiting} commit{'s' if waiting != 1 else ''} wait to be pushed (the remote did not answer:"
+        line += " `git push` when it is back)"
+    elif clone.has_remote():
+        line += "; pushed"
+    print(line)
+    if gave_up:
+        print(f"renderloop: error: stopped: {gave_up[0]}", file=sys.stderr)
+        return 1
+    if interrupted:
+        print("renderloop: stopped; run `renderloop local` again to render the rest", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _check_batch(studio: Studio, batch: str) -> None:
+    problem = batch_id_problem(batch)
+    if problem:
+        raise FatalError(problem)
+    if not any((studio.batches_dir / f"{batch}{suffix}").is_file() for suffix in BATCH_SUFFIXES):
+        known = ", ".join(p.stem for p in studio.batch_files()) or "none yet"
+        raise FatalError(f"no batch file batches/{batch}.yaml in {studio.root} (batches: {known})")
+
+
+def _check_nothing_to_lose(studio: Studio) -> None:
+    """Refuse to run over uncommitted work under renders/ (a review being written).
+
+    The worker's recovery restores or removes every uncommitted file under
+    renders/ that is not a render it can commit: right for a worker's
+    clone, but here it could be the person's unsaved verdicts.
+    """
+    status = git.out(studio.root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", RENDERS)
+    paths = sorted({entry[3:] for entry in status.split("\0") if len(entry) > 3 and entry[2] == " "})
+    at_risk = [
+        p for p in paths
+        if not p.endswith(RENDER_SUFFIXES) or Path(p).name == "batch-error.json"
+    ]
+    if at_risk:
+        raise FatalError(
+            f"{at_risk[0]} has changes that are not committed; commit them first "
+            "(e.g. git commit -am 'review') so that renderloop local cannot disturb them"
+        )
+
+
+def _check_knobs(cooldown: Optional[float], min_available_gb: Optional[float], timeout: Optional[float]) -> None:
+    for flag, value in (("--cooldown", cooldown), ("--min-available-gb", min_available_gb)):
+        if value is not None and value < 0:
+            raise FatalError(f"{flag} {value:g}: give zero or more")
+    if timeout is not None and timeout <= 0:
+        raise FatalError(f"--timeout {timeout:g}: give the longest an image may take, in seconds")
