@@ -209,9 +209,10 @@ class ComfyLane:
                                    backend_ids=ids)
             if watch.done or self.events.epoch != epoch or now >= next_check:
                 epoch = self.events.epoch
+                failed = True
                 try:
                     state = self._check(prompt_id, watch.done)
-                    down_since, bad = None, 0
+                    failed, down_since, bad = False, None, 0
                 except ServerDown as exc:
                     down_since = down_since or now
                     if now - down_since > DOWN_GRACE:
@@ -224,8 +225,9 @@ class ComfyLane:
                     state = None
                 if state is not None:
                     return state
-                watch.done = False
-                polls = 0 if self.events.connected and down_since is None else polls + 1
+                if not failed:
+                    watch.done = False  # queued or running after all: wait for the next signal
+                polls = 0 if self.events.connected and not failed else polls + 1
                 next_check = now + (SAFETY_CHECK if polls == 0 else POLL[min(polls - 1, len(POLL) - 1)])
             watch.changed.wait(max(0.0, min(0.1, next_check - now)))
 
@@ -266,9 +268,9 @@ class ComfyLane:
     def _forget(self, prompt_id: str, interrupt: bool = False) -> None:
         """Best effort: take our prompt off the server's queue (and stop it if it runs)."""
         try:
-            self.client.delete([prompt_id], timeout=2.0)
+            self.client.delete([prompt_id], timeout=min(2.0, self.client.read_timeout))
             if interrupt:
-                self.client.interrupt(prompt_id, timeout=2.0)
+                self.client.interrupt(prompt_id, timeout=min(2.0, self.client.read_timeout))
         except (ServerDown, BadAnswer) as exc:
             log.debug("ComfyUI at %s: could not withdraw %s: %s", self.url, prompt_id, exc)
 
