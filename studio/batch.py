@@ -18,7 +18,15 @@ MAX_PROMPT_CHARS = 20_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _no_control_characters(value: str) -> str:
+    """Text sent to a backend: line breaks and tabs are fine, other control characters are not."""
+    for ch in value:
+        if (ord(ch) < 32 and ch not in "\n\t") or 127 <= ord(ch) < 160:
+            raise ValueError(f"control character {ch!r} is not allowed in {value[:40]!r}")
+    return value
 
 
 class _Settings(_Strict):
@@ -29,10 +37,15 @@ class _Settings(_Strict):
     height: Optional[int] = Field(default=None, gt=0, le=65536)
     steps: Optional[int] = Field(default=None, gt=0, le=1000)
     negative: Optional[str] = Field(default=None, max_length=MAX_PROMPT_CHARS)
-    cfg: Optional[float] = Field(default=None, ge=0, le=100, strict=False)
+    cfg: Optional[float] = Field(default=None, ge=0, le=100)  # an int is fine, a string is not
     sampler: Optional[str] = None
     scheduler: Optional[str] = None
     backend: Optional[Backend] = None
+
+    @field_validator("negative")
+    @classmethod
+    def _negative(cls, value: Optional[str]) -> Optional[str]:
+        return value if value is None else _no_control_characters(value)
 
 
 class PromptEntry(_Settings):
@@ -41,6 +54,13 @@ class PromptEntry(_Settings):
     seed: Optional[int] = Field(default=None, ge=0, le=SEED_MAX)
     archetype: Optional[str] = Field(default=None, max_length=80)
     cues: list[str] = Field(default_factory=list, max_length=50)
+
+    @field_validator("slug", mode="before")
+    @classmethod
+    def _slug_not_a_number(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(f'slug {value} is read as a number: put it in quotes, like slug: "{value}"')
+        return value
 
     @field_validator("slug")
     @classmethod
@@ -55,12 +75,31 @@ class PromptEntry(_Settings):
     def _prompt(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("prompt is empty")
+        return _no_control_characters(value)
+
+    @field_validator("cues")
+    @classmethod
+    def _cues(cls, value: list[str]) -> list[str]:
+        for cue in value:
+            _no_control_characters(cue)
         return value
+
+    @field_validator("archetype")
+    @classmethod
+    def _archetype(cls, value: Optional[str]) -> Optional[str]:
+        return value if value is None else _no_control_characters(value)
 
 
 class Batch(_Settings):
     version: Literal[1]
-    prompts: list[PromptEntry] = Field(min_length=1, max_length=10_000)
+    prompts: list[PromptEntry] = Field(max_length=10_000)
+
+    @field_validator("prompts")
+    @classmethod
+    def _some_prompts(cls, value: list[PromptEntry]) -> list[PromptEntry]:
+        if not value:
+            raise ValueError("list at least one prompt")
+        return value
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from studio.batch import Job, LoadedBatch, batch_id_of, load_batch
 from studio.config import StudioConfig
-from studio.errors import InvalidFile
+from studio.errors import InvalidFile, Problem
 from studio.layout import Studio
 from studio.record import RenderRecord, try_read_record
 
@@ -21,11 +21,18 @@ class Inventory:
 def load_batches(studio: Studio, config: StudioConfig) -> Inventory:
     """Every batch file, loaded; a bad file is set aside with its problems, never fatal."""
     inventory = Inventory()
+    by_id: dict[str, list[Path]] = {}
     for path in studio.batch_files():
-        batch_id = batch_id_of(path)
-        inventory.paths[batch_id] = path
+        by_id.setdefault(batch_id_of(path), []).append(path)
+    for batch_id, paths in by_id.items():
+        inventory.paths[batch_id] = paths[0]
+        if len(paths) > 1:  # hero.yaml and hero.json: which one is the batch?
+            names = " and ".join(studio.rel(p) for p in paths)
+            message = f"batch {batch_id!r} is defined twice, by {names}: keep one"
+            inventory.invalid[batch_id] = InvalidFile([Problem(studio.rel(p), 1, message) for p in paths])
+            continue
         try:
-            inventory.batches[batch_id] = load_batch(studio, path, config)
+            inventory.batches[batch_id] = load_batch(studio, paths[0], config)
         except InvalidFile as exc:
             inventory.invalid[batch_id] = exc
     return inventory

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,12 +39,21 @@ def slug_problem(value: object) -> str | None:
         return f"slug {value[:20]!r}... is {len(value)} characters long; the limit is {SLUG_MAX}"
     if not value.isascii() or not _SLUG_RE.fullmatch(value):
         return (
-            f"slug {value!r} is not allowed: use lowercase letters, digits and single "
+            f"slug {value!r} is not allowed{_odd_character(value)}: use lowercase letters, digits and single "
             "hyphens (like 'harbor-at-dawn')"
         )
     if value in _WINDOWS_DEVICES:
         return f"slug {value!r} is a Windows device name"
     return None
+
+
+def _odd_character(value: str) -> str:
+    """Name a character that only looks right (a Cyrillic 'а' in 'hаrbor'), or nothing."""
+    for ch in value:
+        if not ch.isascii() or not ch.isprintable():
+            name = unicodedata.name(ch, "a control character")
+            return f" (it contains {ch!r}, U+{ord(ch):04X} {name})"
+    return ""
 
 
 def batch_id_problem(value: str) -> str | None:

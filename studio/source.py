@@ -10,6 +10,7 @@ validation errors into ``path:line: message`` problems.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from studio.errors import InvalidFile, Problem
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_NODES = 200_000
+MAX_DEPTH = 64  # nesting; PyYAML's scanner slows down quadratically with depth
+MAX_NUMBER_DIGITS = 100  # Python refuses to read integers past 4300 digits
 
 Loc = tuple[Any, ...]
 
@@ -52,20 +55,25 @@ def load_file(path: Path, display: str, *, max_bytes: int = MAX_BYTES) -> Docume
         size = path.stat().st_size
     except OSError as exc:
         raise InvalidFile([Problem(display, 1, f"cannot read the file: {exc.strerror or exc}")]) from exc
-    if size > max_bytes:
-        raise InvalidFile(
-            [Problem(display, 1, f"file is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")]
-        )
-    return load_bytes(path.read_bytes(), display, json_syntax=path.suffix.lower() == ".json")
+    _check_bytes(size, display, max_bytes)
+    return load_bytes(path.read_bytes(), display, json_syntax=path.suffix.lower() == ".json", max_bytes=max_bytes)
 
 
-def load_bytes(raw: bytes, display: str, *, json_syntax: bool) -> Document:
+def load_bytes(raw: bytes, display: str, *, json_syntax: bool, max_bytes: int = MAX_BYTES) -> Document:
+    _check_bytes(len(raw), display, max_bytes)
     text = _decode(raw, display)
     if not text.strip():
         raise InvalidFile([Problem(display, 1, "file is empty")])
     if json_syntax:
         return _load_json(text, display)
     return _load_yaml(text, display)
+
+
+def _check_bytes(size: int, display: str, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise InvalidFile(
+            [Problem(display, 1, f"file is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")]
+        )
 
 
 def _decode(raw: bytes, display: str) -> str:
@@ -104,18 +112,41 @@ def _load_json(text: str, display: str) -> Document:
             [Problem(display, exc.lineno, f"JSON syntax error at column {exc.colno}: {exc.msg}")]
         ) from None
     except _DuplicateKey as exc:
+        _json_lines(text, display)  # names the line of the second occurrence when it can
         line = _first_line_with(text, json.dumps(exc.key))
         raise InvalidFile([Problem(display, line, f"duplicate key {exc.key!r}")]) from None
     except RecursionError:
-        raise InvalidFile([Problem(display, 1, "JSON is nested too deeply")]) from None
-    lines: dict[Loc, int] = {(): 1}
-    try:  # JSON is (nearly) YAML: reuse the YAML composer for line numbers only
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raise InvalidFile([Problem(display, 1, f"JSON is nested more than {MAX_DEPTH} levels deep")]) from None
+    except ValueError:  # an integer too long for Python to read
+        raise InvalidFile([_long_number_problem(text, display)]) from None
+    return Document(display, data, _json_lines(text, display))
+
+
+def _json_lines(text: str, display: str) -> dict[Loc, int]:
+    """Line numbers of a JSON document, read with the YAML composer (JSON is nearly YAML)."""
+    lines: dict[Loc, int] = {}
+    # Outside strings a tab is only white space in JSON, and YAML refuses tabs
+    # as indentation; inside strings JSON escapes tabs, so this is safe.
+    loader = _Loader(text.replace("\t", " "))
+    try:
+        node = loader.get_single_node()
         if node is not None:
-            _index_lines(node, (), lines, set())
+            _index_lines(node, (), lines, set(), display=display)
+    except _TooDeep as exc:
+        raise InvalidFile([Problem(display, exc.line, f"JSON is nested more than {MAX_DEPTH} levels deep")]) from None
     except (yaml.YAMLError, RecursionError):
         pass
-    return Document(display, data, lines)
+    finally:
+        loader.dispose()
+    lines.setdefault((), 1)
+    return lines
+
+
+def _long_number_problem(text: str, display: str) -> Problem:
+    match = re.search(r"\d{%d,}" % (MAX_NUMBER_DIGITS + 1), text)
+    line = text.count("\n", 0, match.start()) + 1 if match else 1
+    shown = match.group()[:20] + "..." if match else "a number"
+    return Problem(display, line, f"number {shown} has more than {MAX_NUMBER_DIGITS} digits")
 
 
 class _DuplicateKey(Exception):
@@ -128,8 +159,30 @@ def _first_line_with(text: str, needle: str) -> int:
     return 1 if index < 0 else text.count("\n", 0, index) + 1
 
 
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing nesting past MAX_DEPTH before it gets slow."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def _load_yaml(text: str, display: str) -> Document:
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -138,14 +191,13 @@ def _load_yaml(text: str, display: str) -> Document:
         lines: dict[Loc, int] = {}
         _index_lines(node, (), lines, set(), display=display)
         data = loader.construct_document(node)
+    except _TooDeep as exc:
+        raise InvalidFile([Problem(display, exc.line, f"YAML is nested more than {MAX_DEPTH} levels deep")]) from None
+    except yaml.constructor.ConstructorError as exc:
+        raise InvalidFile([_mark_problem(display, exc, _constructor_message(exc))]) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        column = f" column {mark.column + 1}" if mark else ""
         what = exc.problem or exc.context or "invalid YAML"
-        if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in what:
-            what = f"{what}: YAML tags that build objects are not allowed"
-        raise InvalidFile([Problem(display, line, f"YAML syntax error at{column}: {what}")]) from None
+        raise InvalidFile([_mark_problem(display, exc, f"YAML syntax error at{_column(exc)}: {what}")]) from None
     except yaml.YAMLError as exc:
         raise InvalidFile([Problem(display, 1, f"YAML error: {exc}")]) from None
     except RecursionError:
@@ -155,35 +207,62 @@ def _load_yaml(text: str, display: str) -> Document:
     return Document(display, data, lines)
 
 
-def _check_size(root: yaml.Node, display: str) -> None:
-    """Refuse a document whose anchors and aliases expand past MAX_NODES values."""
-    sizes: dict[int, int] = {}
+def _mark_problem(display: str, exc: yaml.MarkedYAMLError, message: str) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    return Problem(display, mark.line + 1 if mark else 1, message)
 
-    def size(node: yaml.Node, depth: int) -> int:
+
+def _column(exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    return f" column {mark.column + 1}" if mark else ""
+
+
+def _constructor_message(exc: yaml.constructor.ConstructorError) -> str:
+    what = exc.problem or exc.context or "cannot read this value"
+    tag = re.search(r"tag '([^']*)'", what)
+    if tag:
+        shown = tag.group(1).replace("tag:yaml.org,2002:", "!!")
+        return f"YAML tag {shown!r} is not allowed at{_column(exc)}: tags that build objects are refused"
+    return f"YAML error at{_column(exc)}: {what}"
+
+
+def _check_size(root: yaml.Node, display: str) -> None:
+    """Refuse a document whose anchors and aliases expand past MAX_NODES values.
+
+    Sizes are counted on the node graph, where an alias is the very node its
+    anchor names, so a "billion laughs" document is refused after visiting
+    each distinct node once, without building anything.  Integers too long
+    for Python to read are refused here too, with their line.
+    """
+    sizes: dict[int, int] = {}
+    aliased = False
+
+    def size(node: yaml.Node) -> int:
+        nonlocal aliased
         key = id(node)
         if key in sizes:
+            aliased = True
             return sizes[key]
         sizes[key] = 1  # a cycle counts once; construction will reject it anyway
         total = 1
         if isinstance(node, yaml.SequenceNode):
-            total += sum(size(child, depth + 1) for child in node.value)
+            total += sum(size(child) for child in node.value)
         elif isinstance(node, yaml.MappingNode):
-            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
-        if total > MAX_NODES:
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_NUMBER_DIGITS:
             raise InvalidFile(
-                [
-                    Problem(
-                        display,
-                        node.start_mark.line + 1,
-                        f"the document expands to more than {MAX_NODES} values "
-                        "(YAML anchors and aliases); write it out plainly",
-                    )
-                ]
+                [Problem(display, node.start_mark.line + 1,
+                         f"number {node.value[:20]}... has more than {MAX_NUMBER_DIGITS} digits")]
+            )
+        if total > MAX_NODES:
+            why = " (YAML anchors and aliases); write it out plainly" if aliased else "; split it into several files"
+            raise InvalidFile(
+                [Problem(display, node.start_mark.line + 1, f"the document expands to more than {MAX_NODES} values{why}")]
             )
         sizes[key] = total
         return total
 
-    size(root, 0)
+    size(root)
 
 
 def _index_lines(
@@ -215,7 +294,9 @@ def problems_from(exc: ValidationError, doc: Document, prefix: Loc = ()) -> list
     problems = []
     for error in exc.errors(include_url=False):
         loc = prefix + tuple(error["loc"])
-        problems.append(doc.problem(loc, describe_error(error, loc)))
+        # An unknown key is pointed at by its own line, not its value's.
+        where = loc + ("__key__",) if error["type"] == "extra_forbidden" else loc
+        problems.append(doc.problem(where, describe_error(error, loc)))
     return sorted(problems, key=lambda p: p.line)
 
 
@@ -231,6 +312,8 @@ def describe_error(error: dict[str, Any], loc: Loc) -> str:
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
+    if isinstance(value, str) and repr(value)[:20] in message:
+        return f"{where}: {message}" if where else message  # the message already shows the value
     shown = _short(value)
     return f"{where}: {message} (got {shown})" if where else f"{message} (got {shown})"
 

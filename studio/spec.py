@@ -55,10 +55,17 @@ def derive_seed(batch: str, slug: str, salt: str = "") -> int:
 
 
 def apply_cues(prompt: str, cues: list[str]) -> str:
-    """The prompt with the reviewer's cues appended, each once."""
+    """The prompt with the reviewer's cues appended, each once.
+
+    A cue already present as one of the prompt's comma-separated phrases is
+    not added again; a cue that merely occurs inside a word ("red" in "a
+    bored cat") still is.
+    """
     text = prompt.strip()
+    phrases = {phrase.strip().lower() for phrase in text.replace("\n", ",").split(",")}
     for cue in cues:
         cue = cue.strip()
-        if cue and cue.lower() not in text.lower():
+        if cue and cue.lower() not in phrases:
             text = f"{text}, {cue}" if text else cue
+            phrases.add(cue.lower())
     return text
