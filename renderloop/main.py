@@ -28,6 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"renderloop {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_parser = sub.add_parser
+
+    def add_command(name: str, **kwargs: object) -> argparse.ArgumentParser:
+        command = add_parser(name, **kwargs)  # type: ignore[arg-type]
+        # --debug is also accepted after the command (`renderloop worker --debug`)
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        return command
+
+    sub.add_parser = add_command  # type: ignore[method-assign]
 
     p = sub.add_parser("init", help="create a studio (or enable the hooks in a clone of one)")
     p.add_argument("path", nargs="?", type=Path, default=Path("."), help="where (default: this folder)")
