@@ -481,6 +481,10 @@ class _Handler(BaseHTTPRequestHandler):
     def get_embeddings(self, path: str, query: dict, body: bytes) -> None:
         self._json([])
 
+    def get_timeline(self, path: str, query: dict, body: bytes) -> None:
+        """Not ComfyUI: the execution timeline, for benchmarks running the server in another process."""
+        self._json([[t.prompt_id, t.start, t.end] for t in self.owner.timeline])
+
     def get_ws(self, path: str, query: dict, body: bytes) -> None:
         owner = self.owner
         key = self.headers.get("Sec-WebSocket-Key")
@@ -551,6 +555,7 @@ _ROUTES = {
     ("GET", "/features"): _Handler.get_features,
     ("GET", "/embeddings"): _Handler.get_embeddings,
     ("GET", "/ws"): _Handler.get_ws,
+    ("GET", "/_test/timeline"): _Handler.get_timeline,
 }
 _PREFIX_ROUTES = {
     "GET": (("/history/", _Handler.get_history), ("/object_info/", _Handler.get_object_info)),

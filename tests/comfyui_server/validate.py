@@ -11,10 +11,6 @@ from typing import Any, Optional
 
 ObjectInfo = dict[str, dict[str, Any]]
 
-# Model-file combos: empty (or ['pixel_space']) in the captured object_info because
-# no model was installed; the test server fills them with its installed files.
-MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
-
 
 def input_spec(info: ObjectInfo, class_type: str, name: str) -> tuple[Optional[str], Any, dict]:
     """(category, input_type, extra_info) of one input, as ``get_input_info`` gives them."""
