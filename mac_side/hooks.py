@@ -99,12 +99,27 @@ def pre_commit(studio: Studio) -> int:
         return 1
     if new_lines:
         append(studio.ledger_path, new_lines)
-        git.add(root, LEDGER_NAME)
+        _stage_ledger(root)
         noun = "verdict" if len(new_lines) == 1 else "verdicts"
         print(f"renderloop: recorded {len(new_lines)} {noun} in {LEDGER_NAME} ({describe(new_lines)})")
     for note in notes:
         print(f"renderloop: {note}")
     return 0
+
+
+def _stage_ledger(root: Path) -> None:
+    """Stage the ledger into the index the commit is built from, and into the next real index.
+
+    ``git commit PATH...`` builds the commit from a temporary index
+    (``next-index-*.lock``) and writes the real index's next version to
+    ``index.lock``, renamed into place after the commit: the ledger must be
+    staged in both, or the real index would keep the old ledger.
+    """
+    git.add(root, LEDGER_NAME)
+    index = Path(os.environ.get("GIT_INDEX_FILE", ""))
+    real_next = git.git_dir(root) / "index.lock"
+    if index.name.startswith("next-index-") and real_next.is_file():
+        git.run(root, "add", "--", LEDGER_NAME, env={"GIT_INDEX_FILE": str(real_next)})
 
 
 class _Lazy:

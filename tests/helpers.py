@@ -73,3 +73,10 @@ prompts:
     prompt: "A night train crossing a bridge, gouache"
     model: flux-schnell
 """
+
+
+def type_into(text: str, slug: str, typed: str) -> str:
+    """A review with the blank ``verdict:``/``cues:`` of ``slug``'s section replaced by ``typed``."""
+    head = text.index(f"## {slug}\n")
+    at = text.index("verdict:\ncues:", head)
+    return text[:at] + typed + text[at + len("verdict:\ncues:"):]
