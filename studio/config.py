@@ -22,7 +22,8 @@ _ENDPOINT_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # strict: "8" is not 8 and true is not 1.0 (a float field still takes an int).
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ComfyUIModel(_Strict):
@@ -46,8 +47,8 @@ class ComfyUIModel(_Strict):
     vae: Optional[str] = None
     checkpoint: Optional[str] = None  # flux graphs: one fp8 checkpoint instead of unet/clip_l/t5xxl/vae
     weight_dtype: Optional[str] = None
-    guidance: Optional[float] = Field(default=None, ge=0, le=100, strict=False)
-    shift: Optional[float] = Field(default=None, ge=0, le=100, strict=False)
+    guidance: Optional[float] = Field(default=None, ge=0, le=100)
+    shift: Optional[float] = Field(default=None, ge=0, le=100)
 
     @model_validator(mode="after")
     def _one_source(self) -> "ComfyUIModel":
@@ -91,9 +92,9 @@ class FalModel(_Strict):
     """How a model renders on fal's queue API."""
 
     endpoint: str  # e.g. fal-ai/flux/schnell: the path after the queue host
-    usd_per_mp: float = Field(default=0.0, ge=0, strict=False)  # price per megapixel (1024 x 1024 pixels)
+    usd_per_mp: float = Field(default=0.0, ge=0)  # price per megapixel (1024 x 1024 pixels)
     round_up_mp: bool = True  # fal bills each started megapixel
-    timeout_seconds: float = Field(default=600.0, gt=0, strict=False)  # the longest wait for one image
+    timeout_seconds: float = Field(default=600.0, gt=0)  # the longest wait for one image
     # Extra inputs sent with every request, e.g. {enable_safety_checker: false}.
     arguments: dict[str, Union[bool, int, float, str]] = Field(default_factory=dict)
 
@@ -120,7 +121,7 @@ class MfluxModel(_Strict):
     command: Union[str, list[str]]  # program and fixed arguments, e.g. [mflux-generate, --model, schnell]
     quantize: Optional[Literal[3, 4, 5, 6, 8]] = None  # -q/--quantize
     low_ram: bool = False  # --low-ram
-    guidance: Optional[float] = Field(default=None, ge=0, strict=False)  # --guidance
+    guidance: Optional[float] = Field(default=None, ge=0)  # --guidance
 
     @field_validator("command")
     @classmethod
@@ -139,7 +140,7 @@ class ModelSettings(_Strict):
     width: int = Field(default=1024, gt=0)
     height: int = Field(default=1024, gt=0)
     steps: Optional[int] = Field(default=None, gt=0, le=1000)
-    cfg: Optional[float] = Field(default=None, ge=0, strict=False)
+    cfg: Optional[float] = Field(default=None, ge=0)
     sampler: Optional[str] = None
     scheduler: Optional[str] = None
     min_side: int = Field(default=64, gt=0)
@@ -148,6 +149,23 @@ class ModelSettings(_Strict):
     comfyui: Optional[ComfyUIModel] = None
     fal: Optional[FalModel] = None
     mflux: Optional[MfluxModel] = None
+
+    @model_validator(mode="after")
+    def _default_size_fits(self) -> "ModelSettings":
+        """The default size must pass the model's own limits, or every batch relying on it would fail."""
+        if self.min_side > self.max_side:
+            raise ValueError(f"min_side {self.min_side} is larger than max_side {self.max_side}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value % 8:
+                raise ValueError(f"default {name} {value} is not a multiple of 8")
+            if not self.min_side <= value <= self.max_side:
+                raise ValueError(f"default {name} {value} is outside min_side-max_side {self.min_side}-{self.max_side}")
+        if self.width * self.height > self.max_pixels:
+            raise ValueError(
+                f"default size {self.width}x{self.height} is more than max_pixels {self.max_pixels}"
+            )
+        return self
 
 
 class WakeSettings(_Strict):
@@ -192,8 +210,8 @@ class WorkerSettings(_Strict):
     name: Optional[str] = None
     comfyui: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8188"])
     window: int = Field(default=2, ge=1, le=64)
-    poll_seconds: float = Field(default=2.0, gt=0, strict=False)
-    backstop_seconds: float = Field(default=60.0, gt=0, strict=False)
+    poll_seconds: float = Field(default=2.0, gt=0)
+    backstop_seconds: float = Field(default=60.0, gt=0)
     fal_url: Optional[str] = None
     wake: Optional[WakeSettings] = None
 
@@ -201,10 +219,10 @@ class WorkerSettings(_Strict):
 class LocalSettings(_Strict):
     """`renderloop local`: the safety wrapper around mflux on this Mac."""
 
-    cooldown_seconds: float = Field(default=15.0, ge=0, strict=False)  # pause between two mflux runs
-    min_available_gb: float = Field(default=8.0, ge=0, strict=False)  # memory gate before each run
-    memory_wait_seconds: float = Field(default=600.0, ge=0, strict=False)  # give up waiting for memory
-    timeout_seconds: float = Field(default=1800.0, gt=0, strict=False)  # limit per image
+    cooldown_seconds: float = Field(default=15.0, ge=0)  # pause between two mflux runs
+    min_available_gb: float = Field(default=8.0, ge=0)  # memory gate before each run
+    memory_wait_seconds: float = Field(default=600.0, ge=0)  # give up waiting for memory
+    timeout_seconds: float = Field(default=1800.0, gt=0)  # limit per image
 
 
 class StudioConfig(_Strict):

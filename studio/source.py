@@ -294,8 +294,9 @@ def problems_from(exc: ValidationError, doc: Document, prefix: Loc = ()) -> list
     problems = []
     for error in exc.errors(include_url=False):
         loc = prefix + tuple(error["loc"])
-        # An unknown key is pointed at by its own line, not its value's.
-        where = loc + ("__key__",) if error["type"] == "extra_forbidden" else loc
+        # An unknown key, or a whole mapping found wrong, is pointed at by its key's line.
+        on_key = error["type"] == "extra_forbidden" or isinstance(error.get("input"), dict)
+        where = loc + ("__key__",) if on_key else loc
         problems.append(doc.problem(where, describe_error(error, loc)))
     return sorted(problems, key=lambda p: p.line)
 
@@ -312,8 +313,8 @@ def describe_error(error: dict[str, Any], loc: Loc) -> str:
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
-    if isinstance(value, str) and repr(value)[:20] in message:
-        return f"{where}: {message}" if where else message  # the message already shows the value
+    if (isinstance(value, str) and repr(value)[:20] in message) or (kind == "value_error" and isinstance(value, dict)):
+        return f"{where}: {message}" if where else message  # the message already names the value
     shown = _short(value)
     return f"{where}: {message} (got {shown})" if where else f"{message} (got {shown})"
 
