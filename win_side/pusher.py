@@ -103,8 +103,8 @@ class Pusher:
         waiting = self.repo.unpushed()
         self.last_error = reason
         log.warning(
-            "cannot push (%s); %d commit%s wait locally, will try again in %g s",
-            reason, waiting, "" if waiting == 1 else "s", delay,
+            "cannot push (%s); %d commit%s locally, will try again in %g s",
+            reason, waiting, " waits" if waiting == 1 else "s wait", delay,
         )
 
     def flush(self, timeout: float) -> bool:

@@ -176,7 +176,7 @@ class WorkerRepo:
             with self.fetch_lock:
                 self._fetch()
         except GitError as exc:
-            raise RemoteUnreachable(exc.stderr or str(exc)) from exc
+            raise RemoteUnreachable(_reason(exc.stderr) or str(exc)) from exc
 
     def _fetch(self) -> None:
         git.run(self.root, "fetch", "--quiet", "--no-tags", self.remote, self.branch, timeout=NETWORK_TIMEOUT)
@@ -237,16 +237,27 @@ class WorkerRepo:
             faults.point("after-push")
             git.run(self.root, "update-ref", f"refs/remotes/{self.remote}/{self.branch}", sha)
             return sha
-        message = (err.strip() or stdout.strip()).splitlines()
         if _REJECTED.search(stdout + err):
-            raise PushRejected(message[-1] if message else "rejected")
-        raise RemoteUnreachable(message[-1] if message else f"git push exited with {code}")
+            raise PushRejected(_reason(stdout + "\n" + err) or "rejected")
+        raise RemoteUnreachable(_reason(err or stdout) or f"git push exited with {code}")
 
 
 def existing_or_tracked(root: Path, paths: list[str]) -> list[str]:
     """The paths git can stage: present in the tree, or tracked (a deletion)."""
     tracked = set(git.ls_files(root, *paths))
     return [p for p in paths if (root / p).exists() or p in tracked]
+
+
+def _reason(output: str) -> str:
+    """The line of git's output that says what went wrong (not its closing advice)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("!") or "[rejected]" in line or "[remote rejected]" in line:
+            return " ".join(line.lstrip("!").split())  # porcelain: "!  HEAD:refs/heads/main  [rejected] (fetch first)"
+    for line in lines:
+        if line.startswith(("fatal:", "error:")):
+            return line
+    return lines[-1] if lines else ""
 
 
 def _rebasing_branch(gitdir: Path) -> str | None:
