@@ -171,13 +171,17 @@ class ComfyClient:
         self._expect(response, "POST /interrupt")
 
 
+_REASONS = (
+    ("connection refused", "connection refused"), ("actively refused", "connection refused"),
+    ("name or service not known", "unknown host"), ("getaddrinfo failed", "unknown host"),
+    ("no route to host", "no route to host"), ("connection reset", "connection reset"),
+    ("remote end closed", "connection closed"), ("connection aborted", "connection closed"),
+)
+
+
 def _reason(exc: Exception) -> str:
-    text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "No route to host",
-                   "actively refused", "Connection reset", "Remote end closed"):
-        if marker.lower() in text.lower():
-            return marker.lower()
-    return type(exc).__name__
+    text = str(exc).lower()
+    return next((label for marker, label in _REASONS if marker in text), type(exc).__name__)
 
 
 def _snippet(response: requests.Response) -> str:
