@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 COMMANDS = ("mflux-generate", "mflux-generate-z-image-turbo", "mflux-generate-qwen")
 
 STANDIN = r'''
@@ -124,6 +126,18 @@ def install(bin_dir: Path, log: Path) -> Path:
         path.write_text(f"#!{sys.executable}\n{STANDIN}", encoding="utf-8")
         path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return bin_dir
+
+
+@pytest.fixture
+def standin_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The stand-ins first on PATH; returns the log they write."""
+    log = tmp_path / "standin.jsonl"
+    bin_dir = install(tmp_path / "bin", log)
+    monkeypatch.setenv("PATH", str(bin_dir) + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("STANDIN_LOG", str(log))
+    monkeypatch.delenv("STANDIN_MODE", raising=False)
+    monkeypatch.delenv("STANDIN_SECONDS", raising=False)
+    return log
 
 
 def events(log: Path) -> list[dict[str, Any]]:

@@ -233,13 +233,17 @@ def test_the_wait_per_image_is_bounded(tmp_path: Path, fal: FalServer) -> None:
     assert not progress_file(tmp_path).exists()
 
 
-def test_a_stopping_worker_keeps_the_request_for_its_restart(tmp_path: Path, fal: FalServer) -> None:
+def stop_while_waiting(lane: FalLane, fal: FalServer, after: float = 0.3) -> None:
+    """Submit an image that takes long, and stop the render while it waits (a worker stopping)."""
     fal.state.render_seconds = 60
-    lane = fast_lane(tmp_path, fal)
     cancel = threading.Event()
-    threading.Timer(0.3, cancel.set).start()
+    threading.Timer(after, cancel.set).start()
     with pytest.raises(Cancelled):
         lane.render(make_request(), cancel)
+
+
+def test_a_stopping_worker_keeps_the_request_for_its_restart(tmp_path: Path, fal: FalServer) -> None:
+    stop_while_waiting(fast_lane(tmp_path, fal), fal)
     assert progress_file(tmp_path).exists()
     assert fal.state.cancels == []
 
@@ -258,12 +262,8 @@ def test_a_changed_spec_does_not_reattach(tmp_path: Path, fal: FalServer) -> Non
 
 
 def test_a_request_fal_forgot_is_submitted_again(tmp_path: Path, fal: FalServer) -> None:
-    fal.state.render_seconds = 60
     lane = fast_lane(tmp_path, fal)
-    cancel = threading.Event()
-    threading.Timer(0.2, cancel.set).start()
-    with pytest.raises(Cancelled):
-        lane.render(make_request(), cancel)
+    stop_while_waiting(lane, fal, after=0.2)
     fal.state.requests.clear()  # fal no longer knows it
     fal.state.render_seconds = 0
     lane.render(make_request(), threading.Event())

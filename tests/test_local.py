@@ -14,6 +14,7 @@ import pytest
 
 from studio.record import RenderRecord
 from tests import mflux_standin
+from tests.mflux_standin import standin_log  # noqa: F401 - a fixture
 from tests.helpers import BATCH_YAML, Sandbox, cli, git
 
 EXTRA_YAML = """\
@@ -28,16 +29,6 @@ prompts:
     prompt: "A ferry at night"
 """
 FAST = ("--cooldown", "0.3", "--min-available-gb", "0", "--timeout", "30")
-
-
-@pytest.fixture
-def standin_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    log = tmp_path / "standin.jsonl"
-    bin_dir = mflux_standin.install(tmp_path / "bin", log)
-    monkeypatch.setenv("PATH", str(bin_dir) + os.pathsep + os.environ["PATH"])
-    monkeypatch.setenv("STANDIN_LOG", str(log))
-    monkeypatch.delenv("STANDIN_MODE", raising=False)
-    return log
 
 
 def commit_batch(sandbox: Sandbox, name: str, text: str, where: Path | None = None) -> None:

@@ -17,6 +17,7 @@ from studio.config import MfluxModel, builtin_config
 from studio.errors import FatalError
 from studio.spec import Spec
 from tests import mflux_standin
+from tests.mflux_standin import standin_log  # noqa: F401 - a fixture
 from win_side.backends import make_backend
 from win_side.backends.base import BackendOptions, BackendUnavailable, Cancelled, RenderFailed, RenderRequest
 from win_side.backends.mflux import MfluxBackend, command_line
@@ -31,16 +32,6 @@ from win_side.mflux_guard import (
 )
 
 GB = 1024**3
-
-
-@pytest.fixture
-def standin_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    log = tmp_path / "standin.jsonl"
-    bin_dir = mflux_standin.install(tmp_path / "bin", log)
-    monkeypatch.setenv("PATH", str(bin_dir) + os.pathsep + os.environ["PATH"])
-    monkeypatch.setenv("STANDIN_LOG", str(log))
-    monkeypatch.delenv("STANDIN_MODE", raising=False)
-    return log
 
 
 def make_request(model: str = "flux-schnell", slug: str = "harbor", prompt: str = "a harbor at dawn",
@@ -394,4 +385,5 @@ def test_preflight_fails_models_without_an_mflux_command(tmp_path: Path, standin
 
 
 def test_the_backend_has_one_lane_rendering_one_image_at_a_time(tmp_path: Path, standin_log: Path) -> None:
-    assert [(lane.name, lane.window) for lane in MfluxBackend(make_options(tmp_path, window=4)).lanes] == [("mflux", 1)]
+    lanes = MfluxBackend(make_options(tmp_path, window=4)).lanes
+    assert [(lane.name, lane.window) for lane in lanes] == [("mflux", 1)]
