@@ -184,7 +184,8 @@ def resolve(doc: Document, batch_id: str, config: StudioConfig) -> LoadedBatch:
                 Job(batch_id, entry.slug, spec, spec.hash, entry.archetype, tuple(entry.cues), line)
             )
     if problems:
-        raise InvalidFile(sorted(problems, key=lambda p: p.line))
+        # a bad batch-level default is one problem, however many prompts rely on it
+        raise InvalidFile(sorted(dict.fromkeys(problems), key=lambda p: p.line))
     return LoadedBatch(batch_id, doc.path, batch, tuple(jobs))
 
 

@@ -574,8 +574,8 @@ def test_the_largest_size_the_model_allows_is_accepted() -> None:
 
 
 def test_a_size_problem_names_the_line_that_set_it() -> None:
-    at_batch = ONE.replace("prompts:", "width: 1020\nprompts:")
-    assert only_problem(at_batch) == f"{REL}:3: width 1020 is not a multiple of 8"
+    at_batch = ONE.replace("prompts:", "width: 1020\nprompts:") + "  - slug: night-train\n    prompt: y\n"
+    assert only_problem(at_batch) == f"{REL}:3: width 1020 is not a multiple of 8"  # once, not once per prompt
     # the batch sets width and a prompt height: each problem where it was written
     both = ONE.replace("prompts:", "width: 1020\nprompts:") + "    height: 4000\n"
     assert problems(both) == [
@@ -612,9 +612,9 @@ def test_unknown_models_are_named() -> None:
     assert only_problem(ONE.replace("model: flux-schnell", "model: Flux-Schnell")) == (
         f"{REL}:2: unknown model 'Flux-Schnell'; {known}"
     )
-    # two prompts relying on a bad batch default: one problem each, at the batch's line
+    # two prompts relying on a bad batch default: one problem, at the batch's line
     two = ONE.replace("model: flux-schnell", "model: sdxl") + "  - slug: b\n    prompt: y\n"
-    assert problems(two) == [f"{REL}:2: unknown model 'sdxl'; {known}"] * 2
+    assert problems(two) == [f"{REL}:2: unknown model 'sdxl'; {known}"]
 
 
 def test_a_prompt_with_no_model_anywhere() -> None:

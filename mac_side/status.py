@@ -1,0 +1,83 @@
+"""``renderloop status``: each batch with pending, rendered, failed and reviewed counts.
+
+Counts come from the files of this checkout (pull first to see the worker's
+latest): a slug is *rendered* when its record is current (same spec_hash)
+and done with its PNG present, *failed* when its current record failed,
+*pending* otherwise (no record, an older spec, or a missing PNG: what the
+worker will render next), and *reviewed* when the ledger holds a verdict for
+its current spec.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from mac_side.reading import open_studio, print_table, read_ledger
+from studio.batch import LoadedBatch
+from studio.config import load_config
+from studio.inventory import is_current, load_batches, records
+from studio.layout import Studio
+
+HEADERS = ("batch", "prompts", "pending", "rendered", "failed", "reviewed")
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    batch: str
+    prompts: int = 0
+    pending: int = 0
+    rendered: int = 0
+    failed: int = 0
+    reviewed: int = 0
+    problem: Optional[str] = None  # the first problem of an invalid batch file
+
+    @property
+    def row(self) -> tuple[object, ...]:
+        if self.problem is not None:
+            return (self.batch, "invalid", "", "", "", "")
+        return (self.batch, self.prompts, self.pending, self.rendered, self.failed, self.reviewed)
+
+
+def status(repo: Path) -> int:
+    studio = open_studio(repo)
+    found = batch_statuses(studio)
+    if not found:
+        print("No batches yet: `renderloop new NAME` scaffolds batches/NAME.yaml.")
+        return 0
+    print_table("", HEADERS, [s.row for s in found])
+    for item in found:
+        if item.problem is not None:
+            print(f"{item.batch}: invalid: {item.problem}")
+    return 0
+
+
+def batch_statuses(studio: Studio) -> list[BatchStatus]:
+    config = load_config(studio)
+    inventory = load_batches(studio, config)
+    judged = {(l.batch, l.slug, l.spec_hash) for l in read_ledger(studio)}
+    found = []
+    for batch_id in sorted(inventory.paths):
+        if batch_id in inventory.invalid:
+            problems = inventory.invalid[batch_id].problems
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            found.append(BatchStatus(batch_id, problem=f"{problems[0]}{more}"))
+        else:
+            found.append(count(studio, inventory.batches[batch_id], judged))
+    return found
+
+
+def count(studio: Studio, loaded: LoadedBatch, judged: set[tuple[str, str, Optional[str]]]) -> BatchStatus:
+    actual = records(studio, loaded.batch)
+    rendered = failed = reviewed = 0
+    for job in loaded.jobs:
+        record = actual.get(job.slug)
+        if is_current(job, record) and record is not None:
+            if record.status == "failed":
+                failed += 1
+            elif studio.png_path(job.batch, job.slug).is_file():
+                rendered += 1
+        if (job.batch, job.slug, job.spec_hash) in judged:
+            reviewed += 1
+    total = len(loaded.jobs)
+    return BatchStatus(loaded.batch, total, total - rendered - failed, rendered, failed, reviewed)

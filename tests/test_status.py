@@ -1,0 +1,138 @@
+"""``renderloop status``: pending, rendered, failed and reviewed per batch, invalid files with their problem."""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from mac_side.init import init
+from mac_side.reading import plain_table, print_table
+from mac_side.status import BatchStatus, batch_statuses, status
+from studio.layout import Studio
+from tests.helpers import BATCH_YAML, Sandbox, cli, git, type_into
+from tests.studio_data import append_ledger, put_render, verdict, write_batch
+
+
+@pytest.fixture
+def studio_root(tmp_path: Path) -> Path:
+    root = tmp_path / "studio"
+    init(root)
+    return root
+
+
+def counts(root: Path) -> dict[str, tuple]:
+    return {s.batch: (s.prompts, s.pending, s.rendered, s.failed, s.reviewed, s.problem) for s in batch_statuses(Studio.at(root))}
+
+
+def test_an_empty_studio_says_how_to_start(studio_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert status(studio_root) == 0
+    assert capsys.readouterr().out == "No batches yet: `renderloop new NAME` scaffolds batches/NAME.yaml.\n"
+
+
+def test_status_follows_the_loop(sandbox: Sandbox) -> None:
+    mac = sandbox.mac
+    sandbox.write("batches/hero.yaml", BATCH_YAML)
+    git(mac, "add", "batches/hero.yaml")
+    git(mac, "commit", "-q", "-m", "batch")
+    git(mac, "push", "-q")
+    before = cli("status", "--repo", str(mac))
+    assert before.returncode == 0, before.stderr
+    assert before.stdout.splitlines() == [
+        "batch  prompts  pending  rendered  failed  reviewed",
+        "hero         3        3         0       0         0",
+    ]
+    assert cli("worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once").returncode == 0
+    git(mac, "pull", "-q")
+    assert counts(mac) == {"hero": (3, 0, 3, 0, 0, None)}
+    review = mac / "renders" / "hero" / "review.md"
+    text = type_into(review.read_text(encoding="utf-8"), "harbor-at-dawn", "verdict: keep\ncues:")
+    text = type_into(text, "night-train", "verdict: reroll\ncues:\n- moonlight")
+    review.write_text(text, encoding="utf-8", newline="\n")
+    assert git(mac, "commit", "-q", "-am", "review", check=False).returncode == 0
+    assert counts(mac) == {"hero": (3, 0, 3, 0, 2, None)}
+    # a new seed is a reroll in place: pending again, and its old verdict no longer counts
+    sandbox.write("batches/hero.yaml", BATCH_YAML.replace("seed: 1234", "seed: 99"))
+    after = cli("status", "--repo", str(mac / "renders"))
+    assert after.stdout.splitlines()[1] == "hero         3        1         2       0         1"
+
+
+def test_failed_stale_and_missing_images(studio_root: Path) -> None:
+    hero = write_batch(studio_root, "hero", BATCH_YAML)
+    harbor, ledger_taxonomy, train = hero.jobs
+    put_render(studio_root, harbor)
+    put_render(studio_root, ledger_taxonomy, status="failed")
+    put_render(studio_root, train, png=False)  # a done record whose PNG was deleted: render it again
+    assert counts(studio_root)["hero"] == (3, 1, 1, 1, 0, None)
+    # a record for an older spec is pending work
+    write_batch(studio_root, "hero", BATCH_YAML.replace("seed: 1234", "seed: 5"))
+    assert counts(studio_root)["hero"] == (3, 2, 0, 1, 0, None)
+
+
+def test_reviewed_counts_verdicts_on_the_current_spec_only(studio_root: Path) -> None:
+    hero = write_batch(studio_root, "hero", BATCH_YAML)
+    records = [put_render(studio_root, job) for job in hero.jobs]
+    other = write_batch(studio_root, "other", BATCH_YAML)
+    append_ledger(
+        studio_root,
+        verdict("hero", "harbor-at-dawn", "keep", record=records[0]),
+        verdict("hero", "harbor-at-dawn", "reroll", record=records[0]),  # two verdicts, one image reviewed
+        verdict("hero", "night-train", "reject", record=records[2]),
+        verdict("other", "night-train", "keep", job=other.jobs[2]),  # the other batch's image
+    )
+    assert counts(studio_root) == {
+        "hero": (3, 0, 3, 0, 2, None),
+        "other": (3, 3, 0, 0, 1, None),
+    }
+    write_batch(studio_root, "hero", BATCH_YAML.replace("seed: 1234", "seed: 5"))
+    assert counts(studio_root)["hero"][4] == 1
+
+
+def test_invalid_batches_are_listed_with_their_first_problem(studio_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_batch(studio_root, "hero", BATCH_YAML)
+    bad = studio_root / "batches" / "broken.yaml"
+    bad.write_text(BATCH_YAML.replace("width: 512", "width: 513").replace("model: flux-schnell", "model: nope"), encoding="utf-8")
+    (studio_root / "batches" / "twice.yaml").write_text(BATCH_YAML, encoding="utf-8")
+    (studio_root / "batches" / "twice.json").write_text("{}", encoding="utf-8")
+    assert status(studio_root) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "batch   prompts  pending  rendered  failed  reviewed",
+        "broken  invalid",
+        "hero          3        3         0       0         0",
+        "twice   invalid",
+        "broken: invalid: batches/broken.yaml:3: width 513 is not a multiple of 8 (and 1 more)",
+        "twice: invalid: batches/twice.json:1: batch 'twice' is defined twice, by batches/twice.json and "
+        "batches/twice.yaml: keep one (and 1 more)",
+    ]
+
+
+def test_records_of_slugs_no_longer_in_the_batch_are_ignored(studio_root: Path) -> None:
+    hero = write_batch(studio_root, "hero", BATCH_YAML)
+    for job in hero.jobs:
+        put_render(studio_root, job)
+    write_batch(studio_root, "hero", BATCH_YAML.split("  - slug: feedback-ledger-taxonomy")[0])
+    assert counts(studio_root)["hero"] == (1, 0, 1, 0, 0, None)
+
+
+def test_status_outside_a_studio(tmp_path: Path) -> None:
+    result = cli("status", "--repo", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"renderloop: error: {tmp_path.resolve()} is not a renderloop studio (no renderloop.yaml): run `renderloop init`"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_a_rich_table_and_a_pipe_plain_text() -> None:
+    rows = [BatchStatus("hero", 3, 1, 1, 1, 0).row, BatchStatus("broken", problem="x").row]
+    terminal = Terminal()
+    print_table("", ("batch", "prompts", "pending", "rendered", "failed", "reviewed"), rows, out=terminal)
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue())
+    assert "┃ batch " in shown and "│ hero   │" in shown and "│ broken │ invalid │" in shown
+    pipe = io.StringIO()
+    print_table("Title", ("a", "n"), [("x", 1), ("longer", 22)], out=pipe)
+    assert pipe.getvalue() == "Title\na        n\nx        1\nlonger  22\n"
+    assert plain_table("", ("a", "b"), [("x", None)], numeric_from=2) == ["a  b", "x"]
