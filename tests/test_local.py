@@ -215,6 +215,14 @@ def test_ctrl_c_kills_the_running_mflux(sandbox: Sandbox, standin_log: Path) -> 
     print(f"\nMEASURED Ctrl+C: mflux and its child gone, renderloop local exited in {took:.2f} s")
 
 
+def test_a_batch_pushed_from_elsewhere_is_fetched_and_rendered(sandbox: Sandbox, standin_log: Path) -> None:
+    commit_batch(sandbox, "extra", EXTRA_YAML, where=sandbox.worker)  # the person's other laptop, say
+    result = local(sandbox.mac, "extra")
+    assert result.returncode == 0, result.stderr
+    assert "extra: 2 rendered, 0 failed on this Mac; pushed" in result.stdout
+    assert len(render_subjects(sandbox.remote, "main")) == 2
+
+
 def test_unknown_batch_is_one_clear_line(sandbox: Sandbox, standin_log: Path) -> None:
     commit_batch(sandbox, "hero", BATCH_YAML)
     result = local(sandbox.mac, "nope")

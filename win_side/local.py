@@ -19,12 +19,12 @@ from typing import Optional
 from studio import git
 from studio.config import load_config
 from studio.errors import FatalError
-from studio.layout import BATCH_SUFFIXES, RENDERS, Studio, batch_id_problem
+from studio.layout import BATCH_SUFFIXES, BATCHES, RENDERS, Studio, batch_id_problem
 from win_side.backends.base import BackendOptions
 from win_side.backends.mflux import MfluxBackend
 from win_side.progress import make_progress
 from win_side.reconcile import ReconcileOptions, Reconciler, Summary
-from win_side.repo import WorkerRepo
+from win_side.repo import RemoteUnreachable, WorkerRepo
 from win_side.worker import _signals, open_studio
 
 log = logging.getLogger("renderloop.local")
@@ -38,10 +38,10 @@ def run_local(
 ) -> int:
     studio = open_studio(repo)
     config = load_config(studio)
-    _check_batch(studio, batch)
-    _check_nothing_to_lose(studio)
     _check_knobs(cooldown, min_available_gb, timeout)
+    _check_nothing_to_lose(studio)
     clone = WorkerRepo(studio)
+    _check_batch(clone, batch)
     options = BackendOptions(
         config=config, studio_root=studio.root, state_dir=clone.state, window=1,
         cooldown_seconds=cooldown, min_available_gb=min_available_gb, timeout_seconds=timeout,
@@ -92,13 +92,24 @@ def _report(clone: WorkerRepo, batch: str, summary: Summary, *, interrupted: boo
     return 0
 
 
-def _check_batch(studio: Studio, batch: str) -> None:
+def _check_batch(clone: WorkerRepo, batch: str) -> None:
+    """The batch file is here, or on the remote (pushed from elsewhere; the sync brings it)."""
     problem = batch_id_problem(batch)
     if problem:
         raise FatalError(problem)
-    if not any((studio.batches_dir / f"{batch}{suffix}").is_file() for suffix in BATCH_SUFFIXES):
-        known = ", ".join(p.stem for p in studio.batch_files()) or "none yet"
-        raise FatalError(f"no batch file batches/{batch}.yaml in {studio.root} (batches: {known})")
+    studio = clone.studio
+    names = [f"{BATCHES}/{batch}{suffix}" for suffix in BATCH_SUFFIXES]
+    if any((studio.root / name).is_file() for name in names):
+        return
+    if clone.has_remote():
+        try:
+            clone.fetch()
+        except RemoteUnreachable:
+            pass
+        if any(git.ok(studio.root, "cat-file", "-e", f"{clone.remote_ref}:{name}") for name in names):
+            return
+    known = ", ".join(p.stem for p in studio.batch_files()) or "none yet"
+    raise FatalError(f"no batch file batches/{batch}.yaml in {studio.root} (batches: {known})")
 
 
 def _check_nothing_to_lose(studio: Studio) -> None:
