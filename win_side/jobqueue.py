@@ -59,11 +59,21 @@ class JobQueue:
             (self._items.appendleft if front else self._items.append)(item)
             self._cond.notify()
 
-    def get(self, timeout: float) -> Item | None:
+    def get(self, timeout: float, accept: Optional[Callable[[RenderRequest], bool]] = None) -> Item | None:
+        """The first item (that ``accept`` takes, if given), waiting up to ``timeout``."""
         with self._cond:
-            if not self._items:
+            item = self._take(accept)
+            if item is None:
                 self._cond.wait(timeout)
-            return self._items.popleft() if self._items else None
+                item = self._take(accept)
+            return item
+
+    def _take(self, accept: Optional[Callable[[RenderRequest], bool]]) -> Item | None:
+        for item in self._items:
+            if accept is None or accept(item.request):
+                self._items.remove(item)
+                return item
+        return None
 
     def remove(self, predicate: Callable[[Item], bool]) -> list[Item]:
         with self._cond:
@@ -109,7 +119,7 @@ class LaneRunner:
             if delay > 0:
                 self.stop.wait(min(delay, 1.0))
                 continue
-            item = self.queue.get(timeout=0.5)
+            item = self.queue.get(timeout=0.5, accept=getattr(self.lane, "accepts", None))
             if item is None:
                 continue
             if self.stop.is_set():

@@ -80,6 +80,10 @@ class Cancelled(Exception):
 
 
 class Lane(Protocol):
+    """One place that renders. It may also define ``accepts(request) -> bool``
+    (False when preflight found it cannot render that model); the worker then
+    leaves such images to the other lanes."""
+
     name: str
     window: int
 
