@@ -1,0 +1,129 @@
+"""``renderloop export DIR``: the latest kept image of each slug, as ``DIR/<slug>.png``.
+
+An image is kept when the verdict in force for its (batch, slug) is
+``keep``.  When one slug was kept in several batches, the latest verdict
+wins.  The image copied is the one the person saw when they kept it (the PNG
+whose sha256 the ledger line records, found in the checkout or in git
+history), else the current render.  Nothing is written anywhere but DIR,
+and each file is written atomically.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from mac_side.reading import open_studio, read_ledger
+from studio import git
+from studio.errors import FatalError
+from studio.fsutil import write_atomic
+from studio.layout import Studio
+from studio.ledger import LedgerLine
+from studio.record import sha256_hex
+
+HISTORY_LIMIT = 200  # versions of one PNG searched for the kept one
+
+
+@dataclass
+class Exported:
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    current_instead: list[str] = field(default_factory=list)  # kept image not found: the current render
+    skipped: list[str] = field(default_factory=list)  # "slug (batch): why"
+
+
+def export(repo: Path, dest: Path) -> int:
+    studio = open_studio(repo)
+    target = Path(dest).resolve()
+    if target.exists() and not target.is_dir():
+        raise FatalError(f"{dest}: not a folder")
+    kept = latest_kept(read_ledger(studio))
+    if not kept:
+        print("No kept images yet: mark images `verdict: keep` in a review and commit it, then export.")
+        return 0
+    target.mkdir(parents=True, exist_ok=True)
+    result = Exported()
+    for slug, line in sorted(kept.items()):
+        png, how = kept_png(studio, line)
+        if png is None:
+            result.skipped.append(f"{slug} ({line.batch}): {how}")
+            continue
+        if how == "current":
+            result.current_instead.append(f"{slug} ({line.batch})")
+        _write(target, slug, png, result)
+    _report(dest, result)
+    return 0
+
+
+def latest_kept(lines: list[LedgerLine]) -> dict[str, LedgerLine]:
+    """Per slug, the latest keep verdict still in force for its (batch, slug)."""
+    in_force: dict[tuple[str, str], LedgerLine] = {}
+    for line in lines:
+        in_force.pop((line.batch, line.slug), None)  # re-insert: dict order is the order of the last line
+        in_force[(line.batch, line.slug)] = line
+    kept: dict[str, LedgerLine] = {}
+    for (_, slug), line in in_force.items():
+        if line.verdict == "keep":
+            kept[slug] = line  # later in the ledger wins
+    return kept
+
+
+def kept_png(studio: Studio, line: LedgerLine) -> tuple[Optional[bytes], str]:
+    """The PNG kept by ``line`` and how it was found ("kept" or "current"), or None and why not."""
+    try:
+        path = studio.png_path(line.batch, line.slug)
+    except FatalError as exc:
+        return None, str(exc)
+    current = path.read_bytes() if path.is_file() else None
+    if current is not None and (line.png_sha256 is None or sha256_hex(current) == line.png_sha256):
+        return current, "kept"
+    if line.png_sha256 is not None:
+        older = _from_history(studio, studio.rel(path), line.png_sha256)
+        if older is not None:
+            return older, "kept"
+    if current is not None:
+        return current, "current"
+    return None, "kept, but the image is missing"
+
+
+def _from_history(studio: Studio, rel: str, sha256: str) -> Optional[bytes]:
+    """The version of ``rel`` in this branch's history whose sha256 is ``sha256``."""
+    code, out, _ = git.run(
+        studio.root, "log", f"--max-count={HISTORY_LIMIT}", "--format=%H", "--", rel, check=False
+    )
+    if code != 0:
+        return None
+    seen: set[str] = set()
+    with git.ObjectReader(studio.root) as reader:
+        for commit in out.split():
+            blob = reader.blob_id(f"{commit}:{rel}")
+            if blob is None or blob in seen:
+                continue
+            seen.add(blob)
+            data = reader.blob(blob)
+            if sha256_hex(data) == sha256:
+                return data
+    return None
+
+
+def _write(target: Path, slug: str, png: bytes, result: Exported) -> None:
+    path = target / f"{slug}.png"
+    if path.parent != target:  # a slug is never a path; the ledger's schema already ensures it
+        raise FatalError(f"refusing to write {path} outside {target}")
+    if path.is_file() and not path.is_symlink() and path.read_bytes() == png:
+        result.unchanged.append(slug)
+        return
+    write_atomic(path, png)  # replaces a symbolic link itself, never the file it points to
+    result.written.append(slug)
+
+
+def _report(dest: Path, result: Exported) -> None:
+    total = len(result.written) + len(result.unchanged)
+    unchanged = f" ({len(result.unchanged)} already up to date)" if result.unchanged else ""
+    print(f"Exported {total} kept image{'s' if total != 1 else ''} to {dest}{unchanged}.")
+    if result.current_instead:
+        print("The kept version is no longer in history; exported the current render for: " + ", ".join(result.current_instead))
+    if result.skipped:
+        print(f"Skipped {len(result.skipped)}:")
+        for item in result.skipped:
+            print(f"  {item}")
