@@ -22,6 +22,7 @@ from studio.inventory import load_batches
 from studio.layout import Studio
 from studio.source import MAX_BYTES, load_bytes
 from studio.spec import SEED_MAX, Spec, apply_cues, canonical_json, derive_seed, spec_hash
+from tests.helpers import Sandbox, git
 
 CONFIG = builtin_config()
 REL = "batches/hero.yaml"
@@ -835,3 +836,43 @@ def test_bytes_past_the_limit_are_refused_before_decoding() -> None:
     with pytest.raises(InvalidFile) as caught:
         load_bytes(raw, "batches/big.yaml", json_syntax=False)
     assert str(caught.value) == "batches/big.yaml:1: file is 3.1 MB; the limit is 2.1 MB"
+
+
+# --- the same refusals through the pre-commit hook, by real git ----------------------------------
+
+
+def _huge() -> bytes:
+    entry = "  - slug: s{}\n    prompt: " + "x" * 1000 + "\n"
+    body = "".join(entry.format(i) for i in range(51_000))
+    return ("version: 1\nmodel: flux-schnell\nprompts:\n" + body).encode()
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (lambda: _huge(), "batches/hero.yaml:1: file is 52.5 MB; the limit is 2.1 MB"),
+        (lambda: billion_laughs().encode(), "batches/hero.yaml:8: the document expands to more than 200000 values"),
+        (lambda: (ONE + "    negative: !!python/object/apply:os.system ['true']\n").encode(), "batches/hero.yaml:6: YAML tag '!!python/object/apply:os.system' is not allowed"),
+        (lambda: ONE.replace("harbor-at-dawn", '"../../etc/passwd"').encode(), "batches/hero.yaml:4: prompts[0].slug: slug '../../etc/passwd' is not allowed"),
+        (lambda: ONE.encode().replace(b"A harbor", b"\xff harbor"), "batches/hero.yaml:5: not valid UTF-8: byte ff"),
+        (lambda: (ONE + "    width: 500\n").replace("\n", "\r\n").encode(), "batches/hero.yaml:6: width 500 is not a multiple of 8"),
+    ],
+    ids=["50MB", "billion-laughs", "python-tag", "hostile-slug", "not-utf8", "crlf-bad-size"],
+)
+def test_the_pre_commit_hook_refuses_bad_batch_files(sandbox: Sandbox, raw, expected: str) -> None:
+    path = sandbox.mac / "batches" / "hero.yaml"
+    path.write_bytes(raw())
+    git(sandbox.mac, "add", "batches/hero.yaml")
+    started = time.perf_counter()
+    result = git(sandbox.mac, "commit", "-m", "batch", check=False)
+    assert result.returncode == 1
+    assert any(line.startswith(expected) for line in result.stderr.splitlines()), result.stderr
+    assert time.perf_counter() - started < 10
+    assert git(sandbox.mac, "log", "-1", "--format=%s").stdout.strip() == "renderloop: new studio"
+
+
+def test_the_pre_commit_hook_accepts_a_windows_file(sandbox: Sandbox) -> None:
+    (sandbox.mac / "batches" / "hero.yaml").write_bytes(b"\xef\xbb\xbf" + SPEC_EXAMPLE.replace("\n", "\r\n").encode())
+    git(sandbox.mac, "add", "batches/hero.yaml")
+    result = git(sandbox.mac, "commit", "-m", "batch", check=False)
+    assert result.returncode == 0, result.stderr
