@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -305,6 +306,21 @@ def test_timeline_measures_idle_gaps_between_queued_prompts(tmp_path: Path) -> N
         gaps = server.idle_gaps()
     assert len(gaps) == 3 and max(gaps) < 0.05  # queued back to back: the "GPU" never waited long
     assert all(t.end - t.start >= 0.05 for t in server.timeline)
+
+
+def test_test_endpoints_give_the_timeline_and_submission_times_to_another_process(tmp_path: Path) -> None:
+    with ComfyServer(tmp_path, render_seconds=0.02) as server:
+        before = time.time()
+        ids = [requests.post(server.url + "/prompt", json={"prompt": _basic_prompt(tag)}, timeout=5).json()["prompt_id"]
+               for tag in "ab"]
+        after = time.time()
+        requests.post(server.url + "/prompt", json={"prompt": {"1": {"class_type": "Nope", "inputs": {}}}}, timeout=5)
+        wait_for(lambda: len(server.timeline) == 2, what="two runs")
+        timeline = requests.get(server.url + "/_test/timeline", timeout=5).json()
+        submissions = requests.get(server.url + "/_test/submissions", timeout=5).json()
+    assert [row[0] for row in timeline] == ids and all(end - start >= 0.02 for _, start, end in timeline)
+    assert [row[0] for row in submissions] == ids  # the refused graph is not a submission
+    assert before <= submissions[0][1] <= submissions[1][1] <= after
 
 
 def _basic_prompt(tag: str) -> dict:

@@ -9,7 +9,9 @@ carrying the graph and ``extra_pnginfo`` as text chunks.
 Failures can be injected: an execution error (out of memory...), a prompt
 that hangs, a restart (queue and history lost, files kept), sockets dropped
 mid-render, HTTP requests that hang, garbage answers.  ``timeline`` records
-(prompt_id, start, end) of every execution, for GPU idle-gap measurements.
+(prompt_id, start, end) of every execution, for GPU idle-gap measurements;
+``submissions`` the wall-clock arrival of every accepted ``POST /prompt``,
+for push-to-dispatch latency measured from another process.
 
 Stdlib only (``http.server`` + a small websocket), so it runs anywhere the
 tests do, Windows included.
@@ -110,6 +112,7 @@ class ComfyServer:
         )
         self.ws_enabled = True
         self.requests: list[tuple[str, str]] = []  # (method, path) of every HTTP request
+        self.submissions: list[tuple[str, float]] = []  # (prompt_id, time.time() the POST /prompt arrived)
         self._garbage: dict[str, list] = {}
         self._hang = threading.Event()
         self._release = threading.Event()
@@ -327,6 +330,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ plumbing
     def _dispatch(self, method: str) -> None:
+        self.arrived = time.time()  # request line and headers read: the wall-clock arrival
         owner = self.owner
         parts = urlsplit(self.path)
         path = parts.path[4:] if parts.path.startswith("/api/") else parts.path
@@ -398,6 +402,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(data, dict):
             raise _BadJSON()
         status, answer = self.owner.post_prompt(data)
+        if status == 200:
+            self.owner.submissions.append((answer["prompt_id"], self.arrived))
         self._json(answer, status)
 
     def get_queue(self, path: str, query: dict, body: bytes) -> None:
@@ -485,6 +491,10 @@ class _Handler(BaseHTTPRequestHandler):
         """Not ComfyUI: the execution timeline, for benchmarks running the server in another process."""
         self._json([[t.prompt_id, t.start, t.end] for t in self.owner.timeline])
 
+    def get_submissions(self, path: str, query: dict, body: bytes) -> None:
+        """Not ComfyUI: [prompt_id, wall-clock arrival] of every accepted POST /prompt."""
+        self._json([[prompt_id, at] for prompt_id, at in list(self.owner.submissions)])
+
     def get_ws(self, path: str, query: dict, body: bytes) -> None:
         owner = self.owner
         key = self.headers.get("Sec-WebSocket-Key")
@@ -556,6 +566,7 @@ _ROUTES = {
     ("GET", "/embeddings"): _Handler.get_embeddings,
     ("GET", "/ws"): _Handler.get_ws,
     ("GET", "/_test/timeline"): _Handler.get_timeline,
+    ("GET", "/_test/submissions"): _Handler.get_submissions,
 }
 _PREFIX_ROUTES = {
     "GET": (("/history/", _Handler.get_history), ("/object_info/", _Handler.get_object_info)),
