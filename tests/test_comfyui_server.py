@@ -318,9 +318,11 @@ def test_test_endpoints_give_the_timeline_and_submission_times_to_another_proces
         wait_for(lambda: len(server.timeline) == 2, what="two runs")
         timeline = requests.get(server.url + "/_test/timeline", timeout=5).json()
         submissions = requests.get(server.url + "/_test/submissions", timeout=5).json()
+        perf, wall = requests.get(server.url + "/_test/clock", timeout=5).json()
     assert [row[0] for row in timeline] == ids and all(end - start >= 0.02 for _, start, end in timeline)
     assert [row[0] for row in submissions] == ids  # the refused graph is not a submission
     assert before <= submissions[0][1] <= submissions[1][1] <= after
+    assert timeline[-1][2] <= perf and after <= wall <= time.time()  # the timeline's clock, with the wall's
 
 
 def _basic_prompt(tag: str) -> dict:

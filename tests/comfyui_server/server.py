@@ -495,6 +495,10 @@ class _Handler(BaseHTTPRequestHandler):
         """Not ComfyUI: [prompt_id, wall-clock arrival] of every accepted POST /prompt."""
         self._json([[prompt_id, at] for prompt_id, at in list(self.owner.submissions)])
 
+    def get_clock(self, path: str, query: dict, body: bytes) -> None:
+        """Not ComfyUI: [perf_counter, time.time] read together, to put the timeline on the wall clock."""
+        self._json([time.perf_counter(), time.time()])
+
     def get_ws(self, path: str, query: dict, body: bytes) -> None:
         owner = self.owner
         key = self.headers.get("Sec-WebSocket-Key")
@@ -567,6 +571,7 @@ _ROUTES = {
     ("GET", "/ws"): _Handler.get_ws,
     ("GET", "/_test/timeline"): _Handler.get_timeline,
     ("GET", "/_test/submissions"): _Handler.get_submissions,
+    ("GET", "/_test/clock"): _Handler.get_clock,
 }
 _PREFIX_ROUTES = {
     "GET": (("/history/", _Handler.get_history), ("/object_info/", _Handler.get_object_info)),
