@@ -5,17 +5,26 @@ included) is compared with each of its parents: every line of the parent's
 ledger must appear in the commit's ledger, in the same order (a union merge
 interleaves the appends of both sides), and every line the commit adds must
 be a valid ledger line. This catches what the pre-commit hook could not:
-commits made with ``--no-verify``, on a clone without the hooks, or merges
+commits made with ``--no-verify``, from a clone without the hooks, or merges
 that dropped one side's lines.
 
 Fast on long histories: one ``git rev-list`` lists the commits with their
-(rewritten) parents, one long-lived ``git cat-file --batch`` reads the
-ledger versions, and each distinct version is read once.
+(rewritten) parents, one long-lived ``git cat-file`` gives each version's
+blob id and size. A version whose bytes are a prefix of the newest ledger is
+proven so by hashing that prefix as git hashes a blob and comparing it with
+the version's blob id, without reading it; between two such versions "only
+appended" is a comparison of sizes, and the added lines are a slice of the
+newest ledger. Other versions (side branches, damaged histories) are read,
+each once, and compared line by line.
 """
 from __future__ import annotations
 
+import bisect
+import hashlib
+import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -26,6 +35,8 @@ from studio.errors import FatalError, InvalidFile
 from studio.layout import LEDGER_NAME
 from studio.ledger import missing_lines
 from studio.ledger import parse as parse_ledger
+
+Graph = list[tuple[str, list[str]]]  # commit, parents; parents before children
 
 
 @dataclass(frozen=True)
@@ -53,46 +64,82 @@ def verify(repo: Path) -> int:
         return 0
     names = subjects(root, sorted({v.commit for v in violations}))
     for violation in violations:
-        print(f'{names[violation.commit]}: {LEDGER_NAME}:{violation.line}: {violation.message}')
+        print(f"{names[violation.commit]}: {LEDGER_NAME}:{violation.line}: {violation.message}")
     commits = len({v.commit for v in violations})
     print(f"{LEDGER_NAME}: {len(violations)} problem(s) in {commits} of {len(graph)} commits")
     return 1
 
 
-def history(root: Path) -> list[tuple[str, list[str]]]:
+def history(root: Path) -> Graph:
     """Commits touching the ledger (and every merge), parents first, with their rewritten parents."""
     text = git.out(
         root, "rev-list", "--full-history", "--parents", "--topo-order", "--reverse", "HEAD", "--", LEDGER_NAME
     )
-    graph = []
-    for row in text.splitlines():
-        shas = row.split()
-        if shas:
-            graph.append((shas[0], shas[1:]))
-    return graph
+    return [(shas[0], shas[1:]) for shas in (row.split() for row in text.splitlines()) if shas]
 
 
 class _Versions:
-    """Ledger versions by commit, each distinct blob read once and dropped after its last use."""
+    """The ledger as of each commit: blob ids and sizes, and the bytes when they must be read."""
 
-    def __init__(self, graph: list[tuple[str, list[str]]], objects: git.ObjectReader) -> None:
+    def __init__(self, graph: Graph, objects: git.ObjectReader) -> None:
         self._objects = objects
-        self._blob: dict[str, Optional[str]] = {}
-        self._uses: Counter[Optional[str]] = Counter()
+        self._header: dict[str, Optional[tuple[str, int]]] = {}
+        self._uses: Counter[str] = Counter()  # reads still to come, per blob
         self._cache: dict[str, bytes] = {}
+        self._prefix: dict[str, bool] = {}
         for commit, parents in graph:
             for sha in (commit, *parents):
-                self._uses[self.blob_id(sha)] += 1
+                self._uses[self.blob(sha)] += 1
+        newest = self.blob(graph[-1][0]) if graph else ""
+        self.newest = self._objects.blob(newest) if newest else b""
+        self._ends = [i + 1 for i in _newlines(self.newest)]  # offsets just past each LF
+        sized = {self.blob(c): c for c in self._header if self.blob(c)}
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # hashlib releases the GIL
+            for blob, proven in zip(sized, pool.map(self._hash_matches, sized.values())):
+                self._prefix[blob] = proven
 
-    def blob_id(self, commit: str) -> Optional[str]:
-        if commit not in self._blob:
-            self._blob[commit] = self._objects.blob_id(f"{commit}:{LEDGER_NAME}")
-        return self._blob[commit]
+    def blob(self, commit: str) -> str:
+        """The ledger's blob id at ``commit`` ("" when it has no ledger)."""
+        if commit not in self._header:
+            self._header[commit] = self._objects.blob_header(f"{commit}:{LEDGER_NAME}")
+        header = self._header[commit]
+        return header[0] if header else ""
+
+    def size(self, commit: str) -> int:
+        header = self._header.get(commit)
+        return header[1] if header else 0
+
+    def is_prefix(self, commit: str) -> bool:
+        """True when the ledger at ``commit`` is the first bytes of the newest ledger (hash-checked)."""
+        blob = self.blob(commit)
+        if blob not in self._prefix:
+            self._prefix[blob] = self._hash_matches(commit)
+        return self._prefix[blob]
+
+    def _hash_matches(self, commit: str) -> bool:
+        """Hash the newest ledger's first bytes as git hashes a blob; compare with ``commit``'s blob id."""
+        blob, size = self.blob(commit), self.size(commit)
+        if not blob:
+            return True
+        if size > len(self.newest):
+            return False
+        digest = hashlib.new("sha1" if len(blob) == 40 else "sha256", b"blob %d\0" % size)
+        digest.update(memoryview(self.newest)[:size])
+        return digest.hexdigest() == blob
+
+    def line_count(self) -> int:
+        """Lines in the newest ledger."""
+        return len(self._ends) + (1 if self.newest and not self.newest.endswith(b"\n") else 0)
+
+    def lines_before(self, offset: int) -> int:
+        """Lines of the newest ledger that end before ``offset``."""
+        return bisect.bisect_right(self._ends, offset)
 
     def content(self, commit: str) -> bytes:
-        blob = self.blob_id(commit)
-        if blob is None:
-            return b""
+        """The ledger's bytes at ``commit``: sliced from the newest one, or read once from git."""
+        blob = self.blob(commit)
+        if self.is_prefix(commit):
+            return self.newest[: self.size(commit)]
         data = self._cache.get(blob)
         if data is None:
             data = self._objects.blob(blob)
@@ -104,34 +151,55 @@ class _Versions:
         return data
 
 
-def check(graph: list[tuple[str, list[str]]], objects: git.ObjectReader) -> tuple[list[Violation], int]:
+def _newlines(data: bytes) -> list[int]:
+    positions = []
+    at = data.find(b"\n")
+    while at >= 0:
+        positions.append(at)
+        at = data.find(b"\n", at + 1)
+    return positions
+
+
+def check(graph: Graph, objects: git.ObjectReader) -> tuple[list[Violation], int]:
     """Every violation in ``graph``, and the number of lines in the newest ledger."""
     versions = _Versions(graph, objects)
     violations: list[Violation] = []
-    child = b""
     for commit, parents in graph:
+        if parents and all(versions.blob(p) == versions.blob(commit) for p in parents):
+            continue
+        if len(parents) <= 1 and _appended(versions, commit, parents):
+            start = versions.size(parents[0]) if parents else 0
+            added = versions.newest[start : versions.size(commit)]
+            violations += _problems(commit, added, versions.lines_before(start))
+            continue
         child = versions.content(commit)
         olds = [versions.content(p) for p in parents]
-        if parents and all(versions.blob_id(p) == versions.blob_id(commit) for p in parents):
-            continue
         for parent, old in zip(parents, olds):
-            if versions.blob_id(parent) == versions.blob_id(commit) or child.startswith(old):
-                continue
-            for number in missing_lines(old, child):
-                line = old.split(b"\n")[number - 1]
-                violations.append(
-                    Violation(commit, number, f"line {number} of the ledger in {parent[:7]} was changed or removed: {short(line)}")
-                )
+            if versions.blob(parent) != versions.blob(commit) and not child.startswith(old):
+                violations += _removed(commit, parent, old, child)
         violations += _invalid_additions(commit, olds, child)
-    return violations, sum(1 for line in child.split(b"\n") if line.strip())
+    return violations, versions.line_count()
+
+
+def _appended(versions: _Versions, commit: str, parents: list[str]) -> bool:
+    """True when both versions are prefixes of the newest ledger, the parent's the shorter."""
+    if not versions.is_prefix(commit):
+        return False
+    return not parents or (versions.is_prefix(parents[0]) and versions.size(parents[0]) <= versions.size(commit))
+
+
+def _removed(commit: str, parent: str, old: bytes, child: bytes) -> list[Violation]:
+    rows = old.split(b"\n")
+    return [
+        Violation(commit, n, f"line {n} of the ledger in {parent[:7]} was changed or removed: {short(rows[n - 1])}")
+        for n in missing_lines(old, child)
+    ]
 
 
 def _invalid_additions(commit: str, olds: list[bytes], child: bytes) -> list[Violation]:
-    """Lines ``commit`` added that are not valid ledger lines."""
+    """Lines ``commit`` added that are in no parent's ledger and are not valid ledger lines."""
     if len(olds) == 1 and child.startswith(olds[0]):
-        offset = olds[0].count(b"\n")
-        added = child[len(olds[0]) :]
-        return _problems(commit, added, offset)
+        return _problems(commit, child[len(olds[0]) :], olds[0].count(b"\n"))
     known = set()
     for old in olds:
         known.update(old.split(b"\n"))

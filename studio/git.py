@@ -235,13 +235,13 @@ class ObjectReader:
     def __init__(self, repo: Path) -> None:
         self._git = Git(str(repo))
 
-    def blob_id(self, rev_path: str) -> str | None:
-        """The id of the blob at ``REV:PATH``, None when there is none."""
+    def blob_header(self, rev_path: str) -> tuple[str, int] | None:
+        """The id and size of the blob at ``REV:PATH``, None when there is none."""
         try:
-            sha, kind, _ = self._git.get_object_header(rev_path)
+            sha, kind, size = self._git.get_object_header(rev_path)
         except ValueError:  # "<rev_path> missing"
             return None
-        return sha.decode("ascii") if kind == b"blob" else None
+        return (sha.decode("ascii"), size) if kind == b"blob" else None
 
     def blob(self, sha: str) -> bytes:
         return self._git.get_object_data(sha)[3]

@@ -63,9 +63,10 @@ def parse(raw: bytes, display: str = "ledger.jsonl") -> list[LedgerLine]:
     problems: list[Problem] = []
     if raw and not raw.endswith(b"\n"):
         problems.append(Problem(display, raw.count(b"\n") + 1, "last line is not terminated by a newline (truncated?)"))
+    terminated = raw.count(b"\n")
     for number, chunk in enumerate(raw.split(b"\n"), start=1):
         if not chunk.strip():
-            if chunk and number <= raw.count(b"\n"):
+            if number <= terminated:  # not the empty rest after the final newline
                 problems.append(Problem(display, number, "blank line in the ledger"))
             continue
         if chunk.endswith(b"\r"):
