@@ -96,9 +96,10 @@ def _from_history(studio: Studio, rel: str, sha256: str) -> Optional[bytes]:
     seen: set[str] = set()
     with git.ObjectReader(studio.root) as reader:
         for commit in out.split():
-            blob = reader.blob_id(f"{commit}:{rel}")
-            if blob is None or blob in seen:
+            header = reader.blob_header(f"{commit}:{rel}")
+            if header is None or header[0] in seen:
                 continue
+            blob = header[0]
             seen.add(blob)
             data = reader.blob(blob)
             if sha256_hex(data) == sha256:

@@ -11,6 +11,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional, Sequence
 
+import pytest
+
+from mac_side.init import init
 from studio.batch import Job, LoadedBatch, load_batch
 from studio.config import load_config
 from studio.layout import Studio
@@ -18,8 +21,35 @@ from studio.ledger import LedgerLine, new_id
 from studio.record import RenderError, RenderRecord, sha256_hex
 from win_side.backends.base import RenderRequest
 from win_side.backends.placeholder import paint
+from tests.helpers import Sandbox, cli, git, type_into
 
 T0 = datetime(2026, 11, 27, 8, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def studio_root(tmp_path: Path) -> Path:
+    """A fresh studio (``renderloop init``) with no remote: import this fixture into a test module."""
+    root = tmp_path / "studio"
+    init(root)
+    return root
+
+
+def review_round(sandbox: Sandbox, batch: str, typed: dict[str, str]) -> None:
+    """Commit and push ``batch``, render it with the real worker, pull, type verdicts, commit the review."""
+    mac = sandbox.mac
+    git(mac, "add", f"batches/{batch}.yaml")
+    assert git(mac, "commit", "-q", "-m", f"batch {batch}", check=False).returncode == 0
+    git(mac, "push", "-q")
+    rendered = cli("worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once")
+    assert rendered.returncode == 0, rendered.stderr
+    assert git(mac, "pull", "-q", check=False).returncode == 0
+    review = mac / "renders" / batch / "review.md"
+    text = review.read_text(encoding="utf-8")
+    for slug, words in typed.items():
+        text = type_into(text, slug, words)
+    review.write_text(text, encoding="utf-8", newline="\n")
+    committed = git(mac, "commit", "-q", "-am", f"review {batch}", check=False)
+    assert committed.returncode == 0, committed.stderr
 
 
 def write_batch(root: Path, name: str, text: str) -> LoadedBatch:

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mac_side.init import init
 from mac_side.new import new_batch, scaffold_text
 from studio.batch import load_batch, load_batch_bytes
 from studio.config import builtin_config, load_config
@@ -14,15 +13,8 @@ from studio.errors import FatalError
 from studio.layout import Studio
 from studio.ledger import parse as parse_ledger
 from studio.spec import derive_seed
-from tests.helpers import BATCH_YAML, Sandbox, cli, git, type_into
-from tests.studio_data import append_ledger, put_render, verdict, write_batch
-
-
-@pytest.fixture
-def studio_root(tmp_path: Path) -> Path:
-    root = tmp_path / "studio"
-    init(root)
-    return root
+from tests.helpers import BATCH_YAML, Sandbox, cli, git
+from tests.studio_data import append_ledger, put_render, review_round, studio_root, verdict, write_batch  # noqa: F401
 
 
 def load(root: Path, name: str):
@@ -137,27 +129,10 @@ def test_new_works_from_a_subfolder_and_refuses_outside_a_studio(studio_root: Pa
 # --- rerolls, end to end ------------------------------------------------------------------------
 
 
-def _round(sandbox: Sandbox, batch: str, typed: dict[str, str]) -> None:
-    """Commit batch ``batch``, let the real worker render it, pull, type verdicts, commit the review."""
-    git(sandbox.mac, "add", f"batches/{batch}.yaml")
-    assert git(sandbox.mac, "commit", "-q", "-m", f"batch {batch}", check=False).returncode == 0
-    git(sandbox.mac, "push", "-q")
-    rendered = cli("worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once")
-    assert rendered.returncode == 0, rendered.stderr
-    assert git(sandbox.mac, "pull", "-q", check=False).returncode == 0
-    review = sandbox.mac / "renders" / batch / "review.md"
-    text = review.read_text(encoding="utf-8")
-    for slug, words in typed.items():
-        text = type_into(text, slug, words)
-    review.write_text(text, encoding="utf-8", newline="\n")
-    committed = git(sandbox.mac, "commit", "-am", f"review {batch}", check=False)
-    assert committed.returncode == 0, committed.stderr
-
-
 def test_rerolls_round_trip_through_worker_and_reviews(sandbox: Sandbox) -> None:
     mac = sandbox.mac
     sandbox.write("batches/hero.yaml", BATCH_YAML)
-    _round(sandbox, "hero", {
+    review_round(sandbox, "hero", {
         "harbor-at-dawn": "verdict: reroll\ncues:\n- warmer palette\n- no text",
         "feedback-ledger-taxonomy": "verdict: keep\ncues:",
         "night-train": "verdict: reroll\ncues:",
@@ -178,7 +153,7 @@ def test_rerolls_round_trip_through_worker_and_reviews(sandbox: Sandbox) -> None
     assert train.spec.model_copy(update={"seed": 0}) == old_train.spec.model_copy(update={"seed": 0})
     assert train.spec.seed != old_train.spec.seed and train.cues == ()
 
-    _round(sandbox, "hero-2", {
+    review_round(sandbox, "hero-2", {
         "harbor-at-dawn": "verdict: reroll\ncues:\n- no people\n- Warmer palette",
         "night-train": "verdict: keep\ncues:",
     })

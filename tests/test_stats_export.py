@@ -7,19 +7,11 @@ from pathlib import Path
 import pytest
 
 from mac_side.export import export
-from mac_side.init import init
 from mac_side.stats import stats
 from studio.ledger import parse as parse_ledger
 from studio.record import sha256_hex
-from tests.helpers import BATCH_YAML, Sandbox, cli, git, type_into
-from tests.studio_data import append_ledger, put_render, verdict, write_batch
-
-
-@pytest.fixture
-def studio_root(tmp_path: Path) -> Path:
-    root = tmp_path / "studio"
-    init(root)
-    return root
+from tests.helpers import BATCH_YAML, Sandbox, cli
+from tests.studio_data import append_ledger, put_render, review_round, studio_root, verdict, write_batch  # noqa: F401
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -29,24 +21,6 @@ def tree(root: Path) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and ".git" not in p.relative_to(root).parts
     }
-
-
-def review_round(sandbox: Sandbox, batch: str, typed: dict[str, str]) -> None:
-    """Commit and push ``batch``, render it with the real worker, pull, type verdicts, commit the review."""
-    mac = sandbox.mac
-    git(mac, "add", f"batches/{batch}.yaml")
-    git(mac, "commit", "-q", "-m", f"batch {batch}")
-    git(mac, "push", "-q")
-    rendered = cli("worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once")
-    assert rendered.returncode == 0, rendered.stderr
-    assert git(mac, "pull", "-q", check=False).returncode == 0
-    review = mac / "renders" / batch / "review.md"
-    text = review.read_text(encoding="utf-8")
-    for slug, words in typed.items():
-        text = type_into(text, slug, words)
-    review.write_text(text, encoding="utf-8", newline="\n")
-    committed = git(mac, "commit", "-q", "-am", f"review {batch}", check=False)
-    assert committed.returncode == 0, committed.stderr
 
 
 # --- stats --------------------------------------------------------------------------------------
@@ -175,7 +149,8 @@ def test_export_finds_the_kept_image_in_history_after_a_rerender(sandbox: Sandbo
     (line,) = parse_ledger((mac / "ledger.jsonl").read_bytes())
     assert line.png_sha256 == sha256_hex(kept)
     site = tmp_path / "site"
-    assert cli("export", str(site), "--repo", str(mac)).stdout == f"Exported 1 kept image to {site}.\n"
+    exported = cli("export", str(site), "--repo", str(mac))
+    assert exported.stdout == f"Exported 1 kept image to {site}.\n", exported.stderr
     assert (site / "harbor-at-dawn.png").read_bytes() == kept
 
 

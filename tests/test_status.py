@@ -7,19 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mac_side.init import init
 from mac_side.reading import plain_table, print_table
 from mac_side.status import BatchStatus, batch_statuses, status
 from studio.layout import Studio
 from tests.helpers import BATCH_YAML, Sandbox, cli, git, type_into
-from tests.studio_data import append_ledger, put_render, verdict, write_batch
-
-
-@pytest.fixture
-def studio_root(tmp_path: Path) -> Path:
-    root = tmp_path / "studio"
-    init(root)
-    return root
+from tests.studio_data import append_ledger, put_render, review_round, studio_root, verdict, write_batch  # noqa: F401
 
 
 def counts(root: Path) -> dict[str, tuple]:
