@@ -16,6 +16,7 @@ process then waits for the rebase to finish and writes the review.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from mac_side.ledger import Judgments, append, describe, fold, guard
+from mac_side.ledger import Fold, Judgments, append, describe, fold, guard
 from mac_side.review import decode, parse
 from mac_side.review_cmd import batches_with_renders, update_reviews
 from studio import git
@@ -34,12 +35,12 @@ from studio.config import StudioConfig, parse_config
 from studio.errors import FatalError, InvalidFile, Problem
 from studio.fsutil import write_text_atomic
 from studio.layout import BATCH_SUFFIXES, CONFIG_NAME, LEDGER_NAME, RENDERS, REVIEW_NAME, Studio, batch_id_problem
-from studio.ledger import LedgerLine
 from studio.record import RenderRecord
 from studio.source import load_bytes
 
 log = logging.getLogger("renderloop.hooks")
 
+StagedConfig = Callable[[], tuple[Optional[StudioConfig], list[Problem]]]
 WAIT_FOR_REBASE = "wait-for-rebase"
 REBASE_WAIT_SECONDS = 30.0
 STATE_NAME = "reviewed-commit"
@@ -68,43 +69,47 @@ def run_hook(name: str, args: list[str]) -> int:
 def pre_commit(studio: Studio) -> int:
     root = studio.root
     staged = git.staged_files(root)
-    problems: list[Problem] = []
-    config = _Lazy(lambda: _staged_config(root))
-    for rel in (p for p in staged if is_batch_path(p)):
-        problems += _batch_problems(root, rel, config)
+    config = functools.cache(lambda: _staged_config(root))  # most commits touch no batch or review
+    problems = [p for rel in staged if is_batch_path(rel) for p in _batch_problems(root, rel, config)]
     head_ledger = (git.show(root, f"HEAD:{LEDGER_NAME}") or b"") if git.head(root) else b""
     index_ledger = git.show(root, f":{LEDGER_NAME}") or b""
     problems += guard(head_ledger, index_ledger, LEDGER_NAME, "(compared with the last commit)")
-    reviews = [p for p in staged if _is_review_path(p)]
-    new_lines: list[LedgerLine] = []
-    notes: list[str] = []
-    if reviews:
-        base = index_ledger
-        working = _read(studio.ledger_path)
-        if working is not None and working != index_ledger:
-            unstaged = guard(index_ledger, working, LEDGER_NAME, "(unstaged change in the working tree)")
-            problems += unstaged
-            base = working if not unstaged else base
-        judgments = Judgments.of(base)
-        reviewer = git.config_get(root, "user.name")
-        for rel in reviews:
-            found, more_notes, more_problems = _fold_review(root, rel, config, judgments, reviewer)
-            new_lines += found
-            notes += more_notes
-            problems += more_problems
+    reviews = [rel for rel in staged if _is_review_path(rel)]
+    result = _fold_reviews(studio, reviews, index_ledger, config) if reviews else Fold()
+    problems += result.problems
     if problems:
-        for problem in _unique(problems):
+        for problem in dict.fromkeys(problems):
             print(problem, file=sys.stderr)
         print("renderloop: the commit was stopped: fix the lines above and commit again", file=sys.stderr)
         return 1
-    if new_lines:
-        append(studio.ledger_path, new_lines)
+    if result.lines:
+        append(studio.ledger_path, result.lines)
         _stage_ledger(root)
-        noun = "verdict" if len(new_lines) == 1 else "verdicts"
-        print(f"renderloop: recorded {len(new_lines)} {noun} in {LEDGER_NAME} ({describe(new_lines)})")
-    for note in notes:
+        noun = "verdict" if len(result.lines) == 1 else "verdicts"
+        print(f"renderloop: recorded {len(result.lines)} {noun} in {LEDGER_NAME} ({describe(result.lines)})")
+    for note in result.notes:
         print(f"renderloop: {note}")
     return 0
+
+
+def _fold_reviews(studio: Studio, reviews: list[str], index_ledger: bytes, config: StagedConfig) -> Fold:
+    """New ledger lines for the staged reviews, judged against the ledger they will be appended to."""
+    total = Fold()
+    base = index_ledger
+    working = _read(studio.ledger_path)
+    if working is not None and working != index_ledger:  # appended after an aborted commit, or edited
+        unstaged = guard(index_ledger, working, LEDGER_NAME, "(unstaged change in the working tree)")
+        total.problems += unstaged
+        if not unstaged:
+            base = working
+    judgments = Judgments.of(base)
+    reviewer = git.config_get(studio.root, "user.name")
+    for rel in reviews:
+        result = _fold_review(studio.root, rel, config, judgments, reviewer)
+        total.lines += result.lines
+        total.notes += result.notes
+        total.problems += result.problems
+    return total
 
 
 def _stage_ledger(root: Path) -> None:
@@ -122,19 +127,6 @@ def _stage_ledger(root: Path) -> None:
         git.run(root, "add", "--", LEDGER_NAME, env={"GIT_INDEX_FILE": str(real_next)})
 
 
-class _Lazy:
-    """The staged config, loaded on first use (most commits touch no batch or review)."""
-
-    def __init__(self, load: Callable[[], tuple[Optional[StudioConfig], list[Problem]]]) -> None:
-        self._load = load
-        self._value: Optional[tuple[Optional[StudioConfig], list[Problem]]] = None
-
-    def get(self) -> tuple[Optional[StudioConfig], list[Problem]]:
-        if self._value is None:
-            self._value = self._load()
-        return self._value
-
-
 def _staged_config(root: Path) -> tuple[Optional[StudioConfig], list[Problem]]:
     raw = git.show(root, f":{CONFIG_NAME}")
     if raw is None:
@@ -145,8 +137,8 @@ def _staged_config(root: Path) -> tuple[Optional[StudioConfig], list[Problem]]:
         return None, exc.problems
 
 
-def _batch_problems(root: Path, rel: str, config: _Lazy) -> list[Problem]:
-    settings, problems = config.get()
+def _batch_problems(root: Path, rel: str, config: StagedConfig) -> list[Problem]:
+    settings, problems = config()
     if settings is None:
         return problems
     raw = git.show(root, f":{rel}") or b""
@@ -162,16 +154,14 @@ def _is_review_path(rel: str) -> bool:
     return len(parts) == 3 and parts[0] == RENDERS and parts[2] == REVIEW_NAME and batch_id_problem(parts[1]) is None
 
 
-def _fold_review(
-    root: Path, rel: str, config: _Lazy, judgments: Judgments, reviewer: Optional[str]
-) -> tuple[list[LedgerLine], list[str], list[Problem]]:
+def _fold_review(root: Path, rel: str, config: StagedConfig, judgments: Judgments, reviewer: Optional[str]) -> Fold:
     batch_id = rel.split("/")[1]
     text, problems = decode(git.show(root, f":{rel}") or b"", rel)
     if problems:
-        return [], [], problems
+        return Fold(problems=problems)
     batch, problems = _staged_batch(root, batch_id, rel, config)
     if problems:
-        return [], [], problems
+        return Fold(problems=problems)
 
     def record_of(slug: str) -> Optional[RenderRecord]:
         raw = git.show(root, f":{RENDERS}/{batch_id}/{slug}.json")
@@ -180,16 +170,15 @@ def _fold_review(
         except ValueError:
             return None
 
-    result = fold(parse(text, rel), batch_id, batch, record_of, judgments, reviewer)
-    return result.lines, result.notes, result.problems
+    return fold(parse(text, rel), batch_id, batch, record_of, judgments, reviewer)
 
 
-def _staged_batch(root: Path, batch_id: str, review: str, config: _Lazy) -> tuple[Optional[LoadedBatch], list[Problem]]:
+def _staged_batch(root: Path, batch_id: str, review: str, config: StagedConfig) -> tuple[Optional[LoadedBatch], list[Problem]]:
     """The batch file of a review as staged, or None when there is none."""
     paths = git.ls_files(root, *(f"batches/{batch_id}{suffix}" for suffix in BATCH_SUFFIXES))
     if not paths:
         return None, []
-    settings, problems = config.get()
+    settings, problems = config()
     if settings is None:
         return None, problems
     try:
@@ -197,10 +186,6 @@ def _staged_batch(root: Path, batch_id: str, review: str, config: _Lazy) -> tupl
     except InvalidFile as exc:
         first = exc.problems[0]
         return None, [Problem(review, 1, f"cannot check this review: its batch file is invalid ({first})")]
-
-
-def _unique(problems: list[Problem]) -> list[Problem]:
-    return list(dict.fromkeys(problems))
 
 
 def _read(path: Path) -> Optional[bytes]:

@@ -77,8 +77,9 @@ def fold(
 ) -> Fold:
     """Ledger lines for every verdict in ``review`` that the ledger does not hold yet."""
     result = Fold(problems=review.all_problems())
+    bad_headings = {p.line for p in review.problems}
     for section in review.sections:
-        if section.problems or review.problems and any(p.line == section.line for p in review.problems):
+        if section.problems or section.line in bad_headings:
             continue
         job = batch.job(section.slug) if batch is not None else None
         if job is None:

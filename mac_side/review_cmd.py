@@ -18,7 +18,7 @@ from mac_side.review import Outline, Review, decode, outline, parse, render, spe
 from studio import git
 from studio.batch import LoadedBatch, load_batch
 from studio.config import StudioConfig, load_config
-from studio.errors import FatalError, InvalidFile, Problem
+from studio.errors import FatalError, InvalidFile
 from studio.fsutil import write_text_atomic
 from studio.inventory import records
 from studio.layout import REVIEW_NAME, Studio, batch_id_problem
@@ -93,9 +93,10 @@ def batches_with_renders(studio: Studio) -> list[str]:
         return []
     found = []
     for folder in sorted(studio.renders_dir.iterdir()):
-        if folder.is_dir() and batch_id_problem(folder.name) is None:
-            if any(folder.glob("*.json")) or (folder / REVIEW_NAME).is_file():
-                found.append(folder.name)
+        if not folder.is_dir() or batch_id_problem(folder.name) is not None:
+            continue
+        if any(folder.glob("*.json")) or (folder / REVIEW_NAME).is_file():
+            found.append(folder.name)
     return found
 
 

@@ -1,7 +1,6 @@
 """The ledger: appending, the append-only guard, folding verdicts, and `renderloop ledger verify` on real git."""
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from datetime import datetime, timezone

@@ -10,13 +10,13 @@ import pytest
 from markdown_it import MarkdownIt
 
 from mac_side.init import init
-from mac_side.review import STALE_NOTICE, parse, render
+from mac_side.review import STALE_NOTICE, Recorded, parse, render
 from studio.batch import Job, LoadedBatch, load_batch_bytes
 from studio.config import builtin_config
 from studio.record import RenderError, RenderRecord
 from tests.helpers import BATCH_YAML, cli, git, type_into
 
-NEVER: "Recorded" = lambda slug, spec_hash, verdict, cues: False  # noqa: E731
+NEVER: Recorded = lambda slug, spec_hash, verdict, cues: False  # noqa: E731
 
 
 def loaded(text: str = BATCH_YAML) -> LoadedBatch:
