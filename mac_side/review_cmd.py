@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from mac_side.ledger import Judgments
+from mac_side.reading import open_studio
 from mac_side.review import Outline, Review, decode, outline, parse, render, spec_line
 from studio import git
 from studio.batch import LoadedBatch, load_batch
@@ -59,7 +60,7 @@ class Outcome:
 
 
 def review(repo: Path, batches: list[str], html: bool) -> int:
-    studio = _studio(repo)
+    studio = open_studio(repo)
     wanted = batches or batches_with_renders(studio)
     if not wanted:
         print("No renders yet: nothing to review.")
@@ -75,16 +76,6 @@ def review(repo: Path, batches: list[str], html: bool) -> int:
             path = write_contact_sheet(studio, outcome)
             print(f"{outcome.batch}: contact sheet -> {studio.rel(path)}")
     return 1 if any(o.problem for o in outcomes if o.batch in batches) else 0
-
-
-def _studio(repo: Path) -> Studio:
-    root = Path(repo)
-    if git.is_repo(root):
-        root = git.toplevel(root)
-    studio = Studio.at(root)
-    if not studio.is_studio():
-        raise FatalError(f"{studio.root} is not a renderloop studio (no renderloop.yaml): run `renderloop init`")
-    return studio
 
 
 def batches_with_renders(studio: Studio) -> list[str]:

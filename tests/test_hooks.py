@@ -458,6 +458,21 @@ def _second_clone(sandbox: Sandbox, name: str, user: str) -> Path:
     return clone
 
 
+def _two_reviewers(sandbox: Sandbox, ana_judges: tuple[str, str], ben_judges: tuple[str, str]) -> tuple[Path, Path]:
+    """Ana commits the blank review and pushes; Ben clones; each judges one slug and commits; Ana pushes."""
+    ana = sandbox.mac
+    pull(ana)
+    assert commit(ana, "-qm", "blank review").returncode == 0
+    git(ana, "push", "-q")
+    ben = _second_clone(sandbox, "ben", "Ben")
+    judge(ana, *ana_judges)
+    assert commit(ana, "-qam", "ana's review").returncode == 0
+    assert git(ana, "push", "-q").returncode == 0
+    judge(ben, *ben_judges)
+    assert commit(ben, "-qam", "ben's review").returncode == 0
+    return ana, ben
+
+
 def _both_verified(*clones: Path) -> None:
     for clone in clones:
         verified = cli("ledger", "verify", "--repo", str(clone))
@@ -465,16 +480,9 @@ def _both_verified(*clones: Path) -> None:
 
 
 def test_two_clones_append_verdicts_and_merge_by_union(rendered: Sandbox) -> None:
-    ana = rendered.mac
-    pull(ana)
-    assert commit(ana, "-qm", "blank review").returncode == 0
-    git(ana, "push", "-q")
-    ben = _second_clone(rendered, "ben", "Ben")
-    judge(ana, "harbor-at-dawn", "verdict: keep\ncues:")
-    assert commit(ana, "-qam", "ana's review").returncode == 0
-    assert git(ana, "push", "-q").returncode == 0
-    judge(ben, "night-train", "verdict: reject\ncues:\n- no bridge")
-    assert commit(ben, "-qam", "ben's review").returncode == 0
+    ana, ben = _two_reviewers(
+        rendered, ("harbor-at-dawn", "verdict: keep\ncues:"), ("night-train", "verdict: reject\ncues:\n- no bridge")
+    )
     merged = git(ben, "pull", "--no-rebase", "--no-edit", check=False)
     assert merged.returncode == 0 and "CONFLICT" not in merged.stdout, merged.stdout + merged.stderr
     assert git(ben, "push", "-q").returncode == 0
@@ -490,16 +498,9 @@ def test_two_clones_append_verdicts_and_merge_by_union(rendered: Sandbox) -> Non
 
 
 def test_two_clones_rebasing_over_each_others_verdicts(rendered: Sandbox) -> None:
-    ana = rendered.mac
-    pull(ana)
-    assert commit(ana, "-qm", "blank review").returncode == 0
-    git(ana, "push", "-q")
-    ben = _second_clone(rendered, "ben", "Ben")
-    judge(ana, "harbor-at-dawn", "verdict: reroll\ncues:")
-    assert commit(ana, "-qam", "ana's review").returncode == 0
-    git(ana, "push", "-q")
-    judge(ben, "feedback-ledger-taxonomy", "verdict: keep\ncues:")
-    assert commit(ben, "-qam", "ben's review").returncode == 0
+    _, ben = _two_reviewers(
+        rendered, ("harbor-at-dawn", "verdict: reroll\ncues:"), ("feedback-ledger-taxonomy", "verdict: keep\ncues:")
+    )
     rebased = git(ben, "pull", "--rebase", check=False)
     assert rebased.returncode == 0, rebased.stdout + rebased.stderr
     assert sorted(l.slug for l in ledger(ben)) == ["feedback-ledger-taxonomy", "harbor-at-dawn"]
