@@ -13,6 +13,7 @@ from studio.batch import Job
 from studio.config import StudioConfig
 from studio.errors import InvalidFile
 from studio.inventory import load_batches, records
+from studio.errors import FatalError
 from studio.layout import Studio, batch_id_problem
 
 
@@ -20,6 +21,7 @@ from studio.layout import Studio, batch_id_problem
 class Plan:
     jobs: list[Job] = field(default_factory=list)  # to render, batch by batch, in file order
     invalid: dict[str, tuple[Path, InvalidFile]] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # batch -> why its renders folder is refused
     valid: set[str] = field(default_factory=set)  # batches whose file is valid
     desired: dict[tuple[str, str], str] = field(default_factory=dict)  # (batch, slug) -> spec_hash
     totals: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # batch -> (total, done, failed)
@@ -30,11 +32,15 @@ def make_plan(
 ) -> Plan:
     inventory = load_batches(studio, config)
     plan = Plan()
+    for batch_id in [*inventory.invalid, *inventory.batches]:
+        why = escapes(studio, batch_id)
+        if why and (only is None or batch_id in only):
+            plan.refused[batch_id] = why
     for batch_id, error in inventory.invalid.items():
-        if (only is None or batch_id in only) and batch_id_problem(batch_id) is None:
+        if (only is None or batch_id in only) and batch_id_problem(batch_id) is None and batch_id not in plan.refused:
             plan.invalid[batch_id] = (inventory.paths[batch_id], error)
     for batch_id, loaded in inventory.batches.items():
-        if only is not None and batch_id not in only:
+        if (only is not None and batch_id not in only) or batch_id in plan.refused:
             continue
         plan.valid.add(batch_id)
         actual = records(studio, batch_id)
@@ -51,3 +57,14 @@ def make_plan(
                 plan.jobs.append(job)
         plan.totals[batch_id] = (len(loaded.jobs), done, failed)
     return plan
+
+
+def escapes(studio: Studio, batch_id: str) -> str | None:
+    """Why the worker must not write into ``renders/<batch_id>`` (a link out of the studio), or None."""
+    if batch_id_problem(batch_id) is not None:
+        return None  # an invalid name is reported as such
+    try:
+        studio.batch_dir(batch_id)
+    except FatalError as exc:
+        return str(exc)
+    return None

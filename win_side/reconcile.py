@@ -24,7 +24,7 @@ from win_side import faults
 from win_side.backends.base import Backend, RenderFailed, RenderRequest, RenderResult
 from win_side.commits import clear_batch_error, commit_paths, commit_render, record_batch_error, render_message
 from win_side.jobqueue import Item, Outcome, RenderQueue
-from win_side.plan import Plan, make_plan
+from win_side.plan import Plan, escapes, make_plan
 from win_side.progress import Progress
 from win_side.pusher import Pusher
 from win_side.repo import RemoteUnreachable, WorkerRepo
@@ -48,6 +48,7 @@ class Summary:
     rendered: int = 0
     failed: int = 0
     discarded: int = 0
+    refused: int = 0  # batches whose renders folder leaves the studio
     pushed: bool = True
 
 
@@ -146,6 +147,9 @@ class Reconciler:
             )
             with self._state:
                 self.desired = plan.desired
+            for batch, why in sorted(plan.refused.items()):
+                log.error("batch %s is not rendered: %s; remove that link", batch, why)
+            self.summary.refused = len(plan.refused)
             self._record_batch_errors(plan)
         self.progress.planned(plan.totals)
         self._enqueue(plan.jobs, config)
@@ -161,7 +165,9 @@ class Reconciler:
         if studio.renders_dir.is_dir():
             for error_file in sorted(studio.renders_dir.glob("*/batch-error.json")):
                 batch = error_file.parent.name
-                if batch in plan.invalid or (self.options.only is not None and batch not in self.options.only):
+                if batch in plan.invalid or batch in plan.refused or escapes(studio, batch) or (
+                    self.options.only is not None and batch not in self.options.only
+                ):
                     continue
                 if clear_batch_error(self.repo, batch, self.options.worker):
                     log.info("batch %s is valid again (or gone): cleared its error record", batch)

@@ -116,9 +116,8 @@ class WorkerRepo:
             if (gitdir / "MERGE_HEAD").exists():
                 git.run(self.root, "merge", "--abort", check=False)
             renders = self.studio.renders_dir
-            if renders.is_dir():
-                self.studio.inside(renders)
-                for tmp in renders.rglob(".*.tmp"):
+            if renders.is_dir() and not renders.is_symlink():  # a link is refused when planning
+                for tmp in renders.rglob(".*.tmp"):  # does not descend into links
                     if is_temp_name(tmp.name):
                         tmp.unlink(missing_ok=True)
             return self._sort_uncommitted()

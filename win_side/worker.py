@@ -92,6 +92,10 @@ def run_worker(options: WorkerOptions) -> int:
     waiting = repo.unpushed() if options.push and repo.has_remote() else 0
     log.info("%d rendered, %d failed%s", summary.rendered, summary.failed,
              f", {waiting} commits wait to be pushed" if waiting else "")
+    if summary.refused and options.once:
+        print(f"renderloop: error: {summary.refused} batch(es) not rendered: their renders folder leaves the "
+              "studio (see above)", file=sys.stderr)
+        return 1
     if waiting and not summary.pushed:
         print(f"renderloop: error: {waiting} commits could not be pushed; they wait in {studio.root}",
               file=sys.stderr)
