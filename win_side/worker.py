@@ -56,6 +56,7 @@ def run_worker(options: WorkerOptions) -> int:
     studio = open_studio(options.repo)
     config = load_config(studio)
     repo = WorkerRepo(studio)
+    run_no_repository_code(repo.state)
     worker_name = options.name or config.worker.name or socket.gethostname()
     backend_options = BackendOptions(
         config=config,
@@ -101,6 +102,24 @@ def run_worker(options: WorkerOptions) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def run_no_repository_code(state: Path) -> None:
+    """Make every git command of this process ignore hooks and fsmonitor programs.
+
+    A clone's config can point them into the repository (``core.hooksPath=hooks``
+    once someone ran ``renderloop init`` there), and ``git commit --no-verify``
+    still runs post-commit, ``git push`` pre-push, ``git rebase`` post-rewrite...
+    The worker runs no code from the repository (SPEC section 8): settings given
+    in the environment (``GIT_CONFIG_COUNT``) override every config file.
+    """
+    no_hooks = state / "no-hooks"  # an empty folder: no hook is found there
+    no_hooks.mkdir(exist_ok=True)
+    count = int(os.environ.get("GIT_CONFIG_COUNT") or 0)
+    for offset, (key, value) in enumerate((("core.hooksPath", str(no_hooks)), ("core.fsmonitor", "false"))):
+        os.environ[f"GIT_CONFIG_KEY_{count + offset}"] = key
+        os.environ[f"GIT_CONFIG_VALUE_{count + offset}"] = value
+    os.environ["GIT_CONFIG_COUNT"] = str(count + 2)
 
 
 class _signals:
