@@ -41,7 +41,8 @@ NAME = Path(sys.argv[0]).name.removesuffix(".py")
 
 def record(event, **more):
     if LOG:
-        line = json.dumps({"event": event, "pid": os.getpid(), "t": time.time(), "command": NAME, **more})
+        line = json.dumps({"event": event, "pid": os.getpid(), "ppid": os.getppid(), "t": time.time(),
+                           "command": NAME, **more})
         fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, (line + "\n").encode())

@@ -103,7 +103,7 @@ def test_two_local_runs_on_one_machine_take_turns(sandbox: Sandbox, standin_log:
     commit_batch(sandbox, "hero", BATCH_YAML)
     commit_batch(sandbox, "extra", EXTRA_YAML)
     git(sandbox.worker, "pull", "-q")
-    monkeypatch.setenv("STANDIN_SECONDS", "0.3")
+    monkeypatch.setenv("STANDIN_SECONDS", "0.4")
     cooldown = 0.3
     args = ("--cooldown", str(cooldown), "--min-available-gb", "0", "--timeout", "30")
     procs = [
@@ -120,9 +120,15 @@ def test_two_local_runs_on_one_machine_take_turns(sandbox: Sandbox, standin_log:
     shortest = min(mflux_standin.gaps(spans))
     assert concurrency == 1
     assert shortest >= cooldown
+    # the two processes really competed: their runs interleave, and the one that waited said so
+    order = [e["ppid"] for e in mflux_standin.events(standin_log) if e["event"] == "start"]
+    assert order != sorted(order, key=order.index), f"no contention: {order}"
     assert any("another mflux run is going on this machine" in err for _, err in outputs)
     print(f"\nMEASURED two concurrent `renderloop local`: {len(spans)} runs, max concurrency {concurrency}, "
           f"shortest gap {shortest:.3f} s (cooldown {cooldown} s)")
+    assert all("pushed" in out for out, _ in outputs), outputs
+    # the person's clone (hooks enabled) rebased over the other push and was left clean
+    assert git(sandbox.mac, "status", "--porcelain").stdout == ""
     git(sandbox.mac, "pull", "-q")
     assert len(render_subjects(sandbox.mac, "origin/main")) == 5
 
@@ -133,7 +139,7 @@ def test_an_unreachable_remote_leaves_commits_waiting(sandbox: Sandbox, standin_
     sandbox.remote.rename(away)
     result = local(sandbox.mac, "extra")
     assert result.returncode == 0, result.stderr
-    assert "2 rendered" in result.stdout and "2 commits wait to be pushed" in result.stdout
+    assert "2 rendered" in result.stdout and "2 commits could not be pushed yet" in result.stdout
     assert len(render_subjects(sandbox.mac)) == 2
     away.rename(sandbox.remote)
     git(sandbox.mac, "push", "-q")

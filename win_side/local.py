@@ -11,6 +11,7 @@ another try.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
@@ -52,6 +53,7 @@ def run_local(
     clone.acquire()
     gave_up: list[str] = []
     try:
+        _without_hooks(clone.state / "no-hooks")
         reconciler = Reconciler(
             clone, backend, ReconcileOptions(worker=name, push=True, retry_failed=True, only={batch}), progress
         )
@@ -63,6 +65,21 @@ def run_local(
         progress.close()
         clone.release()
     return _report(clone, batch, summary, interrupted=signals.count > 0, gave_up=gave_up)
+
+
+def _without_hooks(empty: Path) -> None:
+    """Run this process's git commands without the studio's hooks.
+
+    This clone is the person's, with hooks enabled: a rebase while syncing
+    would fire post-rewrite, which writes and stages reviews, and a staged
+    file stops every later rebase, so nothing could be pushed.  The review
+    is written by the person's next pull, as for the worker's renders.
+    """
+    empty.mkdir(parents=True, exist_ok=True)
+    count = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+    os.environ[f"GIT_CONFIG_KEY_{count}"] = "core.hooksPath"
+    os.environ[f"GIT_CONFIG_VALUE_{count}"] = str(empty)
+    os.environ["GIT_CONFIG_COUNT"] = str(count + 1)
 
 
 def _give_up(reconciler: Reconciler, gave_up: list[str], reason: str) -> None:
@@ -78,8 +95,8 @@ def _report(clone: WorkerRepo, batch: str, summary: Summary, *, interrupted: boo
     else:
         line = f"{batch}: nothing to render, every image is done"
     if waiting:
-        line += f"; {waiting} commit{'s' if waiting != 1 else ''} wait to be pushed (the remote did not answer:"
-        line += " `git push` when it is back)"
+        line += f"; {waiting} commit{'s' if waiting != 1 else ''} could not be pushed yet (see above):"
+        line += " `git pull --rebase` and `git push` send them later"
     elif clone.has_remote():
         line += "; pushed"
     print(line)

@@ -324,7 +324,9 @@ class LockState:
         self._write(running_since=time.time(), child_pid=pid, child_created=created)
 
     def mark_finished(self) -> None:
-        self._write(running_since=None, child_pid=None, child_created=None, last_finished=time.time())
+        self._write(
+            running_since=None, child_pid=None, child_created=None, last_finished=time.time(), last_pid=os.getpid()
+        )
 
     def clear_child(self) -> None:
         self._write(child_pid=None, child_created=None)
@@ -364,7 +366,7 @@ class _FileLock:
         except OSError:
             return False
 
-    def release(self) -> None:
+    def unlock(self) -> None:
         try:
             if os.name == "nt":  # pragma: no cover - Windows only
                 import msvcrt
@@ -375,8 +377,44 @@ class _FileLock:
                 import fcntl
 
                 fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-        finally:
-            self._file.close()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.unlock()
+        self._file.close()
+
+
+class _Turns:
+    """Marks of processes waiting for the lock, so that two processes take turns.
+
+    Without them the process that just finished a run takes the lock again
+    at once, and another ``renderloop local`` waits for its whole batch.
+    """
+
+    def __init__(self, lock_path: Path) -> None:
+        self.folder = lock_path.parent
+        self.prefix = f"{lock_path.name}.waiting."
+        self.mine = self.folder / f"{self.prefix}{os.getpid()}"
+
+    def wait(self) -> None:
+        try:
+            self.mine.touch()
+        except OSError:
+            pass
+
+    def done(self) -> None:
+        self.mine.unlink(missing_ok=True)
+
+    def others_waiting(self) -> bool:
+        for mark in self.folder.glob(f"{self.prefix}*"):
+            pid = mark.name[len(self.prefix):]
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            if psutil.pid_exists(int(pid)):
+                return True
+            mark.unlink(missing_ok=True)  # left by a process that died
+        return False
 
 
 class machine_lock:
@@ -391,27 +429,40 @@ class machine_lock:
     def __enter__(self) -> LockState:
         lock = _FileLock(self.path)
         state = LockState(self.path)
+        turns = _Turns(self.path)
         said = False
-        while not lock.try_acquire():
-            if not said:
-                holder = state.read().get("pid", "?")
-                log.warning(
-                    "another mflux run is going on this machine (renderloop pid %s); waiting for it to finish",
-                    holder,
-                )
-                said = True
-            if self.cancel.wait(self.poll):
-                lock.release()
-                raise Interrupted("stopped while waiting for the other mflux run")
+        try:
+            while not self._take(lock, state, turns):
+                if not said:
+                    log.warning(
+                        "another mflux run is going on this machine (renderloop pid %s); waiting for it to finish",
+                        state.read().get("pid", "?"),
+                    )
+                    said = True
+                turns.wait()
+                if self.cancel.wait(self.poll):
+                    lock.close()
+                    raise Interrupted("stopped while waiting for the other mflux run")
+        finally:
+            turns.done()
         if said:
             log.info("the other mflux run finished; going on")
         self._lock = lock
         state.mark_holder()
         return state
 
+    def _take(self, lock: _FileLock, state: LockState, turns: _Turns) -> bool:
+        if not lock.try_acquire():
+            return False
+        if state.read().get("last_pid") == os.getpid() and turns.others_waiting():
+            lock.unlock()  # we had the last run: let the one waiting have this one
+            self.cancel.wait(self.poll * 3)
+            return False
+        return True
+
     def __exit__(self, *exc: object) -> None:
         if self._lock is not None:
-            self._lock.release()
+            self._lock.close()
             self._lock = None
 
 
