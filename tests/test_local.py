@@ -59,6 +59,7 @@ def test_local_renders_commits_and_pushes_as_the_worker_would(sandbox: Sandbox, 
     result = local(sandbox.mac, "hero")
     assert result.returncode == 0, result.stderr
     assert "hero: 3 rendered, 0 failed on this Mac; pushed" in result.stdout
+    assert "write the review with: renderloop review hero" in result.stdout
 
     # one commit per image with the worker's trailers, on the remote
     log = git(sandbox.remote, "log", "--format=%s%n%(trailers:only,unfold)%x00", "main").stdout

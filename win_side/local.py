@@ -72,8 +72,8 @@ def _without_hooks(empty: Path) -> None:
 
     This clone is the person's, with hooks enabled: a rebase while syncing
     would fire post-rewrite, which writes and stages reviews, and a staged
-    file stops every later rebase, so nothing could be pushed.  The review
-    is written by the person's next pull, as for the worker's renders.
+    file stops every later rebase, so nothing could be pushed.  The run ends
+    by saying how to write the review instead.
     """
     empty.mkdir(parents=True, exist_ok=True)
     count = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
@@ -100,6 +100,8 @@ def _report(clone: WorkerRepo, batch: str, summary: Summary, *, interrupted: boo
     elif clone.has_remote():
         line += "; pushed"
     print(line)
+    if summary.rendered or summary.failed:
+        print(f"write the review with: renderloop review {batch}")
     if gave_up:
         print(f"renderloop: error: stopped: {gave_up[0]}", file=sys.stderr)
         return 1
