@@ -283,8 +283,10 @@ class RaceReferee:
     def hold(self, who: str) -> None:
         (self.folder / f"hold-{who}").touch()
 
-    def wait_held(self, who: str, timeout: float = 30) -> None:
-        wait_for(lambda: (self.folder / f"held-{who}").exists(), timeout, f"a push from {who} to arrive")
+    def wait_held(self, who: str, timeout: float = 30, meanwhile: Callable[[], Any] = lambda: None) -> None:
+        """Until ``who``'s push is held; ``meanwhile`` is called while waiting."""
+        held = self.folder / f"held-{who}"
+        wait_for(lambda: held.exists() or meanwhile(), timeout, f"a push from {who} to arrive")
 
     def release(self) -> None:
         (self.folder / "release").touch()

@@ -64,50 +64,49 @@ def rendered(repo: Path, rev: str = "HEAD") -> int:
     return len(git(repo, "log", "--format=%H", "--grep=^render(", rev).stdout.split())
 
 
-class Backlog:
-    """The person keeps the worker busy: a race needs a worker that is about to push."""
+class Dispatcher:
+    """A script on a third machine that keeps the worker busy: a race needs a worker about to push.
 
-    def __init__(self, clone: Path, batch: str, images: int, verify: bool = False) -> None:
-        self.clone, self.batch, self.verify = clone, batch, verify
+    Whenever fewer than ``low`` images wait, it adds prompts to its own batch and pushes them.
+    """
+
+    def __init__(self, sandbox: Sandbox, elsewhere: Callable[[], int] = lambda: 0, images: int = 4) -> None:
+        self.sandbox = sandbox
+        self.clone = plain_clone(sandbox, "dispatcher")
+        git(self.clone, "config", "user.email", "dispatcher@example.com")
+        self.elsewhere = elsewhere  # images dispatched in other batches
         self.images = images
         self.text = batch_yaml(images)
-        self.pushed: list[str] = [commit_and_push(clone, {self.path: self.text}, f"batch {batch}", verify=verify)]
+        self.pushed = [commit_and_push(self.clone, {"batches/backlog.yaml": self.text}, "batch backlog")]
 
-    @property
-    def path(self) -> str:
-        return f"batches/{self.batch}.yaml"
-
-    def add(self, count: int) -> None:
-        """More prompts in the batch file (staged, for the person's next commit)."""
-        for _ in range(count):
-            self.images += 1
-            self.text += f'  - slug: image-{self.images:02d}\n    prompt: "test image {self.images}"\n'
-        (self.clone / self.path).write_text(self.text, encoding="utf-8", newline="\n")
-        git(self.clone, "add", self.path)
-
-    def top_up(self, worker: Path, low: int = 3, more: int = 6) -> None:
-        """Dispatch ``more`` images (an ordinary push, not a race) when fewer than ``low`` wait."""
-        if self.images - rendered(worker) < low:
-            self.add(more)
-            git(self.clone, "commit", "-q", "-m", f"{more} more images", *([] if self.verify else ["--no-verify"]))
-            self.pushed.append(push_counting(self.clone, rebase=not self.verify)[0])
+    def keep_busy(self, low: int = 2, more: int = 4) -> None:
+        if self.images + self.elsewhere() - rendered(self.sandbox.worker) >= low:
+            return
+        self.text += more_prompts(self.images, more)
+        self.images += more
+        self.pushed.append(commit_and_push(self.clone, {"batches/backlog.yaml": self.text}, f"{more} more images"))
 
 
-def race(sandbox: Sandbox, referee: RaceReferee, clone: Path, loser: str, rebase: bool = True) -> tuple[str, int]:
+def more_prompts(first: int, count: int) -> str:
+    return "".join(f'  - slug: image-{n:02d}\n    prompt: "test image {n}"\n' for n in range(first + 1, first + count + 1))
+
+
+def race(sandbox: Sandbox, referee: RaceReferee, clone: Path, loser: str, busy: Dispatcher,
+         rebase: bool = True) -> tuple[str, int]:
     """Push ``clone``'s commits at the same moment as the worker pushes; ``loser`` loses the race.
 
     Returns the person's commit as it landed and how often their push was rejected.
     """
     referee.hold(loser)
     if loser == "worker":  # held after its objects arrived; the person's push lands meanwhile
-        referee.wait_held("worker")
+        referee.wait_held("worker", meanwhile=busy.keep_busy)
         landed = push_counting(clone, rebase=rebase)  # (a pull first if the worker pushed just before)
         referee.release()
         return landed
     before = remote_head(sandbox)
     landed = push_in_background(clone, rebase)
     referee.wait_held(loser)
-    wait_for(lambda: worker_pushed_since(sandbox, before), 30, "the worker's push to land")
+    wait_for(lambda: worker_pushed_since(sandbox, before) or busy.keep_busy(), 30, "the worker's push to land")
     referee.release()
     sha, rejections = landed()
     assert rejections >= 1, "the person's push should have lost the race"
@@ -140,7 +139,7 @@ def finish(sandbox: Sandbox, run: WorkerRun, images: int) -> str:
 
 def test_person_and_worker_push_at_the_same_moment(sandbox: Sandbox, figures: dict[str, Any]) -> None:
     laptop = plain_clone(sandbox, "laptop")  # the person's clone (hooks off: many commits in seconds)
-    backlog = Backlog(laptop, "race", 6)
+    busy = Dispatcher(sandbox)
     referee = RaceReferee(sandbox.remote, sandbox.root / "referee")
     run = start_worker(sandbox.worker, sandbox.root / "logs", "--poll", "0.3", "--window", "1", seconds=0.25)
     person_lines: list[str] = []
@@ -148,23 +147,22 @@ def test_person_and_worker_push_at_the_same_moment(sandbox: Sandbox, figures: di
     lost = {"worker": 0, "ana": 0}
     try:
         for i in range(RACES):
-            backlog.top_up(sandbox.worker)
             line = ledger_line("race", f"verdict-{i:03d}")
             append_line(laptop, line, f"review: verdict {i}")
             loser = "worker" if i % 2 == 0 else "ana"
-            person_commits.append(race(sandbox, referee, laptop, loser)[0])
+            person_commits.append(race(sandbox, referee, laptop, loser, busy)[0])
             person_lines.append(line)
             lost[loser] += 1
-        output = finish(sandbox, run, backlog.images)
+        output = finish(sandbox, run, busy.images)
     finally:
         run.stop()
     worker_rejections = output.count("push rejected")
     assert worker_rejections >= lost["worker"]
     assert "cannot rebase" not in output and "conflict" not in output.lower()
     # nothing lost: every person commit (as pushed) is in the history, every render once
-    for sha in person_commits + backlog.pushed:
+    for sha in person_commits + busy.pushed:
         assert git(sandbox.remote, "merge-base", "--is-ancestor", sha, "main", check=False).returncode == 0
-    prove_once_each(prove_history(sandbox.remote, "main"), "race", slugs_of(backlog.images))
+    prove_once_each(prove_history(sandbox.remote, "main"), "backlog", slugs_of(busy.images))
     prove_clean_and_pushed(sandbox)
     ledger = (sandbox.worker / "ledger.jsonl").read_bytes()
     assert [line.to_line() for line in parse(ledger)] == person_lines
@@ -175,8 +173,8 @@ def test_person_and_worker_push_at_the_same_moment(sandbox: Sandbox, figures: di
         "races the worker lost (fetched, rebased, pushed again)": lost["worker"],
         "races the person lost (pulled --rebase, pushed again)": lost["ana"],
         "worker push rejections logged": worker_rejections,
-        "render commits": backlog.images,
-        "person commits kept": len(person_commits) + len(backlog.pushed),
+        "render commits": busy.images,
+        "person commits kept": len(person_commits), "dispatcher commits kept": len(busy.pushed),
         "ledger lines kept": len(person_lines),
         "lost": "nothing", "conflicts": 0,
     })
@@ -246,37 +244,42 @@ def test_reviews_through_the_real_hooks_race_the_worker(sandbox: Sandbox, figure
     races = 20 if FULL else 2
     staged_before = len(STAGED_BEFORE_PULL)
     mac = sandbox.mac  # hooks enabled
-    backlog = Backlog(mac, "loop", 5, verify=True)
+    loop = {"images": 3, "text": batch_yaml(3)}
+    pushed = [commit_and_push(mac, {"batches/loop.yaml": loop["text"]}, "batch loop", verify=True)]
+    busy = Dispatcher(sandbox, elsewhere=lambda: loop["images"], images=2)
     referee = RaceReferee(sandbox.remote, sandbox.root / "referee")
-    run = start_worker(sandbox.worker, sandbox.root / "logs", "--poll", "0.3", "--window", "1", seconds=0.8)
+    run = start_worker(sandbox.worker, sandbox.root / "logs", "--poll", "0.3", "--window", "1", seconds=0.5)
     review = mac / "renders/loop/review.md"
     judged: list[tuple[str, str]] = []
     try:
         for i in range(races):
             verdict = ("keep", "reroll", "reject")[i % 3]
             slug = wait_for(lambda v=verdict: pull_and_type(mac, review, v), 30, "an image to review", interval=0.2)
-            backlog.add(2)
-            git(mac, "add", "renders/loop/review.md")
+            loop["text"] += more_prompts(loop["images"], 2)  # counted once pushed (the dispatcher reads it)
+            (mac / "batches/loop.yaml").write_text(loop["text"], encoding="utf-8", newline="\n")
+            git(mac, "add", "renders/loop/review.md", "batches/loop.yaml")
             committed = git(mac, "commit", "-q", "-m", f"review {slug}, two more images", check=False)
             assert committed.returncode == 0, committed.stderr
             assert "recorded 1 verdict" in committed.stdout + committed.stderr
             judged.append((slug, verdict))
-            backlog.pushed.append(race(sandbox, referee, mac, "worker" if i % 2 == 0 else "ana", rebase=False)[0])
-            backlog.top_up(sandbox.worker, low=2, more=3)
-        output = finish(sandbox, run, backlog.images)
+            pushed.append(race(sandbox, referee, mac, "worker" if i % 2 == 0 else "ana", busy, rebase=False)[0])
+            loop["images"] += 2
+        output = finish(sandbox, run, loop["images"] + busy.images)
     finally:
         run.stop()
     assert "cannot rebase" not in output
-    for sha in backlog.pushed:
+    for sha in pushed + busy.pushed:
         assert git(sandbox.remote, "merge-base", "--is-ancestor", sha, "main", check=False).returncode == 0
-    prove_once_each(prove_history(sandbox.remote, "main"), "loop", slugs_of(backlog.images))
+    history = prove_history(sandbox.remote, "main")
+    prove_once_each(history, "loop", slugs_of(loop["images"]))
+    prove_once_each(history, "backlog", slugs_of(busy.images))
     prove_clean_and_pushed(sandbox)
     lines = parse(git(sandbox.remote, "show", "main:ledger.jsonl").stdout.encode())
     assert [(line.slug, line.verdict) for line in lines] == judged
     verify = cli("ledger", "verify", "--repo", str(sandbox.worker))
     assert verify.returncode == 0, verify.stdout + verify.stderr
     figures.update({"races": races, "reviews committed through the pre-commit hook": len(judged),
-                    "images dispatched while racing": backlog.images, "ledger lines kept": len(lines),
+                    "images dispatched while racing": loop["images"] + busy.images, "ledger lines kept": len(lines),
                     "pulls refused over a review the hook had staged (committed first)":
                         len(STAGED_BEFORE_PULL) - staged_before,
                     "lost": "nothing"})
