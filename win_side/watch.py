@@ -26,6 +26,8 @@ from win_side.repo import WorkerRepo
 log = logging.getLogger("renderloop.worker")
 
 DEBOUNCE = 0.015
+# inotify reports files being opened and closed unwritten: reads, not pushes.
+_READS = frozenset({"opened", "closed_no_write"})
 
 
 def local_remote_repo(repo: WorkerRepo) -> Optional[Path]:
@@ -91,6 +93,8 @@ class Watcher:
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, ev: FileSystemEvent) -> None:
+                if ev.event_type in _READS:  # our own rev-parse reads the refs: heeding it loops forever
+                    return
                 paths = [str(ev.src_path), str(getattr(ev, "dest_path", "") or "")]
                 if any("refs" in p or p.endswith("packed-refs") for p in paths):
                     event.set()
