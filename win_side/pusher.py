@@ -71,15 +71,18 @@ class Pusher:
         except FatalError as exc:
             self._schedule_retry(str(exc))
             return False
-        if ok:
-            self._failures = 0
-            self._retry_at = 0.0
-            self.last_error = None
-            if self.repo.unpushed() == 0:
-                self._idle.set()
-        return ok
+        if not ok:
+            self._schedule_retry(f"the remote moved on {MAX_REBASES} times in a row")
+            return False
+        self._failures = 0
+        self._retry_at = 0.0
+        self.last_error = None
+        if self.repo.unpushed() == 0:
+            self._idle.set()
+        return True
 
     def _push_with_rebase(self) -> bool:
+        stuck = 0  # rejections with nothing new to rebase onto
         for _ in range(MAX_REBASES):
             if self.repo.unpushed() == 0:
                 return True
@@ -88,8 +91,14 @@ class Pusher:
             except PushRejected as exc:
                 log.info("push rejected (%s): fetching and rebasing, then pushing again", exc)
                 self.repo.fetch()
-                if self.repo.integrate() and self.on_integrated:
-                    self.on_integrated()
+                if self.repo.integrate():
+                    stuck = 0
+                    if self.on_integrated:
+                        self.on_integrated()
+                    continue
+                stuck += 1
+                if stuck >= 2:  # not a lost race: a stale lock on the server, a hook refusing...
+                    raise RemoteUnreachable(f"the remote refuses the push: {exc}") from None
                 continue
             self.pushes += 1
             log.debug("pushed %s", sha[:10])

@@ -250,13 +250,15 @@ def existing_or_tracked(root: Path, paths: list[str]) -> list[str]:
 def _reason(output: str) -> str:
     """The line of git's output that says what went wrong (not its closing advice)."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
+    server = next((line[len("remote: "):] for line in lines if line.startswith(("remote: error:", "remote: fatal:"))), "")
     for line in lines:
         if line.startswith("!") or "[rejected]" in line or "[remote rejected]" in line:
-            return " ".join(line.lstrip("!").split())  # porcelain: "!  HEAD:refs/heads/main  [rejected] (fetch first)"
+            rejected = " ".join(line.lstrip("!").split())  # porcelain: "!  HEAD:refs/heads/main  [rejected] (fetch first)"
+            return f"{rejected}: {server}" if server else rejected
     for line in lines:
         if line.startswith(("fatal:", "error:")):
             return line
-    return lines[-1] if lines else ""
+    return server or (lines[-1] if lines else "")
 
 
 def _rebasing_branch(gitdir: Path) -> str | None:

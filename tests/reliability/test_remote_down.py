@@ -82,3 +82,24 @@ def test_remote_away_then_back(sandbox: Sandbox, figures: dict[str, Any]) -> Non
         "seconds from the remote's return to all pushed": round(caught_up, 1),
         "lost": "nothing",
     })
+
+
+def test_a_remote_that_refuses_every_push_is_retried_on_a_backoff(sandbox: Sandbox, figures: dict[str, Any]) -> None:
+    """A stale ``main.lock`` on the server rejects every push: not a race to retry at once, a wait."""
+    commit_and_push(plain_clone(sandbox, "laptop"), {"batches/night.yaml": batch_yaml(2)}, "batch night")
+    stale = sandbox.remote / "refs/heads/main.lock"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("")  # a git on the server crashed holding the branch
+    run = start_worker(sandbox.worker, sandbox.root / "logs", "--once")
+    assert run.wait(timeout=120) == 1, run.output
+    output = run.output
+    attempts = output.count("push rejected")
+    assert "the remote refuses the push" in output and "will try again in" in output
+    assert "2 commits could not be pushed" in output
+    assert attempts <= 10, f"{attempts} pushes in a few seconds: retrying without a pause"
+    stale.unlink()  # the person removes the lock: the next run pushes what waited
+    again = start_worker(sandbox.worker, sandbox.root / "logs", "--once")
+    assert again.wait(timeout=60) == 0, again.output
+    prove_once_each(prove_history(sandbox.remote, "main"), "night", slugs_of(2))
+    prove_clean_and_pushed(sandbox)
+    figures.update({"push attempts during the 10 s flush of --once": attempts, "lost": "nothing"})
