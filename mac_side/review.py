@@ -62,7 +62,8 @@ _HEADER_RE = re.compile(r"\A<!--\s*renderloop review\b")
 _MARKER_RE = re.compile(r"\A<!--\s*renderloop spec\s+(.*?)\s*-->\s*\Z", re.S)
 _VERDICT_RE = re.compile(r"\Averdict\s*:(.*)\Z", re.I)
 _CUES_RE = re.compile(r"\Acues\s*:(.*)\Z", re.I)
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#!|~])")
+# Markdown that would act on text in a spec line or an error message; an intraword `_` does not.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>~|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])|^#|!(?=\[))")
 
 _md = MarkdownIt("commonmark")
 

@@ -87,6 +87,20 @@ def test_waiting_and_failed_renders() -> None:
     assert parse(text, "r.md").all_problems() == []
 
 
+def test_error_text_cannot_become_markdown_and_plain_names_stay_plain() -> None:
+    batch = loaded()
+    job = batch.jobs[0]
+    message = "## boom [click](http://x) ![i](y) <img src=x> *bold* _it_ `code` a|b\nsecond line"
+    failed = record_for(job, failed=("backend-error", message)).model_copy(update={"worker": "studio_pc"})
+    text = render(batch, {job.slug: failed}, None, NEVER)
+    assert "on studio_pc" in text  # an underscore inside a word needs no escape
+    html = MarkdownIt("commonmark").render(text)
+    section = html[html.index("<h2>harbor-at-dawn</h2>"):]
+    for made in ("<a ", "<img", "<em>", "<strong>", "<code>", "<h2>boom"):
+        assert made not in section.replace("<strong>Render failed</strong>", ""), made
+    assert "second line" in section and parse(text, "r.md").all_problems() == []
+
+
 def test_a_record_for_an_older_spec_counts_as_waiting_but_is_shown() -> None:
     batch = loaded()
     records = all_records(batch)
