@@ -11,7 +11,6 @@ another try.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ from win_side.backends.mflux import MfluxBackend
 from win_side.progress import make_progress
 from win_side.reconcile import ReconcileOptions, Reconciler, Summary
 from win_side.repo import RemoteUnreachable, WorkerRepo
-from win_side.worker import _signals, open_studio
+from win_side.worker import _signals, open_studio, run_no_repository_code
 
 log = logging.getLogger("renderloop.local")
 
@@ -53,7 +52,9 @@ def run_local(
     clone.acquire()
     gave_up: list[str] = []
     try:
-        _without_hooks(clone.state / "no-hooks")
+        # The person's clone has hooks enabled: a sync rebase would fire post-rewrite, which
+        # stages reviews and so blocks every later rebase. Like the worker, run none of them.
+        run_no_repository_code(clone.state)
         reconciler = Reconciler(
             clone, backend, ReconcileOptions(worker=name, push=True, retry_failed=True, only={batch}), progress
         )
@@ -65,21 +66,6 @@ def run_local(
         progress.close()
         clone.release()
     return _report(clone, batch, summary, interrupted=signals.count > 0, gave_up=gave_up)
-
-
-def _without_hooks(empty: Path) -> None:
-    """Run this process's git commands without the studio's hooks.
-
-    This clone is the person's, with hooks enabled: a rebase while syncing
-    would fire post-rewrite, which writes and stages reviews, and a staged
-    file stops every later rebase, so nothing could be pushed.  The run ends
-    by saying how to write the review instead.
-    """
-    empty.mkdir(parents=True, exist_ok=True)
-    count = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
-    os.environ[f"GIT_CONFIG_KEY_{count}"] = "core.hooksPath"
-    os.environ[f"GIT_CONFIG_VALUE_{count}"] = str(empty)
-    os.environ["GIT_CONFIG_COUNT"] = str(count + 1)
 
 
 def _give_up(reconciler: Reconciler, gave_up: list[str], reason: str) -> None:
