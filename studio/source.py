@@ -26,6 +26,7 @@ MAX_DEPTH = 64  # nesting; PyYAML's scanner slows down quadratically with depth
 MAX_NUMBER_DIGITS = 100  # Python refuses to read integers past 4300 digits
 
 Loc = tuple[Any, ...]
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control characters but tab, LF and CR
 
 
 @dataclass
@@ -87,12 +88,12 @@ def _decode(raw: bytes, display: str) -> str:
         raise InvalidFile(
             [Problem(display, line, f"not valid UTF-8: byte {bad[:1].hex()} in {bad!r}; save the file as UTF-8")]
         ) from None
-    for number, line_text in enumerate(text.split("\n"), start=1):
-        for ch in line_text:
-            if ch != "\t" and ch != "\r" and (ord(ch) < 32 or ord(ch) == 127):
-                raise InvalidFile(
-                    [Problem(display, number, f"control character {ch!r} is not allowed in the file")]
-                )
+    bad_char = _CONTROL.search(text)
+    if bad_char:
+        number = text.count("\n", 0, bad_char.start()) + 1
+        raise InvalidFile(
+            [Problem(display, number, f"control character {bad_char.group()!r} is not allowed in the file")]
+        )
     return text.replace("\r\n", "\n")
 
 
