@@ -876,3 +876,12 @@ def test_the_pre_commit_hook_accepts_a_windows_file(sandbox: Sandbox) -> None:
     git(sandbox.mac, "add", "batches/hero.yaml")
     result = git(sandbox.mac, "commit", "-m", "batch", check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_documented_example_is_valid() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "batch-files.md").read_text(encoding="utf-8")
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    loaded = load(example)
+    assert [j.slug for j in loaded.jobs] == ["mac-to-windows-gpu-pipeline", "feedback-ledger-taxonomy"]
+    assert loaded.jobs[1].spec.prompt == "Index cards pinned on a cork board,\nflat illustration"
+    assert (loaded.jobs[1].spec.model, loaded.jobs[1].spec.width, loaded.jobs[1].spec.height) == ("flux-schnell", 1024, 768)
