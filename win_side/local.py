@@ -19,13 +19,13 @@ from typing import Optional
 from studio import git
 from studio.config import load_config
 from studio.errors import FatalError
-from studio.layout import BATCH_SUFFIXES, BATCHES, RENDERS, Studio, batch_id_problem
+from studio.layout import BATCH_SUFFIXES, BATCHES, batch_id_problem
 from win_side.backends.base import BackendOptions
 from win_side.backends.mflux import MfluxBackend
 from win_side.progress import make_progress
 from win_side.reconcile import ReconcileOptions, Reconciler, Summary
 from win_side.repo import RemoteUnreachable, WorkerRepo
-from win_side.worker import _signals, open_studio, run_no_repository_code
+from win_side.worker import StopOnSignals, open_studio, run_no_repository_code
 
 log = logging.getLogger("renderloop.local")
 
@@ -39,7 +39,6 @@ def run_local(
     studio = open_studio(repo)
     config = load_config(studio)
     _check_knobs(cooldown, min_available_gb, timeout)
-    _check_nothing_to_lose(studio)
     clone = WorkerRepo(studio)
     _check_batch(clone, batch)
     options = BackendOptions(
@@ -60,7 +59,7 @@ def run_local(
         )
         backend.lanes[0].on_gave_up = lambda reason: _give_up(reconciler, gave_up, reason)
         log.info("rendering %s on %s with mflux (one image at a time)", batch, name)
-        with _signals(reconciler) as signals:
+        with StopOnSignals(reconciler) as signals:
             summary = reconciler.run_once()
     finally:
         progress.close()
@@ -115,26 +114,6 @@ def _check_batch(clone: WorkerRepo, batch: str) -> None:
             return
     known = ", ".join(p.stem for p in studio.batch_files()) or "none yet"
     raise FatalError(f"no batch file batches/{batch}.yaml in {studio.root} (batches: {known})")
-
-
-def _check_nothing_to_lose(studio: Studio) -> None:
-    """Refuse to run over uncommitted work under renders/ (a review being written).
-
-    The worker's recovery restores or removes every uncommitted file under
-    renders/ that is not a render it can commit: right for a worker's
-    clone, but here it could be the person's unsaved verdicts.
-    """
-    status = git.out(studio.root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", RENDERS)
-    paths = sorted({entry[3:] for entry in status.split("\0") if len(entry) > 3 and entry[2] == " "})
-    at_risk = [
-        p for p in paths
-        if not p.endswith(RENDER_SUFFIXES) or Path(p).name == "batch-error.json"
-    ]
-    if at_risk:
-        raise FatalError(
-            f"{at_risk[0]} has changes that are not committed; commit them first "
-            "(e.g. git commit -am 'review') so that renderloop local cannot disturb them"
-        )
 
 
 def _check_knobs(cooldown: Optional[float], min_available_gb: Optional[float], timeout: Optional[float]) -> None:

@@ -20,7 +20,7 @@ from studio import git
 from studio.errors import FatalError
 from studio.fsutil import is_temp_name
 from studio.git import GitError
-from studio.layout import RENDERS, Studio
+from studio.layout import BATCH_ERROR_NAME, RENDERS, Studio, slug_problem
 from studio.record import RenderRecord
 from win_side import faults
 
@@ -123,13 +123,21 @@ class WorkerRepo:
             return self._sort_uncommitted()
 
     def _sort_uncommitted(self) -> list[str]:
-        """Keep complete render pairs for committing; restore or delete the rest."""
+        """Keep complete render pairs for committing; restore or delete the rest.
+
+        Only the files the worker writes are touched (``<slug>.png``,
+        ``<slug>.json``, ``batch-error.json``): a review being written in the
+        same clone (``renderloop local`` on the Mac) is the person's.
+        """
         status = git.out(self.root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", RENDERS)
         entries = [e for e in status.split("\0") if e]
-        paths = sorted({entry[3:] for entry in entries})
+        paths = sorted({entry[3:] for entry in entries if _worker_output(entry[3:])})
         complete: list[str] = []
         by_stem: dict[str, set[str]] = {}
         for rel in paths:
+            if rel.endswith("/" + BATCH_ERROR_NAME):
+                self._restore(rel)  # rewritten and committed by the next plan
+                continue
             stem, _, suffix = rel.rpartition(".")
             by_stem.setdefault(stem, set()).add(suffix)
         for stem in sorted(by_stem):
@@ -239,6 +247,17 @@ class WorkerRepo:
         if _REJECTED.search(stdout + err):
             raise PushRejected(_reason(stdout + "\n" + err) or "rejected")
         raise RemoteUnreachable(_reason(err or stdout) or f"git push exited with {code}")
+
+
+def _worker_output(rel: str) -> bool:
+    """True for ``renders/<batch>/<slug>.png|json`` and ``renders/<batch>/batch-error.json``."""
+    parts = rel.split("/")
+    if len(parts) != 3 or parts[0] != RENDERS:
+        return False
+    if parts[2] == BATCH_ERROR_NAME:
+        return True
+    stem, _, suffix = parts[2].rpartition(".")
+    return suffix in ("png", "json") and slug_problem(stem) is None
 
 
 def existing_or_tracked(root: Path, paths: list[str]) -> list[str]:

@@ -80,7 +80,7 @@ def run_worker(options: WorkerOptions) -> int:
         lanes = ", ".join(lane.name for lane in backend.lanes)
         log.info("worker %s on %s: backend %s (%s), window %d",
                  worker_name, studio.root, options.backend, lanes, backend_options.window)
-        with _signals(reconciler):
+        with StopOnSignals(reconciler):
             if options.once:
                 summary = reconciler.run_once()
             else:
@@ -122,7 +122,7 @@ def run_no_repository_code(state: Path) -> None:
     os.environ["GIT_CONFIG_COUNT"] = str(count + 2)
 
 
-class _signals:
+class StopOnSignals:
     """First Ctrl+C (or SIGTERM): stop cleanly. Second: leave at once.
 
     Files are only ever replaced atomically, so leaving at once never
@@ -144,7 +144,7 @@ class _signals:
         self.reconciler.stopping.set()
         self.reconciler.poke()
 
-    def __enter__(self) -> "_signals":
+    def __enter__(self) -> "StopOnSignals":
         if threading.current_thread() is threading.main_thread():
             for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
                 sig = getattr(signal, name, None)
