@@ -31,7 +31,7 @@ from mac_side.review import decode, parse
 from mac_side.review_cmd import batches_with_renders, update_reviews
 from studio import git
 from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
-from studio.config import StudioConfig, parse_config
+from studio.config import StudioConfig, check_workflows, parse_config
 from studio.errors import FatalError, InvalidFile, Problem
 from studio.fsutil import write_text_atomic
 from studio.layout import BATCH_SUFFIXES, CONFIG_NAME, LEDGER_NAME, RENDERS, REVIEW_NAME, Studio, batch_id_problem
@@ -71,6 +71,8 @@ def pre_commit(studio: Studio) -> int:
     staged = git.staged_files(root)
     config = functools.cache(lambda: _staged_config(root))  # most commits touch no batch or review
     problems = [p for rel in staged if is_batch_path(rel) for p in _batch_problems(root, rel, config)]
+    if CONFIG_NAME in staged or any(_maybe_workflow(rel) for rel in staged):
+        problems += config()[1]  # the settings themselves (and the workflows they bind) are being changed
     head_ledger = (git.show(root, f"HEAD:{LEDGER_NAME}") or b"") if git.head(root) else b""
     index_ledger = git.show(root, f":{LEDGER_NAME}") or b""
     problems += guard(head_ledger, index_ledger, LEDGER_NAME, "(compared with the last commit)")
@@ -127,12 +129,20 @@ def _stage_ledger(root: Path) -> None:
         git.run(root, "add", "--", LEDGER_NAME, env={"GIT_INDEX_FILE": str(real_next)})
 
 
+def _maybe_workflow(rel: str) -> bool:
+    """A JSON file outside renders/ and batches/ may be a workflow renderloop.yaml binds."""
+    return rel.endswith(".json") and not rel.startswith(("renders/", "batches/"))
+
+
 def _staged_config(root: Path) -> tuple[Optional[StudioConfig], list[Problem]]:
     raw = git.show(root, f":{CONFIG_NAME}")
     if raw is None:
         return None, [Problem(CONFIG_NAME, 1, "renderloop.yaml is not in the commit: batch files cannot be checked")]
     try:
-        return parse_config(load_bytes(raw, CONFIG_NAME, json_syntax=False)), []
+        doc = load_bytes(raw, CONFIG_NAME, json_syntax=False)
+        config = parse_config(doc)
+        check_workflows(config, doc, lambda rel: git.show(root, f":{rel}"))  # as they are staged
+        return config, []
     except InvalidFile as exc:
         return None, exc.problems
 

@@ -39,4 +39,6 @@ hooks/* text eol=lf
 GITIGNORE = """\
 # renderloop: temporary files of interrupted writes
 .*.tmp
+# contact sheets (`renderloop review --html`): rebuilt from the reviews at will
+renders/*/review.html
 """

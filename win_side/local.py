@@ -29,9 +29,6 @@ from win_side.worker import StopOnSignals, open_studio, run_no_repository_code
 
 log = logging.getLogger("renderloop.local")
 
-RENDER_SUFFIXES = (".png", ".json")
-
-
 def run_local(
     repo: Path, batch: str, *, cooldown: Optional[float] = None, min_available_gb: Optional[float] = None,
     timeout: Optional[float] = None,
