@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -47,7 +48,7 @@ class Narrator:
 
 
 def demo(keep: Optional[Path] = None, images: int = 4) -> int:
-    images = max(1, min(images, len(DEMO_PROMPTS)))
+    images = max(2, min(images, len(DEMO_PROMPTS)))  # the second prompt is the one rerolled
     if keep is not None:
         keep = Path(keep).resolve()
         if keep.exists() and any(keep.iterdir()):
@@ -65,7 +66,6 @@ def _run(root: Path, images: int, kept: bool) -> int:
     from mac_side.init import init
     from mac_side.new import new_batch
     from mac_side.status import status
-    from win_side.worker import WorkerOptions, run_worker
 
     _prepare_environment()
     say = Narrator()
@@ -106,9 +106,7 @@ def _run(root: Path, images: int, kept: bool) -> int:
     say.show("committed and pushed batches/hero.yaml")
 
     say.say("The worker notices the commit, renders each image and commits it with its record, then pushes")
-    code = run_worker(WorkerOptions(repo=worker, backend="placeholder", once=True, placeholder_seconds=0.2))
-    if code:
-        raise FatalError(f"the worker failed (exit code {code})")
+    _worker(worker)
     say.show(git.out(worker, "log", "-1", "--format=%B"))
 
     say.say("The person pulls: the post-merge hook writes renders/hero/review.md and stages it")
@@ -137,9 +135,7 @@ def _run(root: Path, images: int, kept: bool) -> int:
     git.add(mac, "batches/hero-2.yaml")
     git.run(mac, "commit", "--quiet", "-m", "batch: hero-2 (rerolls)")
     git.run(mac, "push", "--quiet")
-    code = run_worker(WorkerOptions(repo=worker, backend="placeholder", once=True, placeholder_seconds=0.2))
-    if code:
-        raise FatalError(f"the worker failed (exit code {code})")
+    _worker(worker)
     _, out, err = git.run(mac, "pull", "--quiet", "--rebase")
     say.show((out + err).strip() or "(pulled)")
 
@@ -152,6 +148,16 @@ def _run(root: Path, images: int, kept: bool) -> int:
     print(f"The sandbox is kept in {root}" if kept
           else "Run `renderloop demo --keep DIR` to keep the sandbox and look around.")
     return 0
+
+
+def _worker(clone: Path) -> None:
+    """The worker, as its own process (as on the GPU box): render, commit, push."""
+    command = [sys.executable, "-m", "renderloop", "worker", "--repo", str(clone), "--backend", "placeholder",
+               "--placeholder-seconds", "0.2", "--name", "studio-pc", "--once"]
+    print("    $ renderloop worker --repo worker --backend placeholder --once", flush=True)
+    code = subprocess.run(command).returncode
+    if code:
+        raise FatalError(f"the worker failed (exit code {code})")
 
 
 def _batch_yaml(images: int) -> str:

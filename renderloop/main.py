@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole loop in a temporary sandbox, in seconds")
     p.add_argument("--keep", type=Path, default=None, metavar="DIR", help="build the sandbox in DIR and keep it")
-    p.add_argument("--images", type=int, default=4, metavar="N", help="prompts in the demo batch")
+    p.add_argument("--images", type=int, default=4, metavar="N", help="prompts in the demo batch (2-6)")
 
     p = sub.add_parser("hook", help="run a git hook (called by the shims in hooks/)")
     p.add_argument("name", choices=HOOKS)
