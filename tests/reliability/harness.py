@@ -54,6 +54,11 @@ def batch_yaml(count: int, size: int = 64, prefix: str = "image") -> str:
     return "\n".join(lines) + "\n"
 
 
+def renders_in(repo: Path, rev: str = "HEAD") -> int:
+    """How many render commits ``rev`` has (the bare remote's branch is ``main``)."""
+    return len(git(repo, "log", "--format=%H", "--grep=^render(", rev).stdout.split())
+
+
 def slugs_of(count: int, prefix: str = "image") -> list[str]:
     return [f"{prefix}-{i:02d}" for i in range(1, count + 1)]
 

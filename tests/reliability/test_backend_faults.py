@@ -29,6 +29,7 @@ from tests.reliability.harness import (
     prove_clean_and_pushed,
     prove_history,
     prove_once_each,
+    renders_in,
     slugs_of,
     start_worker,
     wait_for,
@@ -39,10 +40,6 @@ pytestmark = pytest.mark.skipif(not POSIX, reason="the worker is stopped with SI
 IMAGES = 8
 
 
-def pushed(sandbox: Sandbox) -> int:
-    return len(git(sandbox.remote, "log", "--format=%H", "--grep=^render(", "main").stdout.split())
-
-
 def start(sandbox: Sandbox, server: ComfyServer) -> WorkerRun:
     commit_and_push(plain_clone(sandbox, "laptop"), {"batches/hero.yaml": batch_yaml(IMAGES)}, "batch hero")
     return start_worker(sandbox.worker, sandbox.root / "logs", "--poll", "0.3", "--backend", "comfyui",
@@ -51,7 +48,7 @@ def start(sandbox: Sandbox, server: ComfyServer) -> WorkerRun:
 
 def complete(sandbox: Sandbox, run: WorkerRun, timeout: float = 120) -> str:
     """Wait until the batch is rendered and pushed, stop the worker, prove the history; its output."""
-    wait_for(lambda: pushed(sandbox) == IMAGES
+    wait_for(lambda: renders_in(sandbox.remote, "main") == IMAGES
              and git(sandbox.remote, "rev-parse", "main").stdout == git(sandbox.worker, "rev-parse", "HEAD").stdout,
              timeout, "the batch rendered and pushed")
     run.signal(signal.SIGINT)
@@ -66,7 +63,7 @@ def test_comfyui_restarts_mid_batch(sandbox: Sandbox, tmp_path: Path, figures: d
     with ComfyServer(tmp_path / "comfyui", render_seconds=0.25) as server:
         run = start(sandbox, server)
         try:
-            wait_for(lambda: pushed(sandbox) >= 2, 60, "two images pushed")
+            wait_for(lambda: renders_in(sandbox.remote, "main") >= 2, 60, "two images pushed")
             in_flight = len(server.engine.queue_lists()[0]) + len(server.engine.queue_lists()[1])
             server.restart(down_seconds=1.0)  # queue, running prompt and history lost
             restarted = time.monotonic()
@@ -91,10 +88,10 @@ def test_comfyui_down_at_start_then_up(sandbox: Sandbox, tmp_path: Path, figures
         run = start(sandbox, server)
         try:
             time.sleep(down_for)
-            assert pushed(sandbox) == 0
+            assert renders_in(sandbox.remote, "main") == 0
             server.come_back()
             back = time.monotonic()
-            wait_for(lambda: pushed(sandbox) >= 1, 90, "the first image after the server came back")
+            wait_for(lambda: renders_in(sandbox.remote, "main") >= 1, 90, "the first image after the server came back")
             first = time.monotonic() - back
             output = complete(sandbox, run)
         finally:
@@ -113,7 +110,7 @@ def test_comfyui_vanishes_mid_batch_and_comes_back(sandbox: Sandbox, tmp_path: P
     with ComfyServer(tmp_path / "comfyui", render_seconds=0.25) as server:
         run = start(sandbox, server)
         try:
-            wait_for(lambda: pushed(sandbox) >= 2, 60, "two images pushed")
+            wait_for(lambda: renders_in(sandbox.remote, "main") >= 2, 60, "two images pushed")
             server.go_down()  # no answer, sockets dropped; what it was rendering finishes meanwhile
             time.sleep(2.0)
             server.come_back()

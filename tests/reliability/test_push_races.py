@@ -35,6 +35,7 @@ from tests.reliability.harness import (
     prove_history,
     prove_once_each,
     push_counting,
+    renders_in,
     slugs_of,
     start_worker,
     wait_for,
@@ -60,10 +61,6 @@ def worker_pushed_since(sandbox: Sandbox, before: str) -> bool:
     return head != before and git(sandbox.remote, "log", "-1", "--format=%ce", head).stdout.startswith("worker@")
 
 
-def rendered(repo: Path, rev: str = "HEAD") -> int:
-    return len(git(repo, "log", "--format=%H", "--grep=^render(", rev).stdout.split())
-
-
 class Dispatcher:
     """A script on a third machine that keeps the worker busy: a race needs a worker about to push.
 
@@ -80,7 +77,7 @@ class Dispatcher:
         self.pushed = [commit_and_push(self.clone, {"batches/backlog.yaml": self.text}, "batch backlog")]
 
     def keep_busy(self, low: int = 2, more: int = 4) -> None:
-        if self.images + self.elsewhere() - rendered(self.sandbox.worker) >= low:
+        if self.images + self.elsewhere() - renders_in(self.sandbox.worker) >= low:
             return
         self.text += more_prompts(self.images, more)
         self.images += more
@@ -129,7 +126,7 @@ def push_in_background(clone: Path, rebase: bool) -> Callable[[], tuple[str, int
 
 def finish(sandbox: Sandbox, run: WorkerRun, images: int) -> str:
     """Wait for every image to be pushed, stop the worker with Ctrl+C; its output."""
-    wait_for(lambda: rendered(sandbox.remote, "main") == images
+    wait_for(lambda: renders_in(sandbox.remote, "main") == images
              and remote_head(sandbox) == git(sandbox.worker, "rev-parse", "HEAD").stdout.strip(),
              120, "every image rendered and pushed")
     run.signal(signal.SIGINT)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from tests.reliability.harness import (
     prove_history,
     prove_once_each,
     push_with_retry,
+    renders_in,
     slugs_of,
     start_worker,
     take_remote_away,
@@ -32,23 +32,19 @@ pytestmark = pytest.mark.skipif(not POSIX, reason="renaming a folder in use is r
 IMAGES = 10
 
 
-def commits(repo: Path, rev: str = "main") -> int:
-    return len(git(repo, "log", "--format=%H", "--grep=^render(", rev).stdout.split())
-
-
 def test_remote_away_then_back(sandbox: Sandbox, figures: dict[str, Any]) -> None:
     laptop = plain_clone(sandbox, "laptop")
     commit_and_push(laptop, {"batches/night.yaml": batch_yaml(IMAGES)}, "batch night")
     run = start_worker(sandbox.worker, sandbox.root / "logs", "--poll", "0.3", seconds=0.3)
     try:
-        wait_for(lambda: commits(sandbox.remote) >= 2, 30, "the first images pushed")
+        wait_for(lambda: renders_in(sandbox.remote, "main") >= 2, 30, "the first images pushed")
         away = take_remote_away(sandbox, run)
         gone = time.monotonic()
         # the worker renders on; its commits wait locally and it says when it will try again
-        wait_for(lambda: commits(sandbox.worker) == IMAGES, 60, "the batch rendered while the remote is away")
+        wait_for(lambda: renders_in(sandbox.worker) == IMAGES, 60, "the batch rendered while the remote is away")
         retries = 4 if FULL else 2  # the remote stays away long enough to see the wait grow
         wait_for(lambda: run.output.count("will try again") >= retries, 90, f"{retries} failed pushes")
-        waiting = commits(sandbox.worker) - commits(away)
+        waiting = renders_in(sandbox.worker) - renders_in(away, "main")
         assert waiting >= 3, "commits should wait locally while the remote is away"
         # the person, away from the remote too, reviews meanwhile; both push once it is back
         line = ledger_line("earlier", "harbor-at-dawn")
@@ -60,7 +56,7 @@ def test_remote_away_then_back(sandbox: Sandbox, figures: dict[str, Any]) -> Non
         back = time.monotonic()
         person = push_with_retry(laptop)
         wait_for(lambda: git(sandbox.remote, "rev-parse", "main").stdout == git(sandbox.worker, "rev-parse", "HEAD").stdout
-                 and commits(sandbox.remote) == IMAGES, 90, "every waiting commit pushed")
+                 and renders_in(sandbox.remote, "main") == IMAGES, 90, "every waiting commit pushed")
         caught_up = time.monotonic() - back
         run.signal(signal.SIGINT)
         assert run.wait(timeout=30) == 0, run.output

@@ -7,15 +7,17 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Sandbox, git
+from tests.helpers import Sandbox
 from tests.reliability.harness import (
     POSIX,
+    RaceReferee,
     batch_yaml,
     commit_and_push,
     plain_clone,
     prove_clean_and_pushed,
     prove_history,
     prove_once_each,
+    renders_in,
     slugs_of,
     start_worker,
     wait_for,
@@ -27,11 +29,6 @@ pytestmark = pytest.mark.skipif(not POSIX, reason="signals to a child process ar
 IMAGES = 8
 
 
-def render_commits(sandbox: Sandbox, where: str = "remote") -> int:
-    repo = sandbox.remote if where == "remote" else sandbox.worker
-    return len(git(repo, "log", "--format=%H", "--grep=^render(", "main").stdout.split())
-
-
 def dispatch(sandbox: Sandbox, count: int = IMAGES) -> None:
     commit_and_push(plain_clone(sandbox, "laptop"), {"batches/hero.yaml": batch_yaml(count)}, "batch hero")
 
@@ -41,7 +38,7 @@ def test_stop_commits_what_is_finished_pushes_and_exits_0(sandbox: Sandbox, figu
                                                           name: str) -> None:
     dispatch(sandbox)
     run = start_worker(sandbox.worker, sandbox.root / "logs", "--poll", "0.3", seconds=0.5)
-    wait_for(lambda: render_commits(sandbox) >= 2, 30, "two images pushed")
+    wait_for(lambda: renders_in(sandbox.remote, "main") >= 2, 30, "two images pushed")
     sent = time.monotonic()
     run.signal(getattr(signal, name))
     code = run.wait(timeout=30)
@@ -49,7 +46,7 @@ def test_stop_commits_what_is_finished_pushes_and_exits_0(sandbox: Sandbox, figu
     assert code == 0, run.output
     assert seconds < 5, f"took {seconds:.1f} s to stop"
     assert "stopping: committing what is finished" in run.output
-    done = render_commits(sandbox)
+    done = renders_in(sandbox.remote, "main")
     assert 2 <= done < IMAGES, "the batch should have been stopped midway"
     prove_clean_and_pushed(sandbox)  # what was finished is committed and pushed, nothing half-written
     prove_history(sandbox.remote, "main")
@@ -73,30 +70,37 @@ def test_stop_does_not_wait_for_a_long_render(sandbox: Sandbox, figures: dict[st
     seconds = time.monotonic() - sent
     assert code == 0, run.output
     assert seconds < 5
-    assert render_commits(sandbox) == 0
+    assert renders_in(sandbox.remote, "main") == 0
     prove_clean_and_pushed(sandbox)
     figures.update({"seconds to exit with two 60 s renders in flight": round(seconds, 2)})
 
 
 def test_second_ctrl_c_leaves_at_once_without_a_partial_file(sandbox: Sandbox, figures: dict[str, Any]) -> None:
+    """The first Ctrl+C waits for a push that hangs (held by the remote); the second leaves at once."""
     dispatch(sandbox)
     logs = sandbox.root / "logs"
+    referee = RaceReferee(sandbox.remote, sandbox.root / "referee")
+    referee.hold("worker")  # the worker's first push hangs on the server
     run = start_worker(sandbox.worker, logs, "--poll", "0.3", seconds=0.2)
-    wait_for(lambda: render_commits(sandbox, "worker") >= 1, 30, "a first image committed")
+    referee.wait_held("worker")
     run.signal(signal.SIGINT)
-    time.sleep(0.01)
+    wait_for(lambda: "stopping: committing what is finished" in run.output, 10, "the first Ctrl+C to be taken")
+    time.sleep(0.2)
+    assert run.alive(), "the first Ctrl+C should wait for the push"
     second = time.monotonic()
     run.signal(signal.SIGINT)
     code = run.wait(timeout=30)
     seconds = time.monotonic() - second
+    referee.release()
     run.wait_orphans()
     assert code == 130, run.output
     assert seconds < 1.0
     assert "stopping now" in run.output
-    working_tree_is_whole(sandbox.worker)
+    temporary = working_tree_is_whole(sandbox.worker)
     # the next start recovers whatever was left and finishes the batch, once each
     again = start_worker(sandbox.worker, logs, "--once")
     assert again.wait(timeout=60) == 0, again.output
     prove_once_each(prove_history(sandbox.remote, "main"), "hero", slugs_of(IMAGES))
     prove_clean_and_pushed(sandbox)
-    figures.update({"seconds to exit after the second Ctrl+C": round(seconds, 3), "exit code": code})
+    figures.update({"seconds to exit after the second Ctrl+C (a push hanging)": round(seconds, 3), "exit code": code,
+                    "temporary files left (ignored by git, removed at the next start)": temporary})
