@@ -12,12 +12,7 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.bench import figures
-from tests.bench.harness import ServerProcess, WorkerProcess, Rig
-
-
-def repeat(what: str, default: int) -> int:
-    """How many times a scenario runs: ``RENDERLOOP_BENCH_<WHAT>`` or ``default``."""
-    return max(1, int(os.environ.get(f"RENDERLOOP_BENCH_{what}", default)))
+from tests.bench.harness import Rig, ServerProcess, WorkerProcess
 
 
 @pytest.fixture

@@ -20,13 +20,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import requests
 
 from mac_side.init import init
 from studio.record import RenderRecord
 from tests.helpers import git
+from tests.reliability.harness import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "z-image-turbo"  # installed on the test server by default; 8 sampler steps with previews
@@ -39,15 +40,9 @@ done
 """
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.01) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+def repeat(what: str, default: int) -> int:
+    """How many times a scenario runs: ``RENDERLOOP_BENCH_<WHAT>`` or ``default``."""
+    return max(1, int(os.environ.get(f"RENDERLOOP_BENCH_{what}", default)))
 
 
 def free_port() -> int:
@@ -150,7 +145,7 @@ class Rig:
             checked = len(pushes)
             return None
 
-        return wait_until(complete, timeout, f"{count} render commits of {batch} on the remote", 0.05)  # type: ignore[return-value]
+        return wait_for(complete, timeout, f"{count} render commits of {batch} on the remote", 0.05)  # type: ignore[return-value]
 
 
 class ServerProcess:
@@ -167,7 +162,7 @@ class ServerProcess:
              "--render-seconds", str(render_seconds), "--root", str(root / "files")],
             cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        wait_until(self._answers, 30, f"the test server at {self.url}", 0.05)
+        wait_for(self._answers, 30, f"the test server at {self.url}", 0.05)
 
     def _answers(self) -> bool:
         if self.proc.poll() is not None:
@@ -203,7 +198,7 @@ class WorkerProcess:
              *servers, "--window", str(window), "--name", "bench", *extra],
             cwd=rig.worker, stdout=self.log, stderr=subprocess.STDOUT, env=os.environ.copy(),
         )
-        wait_until(lambda: self._logged("watching ", "polling "), 60, "the worker to watch its remote", 0.05)
+        wait_for(lambda: self._logged("watching ", "polling "), 60, "the worker to watch its remote", 0.05)
 
     def text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -278,7 +273,7 @@ class GitDaemon:
              f"--port={self.port}", f"--base-path={base}", str(base)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_until(self._listening, 30, "git daemon", 0.05)
+        wait_for(self._listening, 30, "git daemon", 0.05)
 
     def url(self, repo: Path) -> str:
         return f"git://127.0.0.1:{self.port}/{repo.relative_to(self.base).as_posix()}"

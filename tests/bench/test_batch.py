@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.conftest import repeat
 from tests.bench.figures import RESULTS, BatchRun
-from tests.bench.harness import GpuSide, Rig, median
+from tests.bench.harness import GpuSide, Rig, median, repeat
 
 RENDER_SECONDS = 0.5
 IMAGES = 50

@@ -12,11 +12,8 @@ import random
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.bench.conftest import repeat
 from tests.bench.figures import RESULTS
-from tests.bench.harness import GitDaemon, Rig, median
+from tests.bench.harness import GitDaemon, Rig, median, repeat
 
 RENDER_SECONDS = 0.1
 
