@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from mac_side.reading import open_studio, read_ledger
+from mac_side.reading import read_ledger
 from studio import git
 from studio.errors import FatalError
 from studio.fsutil import write_atomic
-from studio.layout import Studio
+from studio.layout import Studio, open_studio
 from studio.ledger import LedgerLine
 from studio.record import sha256_hex
 

@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from mac_side.reading import open_studio
 from mac_side.review_cmd import update_reviews
 from mac_side.status import BatchStatus, batch_statuses
 from studio import git
 from studio.errors import FatalError
 from studio.git import GitError
-from studio.layout import Studio
+from studio.layout import Studio, open_studio
 
 
 def follow(repo: Path, *, poll: float = 2.0, timeout: Optional[float] = None) -> int:

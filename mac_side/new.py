@@ -15,14 +15,14 @@ from typing import Any, Optional
 
 import yaml
 
-from mac_side.reading import open_studio, read_ledger
+from mac_side.reading import read_ledger
 from studio.batch import LoadedBatch, PromptEntry, batch_id_of, load_batch_bytes
 from studio.clock import iso, utcnow
 from studio.config import StudioConfig, load_config
 from studio.errors import FatalError, InvalidFile
 from studio.fsutil import write_text_atomic
 from studio.inventory import Inventory, load_batches, records
-from studio.layout import Studio, batch_id_problem
+from studio.layout import Studio, batch_id_problem, open_studio
 from studio.ledger import LedgerLine
 from studio.spec import SEED_MAX, derive_seed
 

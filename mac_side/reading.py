@@ -7,30 +7,15 @@ on a terminal, plain aligned text in a pipe or a log.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Sequence, TextIO
 
-from studio import git
-from studio.errors import FatalError, InvalidFile
+from studio.errors import InvalidFile
 from studio.layout import Studio
 from studio.ledger import LedgerLine, parse
 
 from mac_side.ledger import valid_lines
 
 Row = Sequence[object]
-
-
-def open_studio(repo: Path) -> Studio:
-    """The studio holding ``repo`` (its top folder when ``repo`` is inside a clone)."""
-    root = Path(repo)
-    if not root.is_dir():
-        raise FatalError(f"{root}: no such folder")
-    if git.is_repo(root):
-        root = git.toplevel(root)
-    studio = Studio.at(root)
-    if not studio.is_studio():
-        raise FatalError(f"{studio.root} is not a renderloop studio (no renderloop.yaml): run `renderloop init`")
-    return studio
 
 
 def read_ledger(studio: Studio) -> list[LedgerLine]:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Optional
 
 from mac_side.ledger import Judgments
-from mac_side.reading import open_studio
 from mac_side.review import Outline, Review, decode, outline, parse, render, spec_line
 from studio import git
 from studio.batch import LoadedBatch, load_batch
@@ -22,7 +21,7 @@ from studio.config import StudioConfig, load_config
 from studio.errors import FatalError, InvalidFile
 from studio.fsutil import write_text_atomic
 from studio.inventory import records
-from studio.layout import REVIEW_NAME, Studio, batch_id_problem
+from studio.layout import REVIEW_NAME, Studio, batch_id_problem, open_studio
 from studio.record import BatchErrorRecord, RenderRecord
 
 log = logging.getLogger("renderloop.review")

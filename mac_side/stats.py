@@ -13,9 +13,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mac_side.reading import open_studio, print_table, read_ledger
+from mac_side.reading import print_table, read_ledger
 from studio.inventory import records
-from studio.layout import Studio, batch_id_problem
+from studio.layout import Studio, batch_id_problem, open_studio
 from studio.ledger import LedgerLine, latest
 from studio.record import RenderRecord
 

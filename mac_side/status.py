@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from mac_side.reading import open_studio, print_table, read_ledger
+from mac_side.reading import print_table, read_ledger
 from studio.batch import LoadedBatch
 from studio.config import load_config
 from studio.inventory import is_current, load_batches, records
-from studio.layout import Studio
+from studio.layout import Studio, open_studio
 
 HEADERS = ("batch", "prompts", "pending", "rendered", "failed", "reviewed")
 

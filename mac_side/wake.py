@@ -10,10 +10,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from studio import git
 from studio.config import WakeSettings, load_config
 from studio.errors import FatalError
-from studio.layout import Studio
+from studio.layout import open_studio
 
 NO_SETTINGS = (
     "no Wake-on-LAN settings: add them under `worker:` in renderloop.yaml, e.g.\n"
@@ -43,17 +42,10 @@ def send_magic_packet(settings: WakeSettings) -> int:
 
 
 def wake(repo: Path) -> int:
-    studio = _studio(repo)
+    studio = open_studio(repo)
     settings = load_config(studio).worker.wake
     if settings is None:
         raise FatalError(NO_SETTINGS)
     sent = send_magic_packet(settings)
     print(f"sent a Wake-on-LAN packet ({sent} bytes) for {settings.mac} to {settings.broadcast}:{settings.port}")
     return 0
-
-
-def _studio(repo: Path) -> Studio:
-    root = Path(repo)
-    if git.is_repo(root):
-        root = git.toplevel(root)
-    return Studio.at(root)

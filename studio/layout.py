@@ -144,6 +144,23 @@ class Studio:
         return path
 
 
+def open_studio(repo: Path, *, require_git: bool = False) -> Studio:
+    """The studio holding ``repo`` (its top folder when ``repo`` is inside a clone), or a clear error."""
+    from studio import git  # layout is plain paths; only this needs git
+
+    root = Path(repo)
+    if not root.is_dir():
+        raise FatalError(f"{root}: no such folder")
+    if git.is_repo(root):
+        root = git.toplevel(root)
+    elif require_git:
+        raise FatalError(f"{root} is not a git repository (clone the studio first)")
+    studio = Studio.at(root)
+    if not studio.is_studio():
+        raise FatalError(f"{studio.root} is not a renderloop studio (no renderloop.yaml): run `renderloop init`")
+    return studio
+
+
 def _checked_slug(slug: str) -> str:
     problem = slug_problem(slug)
     if problem:

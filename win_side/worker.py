@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from studio import git
+from studio import layout
 from studio.config import load_config
-from studio.errors import FatalError
 from studio.layout import Studio
 from win_side.backends import make_backend
 from win_side.backends.base import BackendOptions
@@ -41,15 +40,8 @@ class WorkerOptions:
 
 
 def open_studio(repo: Path) -> Studio:
-    """The studio at ``repo``: a git checkout with renderloop.yaml at its top."""
-    if not Path(repo).is_dir():
-        raise FatalError(f"{repo}: no such folder")
-    if not git.is_repo(Path(repo)):
-        raise FatalError(f"{repo} is not a git repository (clone the studio first)")
-    studio = Studio.at(git.toplevel(Path(repo)))
-    if not studio.is_studio():
-        raise FatalError(f"{studio.root} has no renderloop.yaml: not a studio (see `renderloop init`)")
-    return studio
+    """The worker's clone: a git checkout with renderloop.yaml at its top."""
+    return layout.open_studio(repo, require_git=True)
 
 
 def run_worker(options: WorkerOptions) -> int:
