@@ -1,14 +1,18 @@
 """Desired and actual state of a studio: batch files against render records."""
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Union
 
-from studio.batch import Job, LoadedBatch, batch_id_of, load_batch
+from studio.batch import Job, LoadedBatch, batch_id_of, load_batch, load_batch_bytes
 from studio.config import StudioConfig
 from studio.errors import InvalidFile, Problem
 from studio.layout import Studio
 from studio.record import RenderRecord, try_read_record
+from studio.source import MAX_BYTES
 
 
 @dataclass
@@ -19,7 +23,12 @@ class Inventory:
 
 
 def load_batches(studio: Studio, config: StudioConfig) -> Inventory:
-    """Every batch file, loaded; a bad file is set aside with its problems, never fatal."""
+    """Every batch file, loaded; a bad file is set aside with its problems, never fatal.
+
+    A long-running worker plans on every push: a batch file whose bytes and
+    settings are unchanged since the last pass is not parsed again.
+    """
+    settings = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
     inventory = Inventory()
     by_id: dict[str, list[Path]] = {}
     for path in studio.batch_files():
@@ -31,11 +40,40 @@ def load_batches(studio: Studio, config: StudioConfig) -> Inventory:
             message = f"batch {batch_id!r} is defined twice, by {names}: keep one"
             inventory.invalid[batch_id] = InvalidFile([Problem(studio.rel(p), 1, message) for p in paths])
             continue
-        try:
-            inventory.batches[batch_id] = load_batch(studio, paths[0], config)
-        except InvalidFile as exc:
-            inventory.invalid[batch_id] = exc
+        loaded = _load_cached(studio, paths[0], config, settings)
+        if isinstance(loaded, InvalidFile):
+            inventory.invalid[batch_id] = loaded
+        else:
+            inventory.batches[batch_id] = loaded
     return inventory
+
+
+_CACHE_SIZE = 512
+_cache: "OrderedDict[tuple[str, str, str], Union[LoadedBatch, InvalidFile]]" = OrderedDict()
+
+
+def _load_cached(studio: Studio, path: Path, config: StudioConfig, settings: str) -> Union[LoadedBatch, InvalidFile]:
+    try:
+        raw = path.read_bytes() if path.stat().st_size <= MAX_BYTES else None
+    except OSError:
+        raw = None
+    if raw is None:  # too large or unreadable: let the loader say why
+        try:
+            return load_batch(studio, path, config)
+        except InvalidFile as exc:
+            return exc
+    key = (str(path), hashlib.sha256(raw).hexdigest(), settings)
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    try:
+        result: Union[LoadedBatch, InvalidFile] = load_batch_bytes(raw, studio.rel(path), config)
+    except InvalidFile as exc:
+        result = exc
+    _cache[key] = result
+    if len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return result
 
 
 def records(studio: Studio, batch: str) -> dict[str, RenderRecord]:
