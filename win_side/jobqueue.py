@@ -151,6 +151,8 @@ class LaneRunner:
 
     def _back_off(self, exc: BackendUnavailable) -> None:
         with self._state:
+            if time.monotonic() < self._resume_at and exc.retry_after is None:
+                return  # another thread of this lane failed in the same round and set the wait
             delay = exc.retry_after or BACKOFF[min(self._failures, len(BACKOFF) - 1)]
             self._failures += 1
             resume = time.monotonic() + delay
