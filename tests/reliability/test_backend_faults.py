@@ -101,6 +101,11 @@ def test_comfyui_down_at_start_then_up(sandbox: Sandbox, tmp_path: Path, figures
     delays = [float(d) for d in re.findall(r"is unavailable \(.*\); will try again in ([\d.]+) s", output)]
     assert len(delays) >= 2, output
     assert delays == sorted(delays) and max(delays) <= 60, delays  # capped backoff, never a busy loop
+    # each announced wait was waited (window 2: two threads failing at once are one round, not two)
+    assert sum(delays[:-1]) <= down_for + 1.5, delays
+    stamps = re.findall(r"^(\d\d:\d\d:\d\d) .* is unavailable", output, re.MULTILINE)
+    assert len(stamps) == len(set(stamps)), f"two waits announced at once: {stamps}"
+    assert first <= delays[-1] + 2.0
     assert "not answering" in output  # preflight said it would check the model files later
     figures.update({"seconds down": down_for, "retry delays logged (s)": delays,
                     "seconds from its return to the first image": round(first, 1), "lost": "nothing"})
