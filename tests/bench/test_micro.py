@@ -34,11 +34,23 @@ def _noise_png(size: int = 1024) -> bytes:
 
 
 def test_plan_a_1000_prompt_batch(benchmark, sandbox: Sandbox) -> None:
-    sandbox.write("batches/big.yaml", batch_yaml([f"img-{i:04d}" for i in range(1000)], "big"), where=sandbox.worker)
+    """The first plan after a push: the new file is parsed (its bytes differ each round: no cache helps)."""
     studio = Studio.at(sandbox.worker)
     config = load_config(studio)
-    plan = benchmark(make_plan, studio, config)
-    assert len(plan.jobs) == 1000 and plan.totals["big"] == (1000, 0, 0)
+    text = batch_yaml([f"img-{i:04d}" for i in range(1000)], "big")
+    rounds = iter(range(1000))
+    setup = _fresh_file(sandbox, "batches/big.yaml", text, rounds)
+    plan = benchmark.pedantic(make_plan, args=(studio, config), setup=setup, rounds=5)
+    assert plan is not None and len(plan.jobs) == 1000 and plan.totals["big"] == (1000, 0, 0)
+
+
+def _fresh_file(sandbox: Sandbox, rel: str, text: str, rounds):
+    """A pedantic setup writing ``rel`` anew, one comment line different each round."""
+
+    def setup() -> None:
+        sandbox.write(rel, f"# round {next(rounds)}\n{text}", where=sandbox.worker)
+
+    return setup
 
 
 def test_plan_a_new_batch_beside_1000_rendered_images(benchmark, sandbox: Sandbox) -> None:
@@ -54,9 +66,12 @@ def test_plan_a_new_batch_beside_1000_rendered_images(benchmark, sandbox: Sandbo
             studio.record_path(job.batch, job.slug).parent.mkdir(parents=True, exist_ok=True)
             studio.record_path(job.batch, job.slug).write_text(record.to_json(), encoding="utf-8")
             studio.png_path(job.batch, job.slug).write_bytes(b"stand-in for a PNG")
-    sandbox.write("batches/new.yaml", batch_yaml([f"new-{i:02d}" for i in range(50)], "new"), where=sandbox.worker)
-    plan = benchmark(make_plan, studio, config)
-    assert len(plan.jobs) == 50 and len(plan.totals) == 21 and plan.totals["old07"] == (50, 50, 0)
+    make_plan(studio, config)  # a running worker has planned the old batches before
+    setup = _fresh_file(sandbox, "batches/new.yaml", batch_yaml([f"new-{i:02d}" for i in range(50)], "new"),
+                        iter(range(1000)))
+    plan = benchmark.pedantic(make_plan, args=(studio, config), setup=setup, rounds=10)
+    assert plan is not None and len(plan.jobs) == 50 and len(plan.totals) == 21
+    assert plan.totals["old07"] == (50, 50, 0)
 
 
 def _done_record(job: Job, png: bytes) -> RenderRecord:
