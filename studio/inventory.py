@@ -83,10 +83,32 @@ def records(studio: Studio, batch: str) -> dict[str, RenderRecord]:
     if not folder.is_dir():
         return found
     for path in sorted(folder.glob("*.json")):
-        record = try_read_record(path)
+        record = _read_record_cached(path)
         if record is not None and record.slug == path.stem and record.batch == batch:
             found[record.slug] = record
     return found
+
+
+_records: "OrderedDict[str, tuple[tuple[int, int, int], RenderRecord | None]]" = OrderedDict()
+_RECORDS_SIZE = 20_000
+
+
+def _read_record_cached(path: Path) -> RenderRecord | None:
+    """A record, parsed again only when its file changed (size, modification time or inode)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    stamp = (info.st_mtime_ns, info.st_size, info.st_ino)  # replaced files get a new inode
+    key = str(path)
+    cached = _records.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    record = try_read_record(path)
+    _records[key] = (stamp, record)
+    if len(_records) > _RECORDS_SIZE:
+        _records.popitem(last=False)
+    return record
 
 
 def is_current(job: Job, record: RenderRecord | None) -> bool:
