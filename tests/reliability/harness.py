@@ -327,7 +327,7 @@ def leftovers(sandbox: Sandbox) -> set[str]:
     for suffixes in stems.values():
         found.add("a PNG and its record, not committed" if suffixes >= {"png", "json"} else
                   "a PNG without its record" if "png" in suffixes else "a record without its PNG")
-    if any(line[:2].strip() and line[0] not in "?!" and line[0] != " " for line in status.splitlines()):
+    if any(line[0] not in " ?!" for line in status.splitlines()):
         found.add("staged files")
     head = git(repo, "rev-parse", "HEAD").stdout.strip()
     remote = git(sandbox.remote, "rev-parse", "main").stdout.strip()

@@ -105,7 +105,7 @@ def test_comfyui_down_at_start_then_up(sandbox: Sandbox, tmp_path: Path, figures
     assert sum(delays[:-1]) <= down_for + 1.5, delays
     stamps = re.findall(r"^(\d\d:\d\d:\d\d) .* is unavailable", output, re.MULTILINE)
     assert len(stamps) == len(set(stamps)), f"two waits announced at once: {stamps}"
-    assert first <= delays[-1] + 2.0
+    assert first <= delays[-1] + 5.0  # back within the last announced wait (and a render)
     assert "not answering" in output  # preflight said it would check the model files later
     figures.update({"seconds down": down_for, "retry delays logged (s)": delays,
                     "seconds from its return to the first image": round(first, 1), "lost": "nothing"})

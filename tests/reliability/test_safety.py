@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from tests.reliability.harness import (
     start_worker,
 )
 
-needs_symlinks = pytest.mark.skipif(os.name == "nt", reason="git checks out symbolic links as files on Windows")
+posix_only = pytest.mark.skipif(os.name == "nt", reason="symbolic links and executable hook scripts: POSIX here")
 
 
 def run_once(sandbox: Sandbox, *args: str, env: dict[str, str] | None = None, **kwargs: Any) -> tuple[int, str]:
@@ -42,7 +41,7 @@ def files_under(folder: Path) -> dict[str, bytes]:
 # -- nothing written outside the studio ----------------------------------------------
 
 
-@needs_symlinks
+@posix_only
 @pytest.mark.parametrize("link", ["renders", "renders/hero"])
 def test_a_link_out_of_the_studio_is_refused(sandbox: Sandbox, link: str) -> None:
     outside = sandbox.root / "outside"
@@ -71,7 +70,7 @@ def test_a_link_out_of_the_studio_is_refused(sandbox: Sandbox, link: str) -> Non
     assert code == 1 and files_under(outside) == before, output
 
 
-@needs_symlinks
+@posix_only
 def test_a_studio_reached_through_a_link_is_not_refused(sandbox: Sandbox) -> None:
     """The control: a worker clone whose own path goes through a link renders as usual."""
     commit_and_push(plain_clone(sandbox, "laptop"), {"batches/hero.yaml": batch_yaml(2)}, "batch")
@@ -104,6 +103,7 @@ def plant(clone: Path, sentinel: Path) -> dict[str, str]:
     return files
 
 
+@posix_only
 def test_the_worker_runs_no_code_from_the_repository(sandbox: Sandbox) -> None:
     sentinel = planted(sandbox)
     laptop = plain_clone(sandbox, "laptop")
@@ -152,11 +152,12 @@ KEY = "fal-secret-5f0c1d2e3a4b"
 
 def every_stored_byte(repo: Path) -> list[tuple[str, bytes]]:
     """Each file of a clone or bare repository, and each git object decompressed."""
-    found = [(str(p), p.read_bytes()) for p in repo.rglob("*") if p.is_file()]
-    for path, raw in list(found):
-        if "/objects/" in path and "/pack/" not in path:
+    files = [p for p in repo.rglob("*") if p.is_file()]
+    found = [(str(p), p.read_bytes()) for p in files]
+    for path in files:
+        if "objects" in path.parts and "pack" not in path.parts:  # loose objects are zlib-compressed
             try:
-                found.append((f"{path} (inflated)", zlib.decompress(raw)))
+                found.append((f"{path} (inflated)", zlib.decompress(path.read_bytes())))
             except zlib.error:
                 pass
     objects = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch"], cwd=repo, capture_output=True,
@@ -198,7 +199,3 @@ def test_fal_key_in_the_environment_of_a_placeholder_run_is_not_written(sandbox:
     assert code == 0, output
     for where, data in every_stored_byte(sandbox.worker):
         assert KEY.encode() not in data, f"FAL_KEY found in {where}"
-
-
-if sys.platform == "win32":  # pragma: no cover
-    pytestmark = pytest.mark.skip(reason="hooks as shell scripts and symbolic links: POSIX here")
