@@ -47,6 +47,7 @@ def init(path: Path) -> int:
     git.run(studio.root, "update-index", "--chmod=+x", "--", *(f"{HOOKS}/{n}" for n in HOOK_NAMES))
     git.commit(studio.root, "renderloop: new studio", *written)
     git.config_set(studio.root, "core.hooksPath", HOOKS)
+    _set_pull_settings(studio)
     print(f"Created a renderloop studio in {studio.root}")
     print("  renderloop.yaml   models, defaults and backends")
     print("  batches/          commit a batch file here to dispatch it (`renderloop new NAME`)")
@@ -61,6 +62,8 @@ def _enable_existing(studio: Studio) -> int:
     if git.config_get(studio.root, "core.hooksPath") != HOOKS:
         git.config_set(studio.root, "core.hooksPath", HOOKS)
         changes.append("enabled the hooks (core.hooksPath=hooks)")
+    if _set_pull_settings(studio):
+        changes.append("set rebase.autoStash and merge.autoStash (pulls while a review is open)")
     missing = [name for name in HOOK_NAMES if not (studio.hooks_dir / name).is_file()]
     if missing:
         for name in missing:
@@ -73,6 +76,20 @@ def _enable_existing(studio: Studio) -> int:
     else:
         print(f"{studio.root} is already a renderloop studio with its hooks enabled: nothing to do")
     return 0
+
+
+# The hooks stage the review they write; a later pull that must merge or rebase
+# would refuse to start over it. Stashing around the pull keeps it moving.
+PULL_SETTINGS = {"rebase.autoStash": "true", "merge.autoStash": "true"}
+
+
+def _set_pull_settings(studio: Studio) -> bool:
+    changed = False
+    for key, value in PULL_SETTINGS.items():
+        if git.config_get(studio.root, key) is None:
+            git.config_set(studio.root, key, value)
+            changed = True
+    return changed
 
 
 def _write_missing(studio: Studio) -> list[str]:
