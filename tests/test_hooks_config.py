@@ -5,9 +5,10 @@ import json
 import shutil
 from pathlib import Path
 
+from tests.comfyui_server import shared_file
 from tests.helpers import Sandbox, git
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "comfyui" / "workflows"
+SHARED = shared_file("workflows")
 
 MODEL = """\
   my-flux:

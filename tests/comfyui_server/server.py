@@ -36,7 +36,12 @@ from tests.comfyui_server.engine import Engine, Entry, Fault, RenderTime
 from tests.comfyui_server.ws import Closed, WebSocket, accept_key
 
 _REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("RENDERLOOP_COMFYUI_SHARED", _REPO.parent / "shared" / "comfyui"))
+# The ComfyUI ground truth: ../shared/comfyui beside the repository when it is
+# there (the team's copy), else the copy kept in tests/data/comfyui (a fresh
+# clone); tests/test_comfyui_data.py checks that the two agree.
+VENDORED = _REPO / "tests" / "data" / "comfyui"
+_TEAM_COPY = _REPO.parent / "shared" / "comfyui"
+SHARED = Path(os.environ.get("RENDERLOOP_COMFYUI_SHARED") or (_TEAM_COPY if _TEAM_COPY.is_dir() else VENDORED))
 
 # The default file names of the four built-in graphs (workflows/*.api.json).
 DEFAULT_MODELS = (
@@ -54,7 +59,7 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(
             f"{path} is missing: the ComfyUI ground truth lives in ../shared/comfyui beside the "
-            "repository (or set RENDERLOOP_COMFYUI_SHARED)"
+            "repository or in tests/data/comfyui (or set RENDERLOOP_COMFYUI_SHARED)"
         )
     return path
 
