@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 from tests.comfyui_server import shared_file
 from tests.helpers import Sandbox, git
