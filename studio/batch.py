@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from studio.config import StudioConfig
 from studio.errors import InvalidFile, Problem
-from studio.layout import BATCH_SUFFIXES, Studio, batch_id_problem, slug_problem
+from studio.layout import BATCH_SUFFIXES, Slug, Studio, batch_id_problem
 from studio.source import Document, load_bytes, load_file, problems_from
 from studio.spec import SEED_MAX, Spec, apply_cues, derive_seed
 
@@ -49,7 +49,7 @@ class _Settings(_Strict):
 
 
 class PromptEntry(_Settings):
-    slug: str
+    slug: Slug
     prompt: str = Field(max_length=MAX_PROMPT_CHARS)
     seed: Optional[int] = Field(default=None, ge=0, le=SEED_MAX)
     archetype: Optional[str] = Field(default=None, max_length=80)
@@ -60,14 +60,6 @@ class PromptEntry(_Settings):
     def _slug_not_a_number(cls, value: object) -> object:
         if isinstance(value, int) and not isinstance(value, bool):
             raise ValueError(f'slug {value} is read as a number: put it in quotes, like slug: "{value}"')
-        return value
-
-    @field_validator("slug")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        problem = slug_problem(value)
-        if problem:
-            raise ValueError(problem)
         return value
 
     @field_validator("prompt")

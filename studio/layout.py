@@ -5,6 +5,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from studio.errors import FatalError
 
@@ -54,6 +57,17 @@ def _odd_character(value: str) -> str:
             name = unicodedata.name(ch, "a control character")
             return f" (it contains {ch!r}, U+{ord(ch):04X} {name})"
     return ""
+
+
+def _valid_slug(value: str) -> str:
+    problem = slug_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+# A slug field in any schema: validated by the one rule above.
+Slug = Annotated[str, AfterValidator(_valid_slug)]
 
 
 def batch_id_problem(value: str) -> str | None:

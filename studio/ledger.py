@@ -7,10 +7,10 @@ import time
 from datetime import datetime
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from studio.errors import InvalidFile, Problem
-from studio.layout import slug_problem
+from studio.layout import Slug
 
 Verdict = Literal["keep", "reroll", "reject"]
 VERDICTS: tuple[str, ...] = ("keep", "reroll", "reject")
@@ -34,7 +34,7 @@ class LedgerLine(BaseModel):
     id: str = Field(min_length=26, max_length=26, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")
     at: datetime
     batch: str
-    slug: str
+    slug: Slug
     verdict: Verdict
     cues: list[str] = Field(default_factory=list)
     model: Optional[str] = None
@@ -43,14 +43,6 @@ class LedgerLine(BaseModel):
     png_sha256: Optional[str] = None
     archetype: Optional[str] = None
     reviewer: Optional[str] = None
-
-    @field_validator("slug")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        problem = slug_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
 
     def to_line(self) -> str:
         """The line as written: compact JSON, schema field order, LF-terminated."""
