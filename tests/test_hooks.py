@@ -553,3 +553,23 @@ def test_identical_verdicts_from_two_clones_stay_two_lines(rendered: Sandbox) ->
     assert [(l.slug, l.verdict) for l in lines] == [("harbor-at-dawn", "keep")] * 2
     assert lines[0].id != lines[1].id
     _both_verified(other)
+
+
+def test_a_deleted_section_records_nothing_for_it_and_comes_back(rendered: Sandbox) -> None:
+    """Deleting a slug's section by hand is not an error: its image simply has no verdict yet."""
+    mac = rendered.mac
+    pull(mac)
+    judge(mac, "harbor-at-dawn", "verdict: keep\ncues:")
+    path = mac / REVIEW
+    text = path.read_text(encoding="utf-8")
+    start = text.index("\n## night-train\n")
+    end = text.find("\n## ", start + 1)
+    path.write_text(text[:start] + (text[end:] if end > 0 else "\n"), encoding="utf-8", newline="\n")
+    result = commit(mac, "-am", "review without night-train")
+    assert result.returncode == 0, result.stderr
+    assert [(line.slug, line.verdict) for line in ledger(mac)] == [("harbor-at-dawn", "keep")]
+    # the next regeneration brings the section back, blank, and keeps the verdict typed
+    assert cli("review", "-C", str(mac)).returncode == 0
+    review = parse(path.read_text(encoding="utf-8"), REVIEW)
+    assert review.section("night-train") is not None and review.section("night-train").verdict is None
+    assert review.section("harbor-at-dawn").verdict == "keep"
