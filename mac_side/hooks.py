@@ -209,13 +209,35 @@ def _read(path: Path) -> Optional[bytes]:
 
 
 def post_merge(studio: Studio, args: list[str]) -> int:
+    if _autostash_pending(studio.root):
+        return _defer(studio.root)
     return write_reviews(studio, fallback=git.rev_parse(studio.root, "ORIG_HEAD"))
 
 
 def post_rewrite(studio: Studio, args: list[str]) -> int:
     if args[:1] != ["rebase"]:  # an amend brings no renders
         return 0
+    if _autostash_pending(studio.root):
+        return _defer(studio.root)
     return write_reviews(studio, fallback=git.rev_parse(studio.root, "ORIG_HEAD"))
+
+
+def _autostash_pending(root: Path) -> bool:
+    """True while git holds the person's uncommitted changes aside (pull with autoStash).
+
+    Git applies them back only after this hook: writing the review now would
+    make that apply conflict with it. The review is written once they are back.
+    """
+    gitdir = git.git_dir(root)
+    return any(
+        path.exists()
+        for path in (gitdir / "MERGE_AUTOSTASH", gitdir / "rebase-merge" / "autostash", gitdir / "rebase-apply" / "autostash")
+    )
+
+
+def _defer(root: Path) -> int:
+    _spawn_waiter(root)
+    return 0
 
 
 def post_checkout(studio: Studio, args: list[str]) -> int:
@@ -307,7 +329,8 @@ def _commits_to_replay(root: Path, old: str, new: str) -> int:
 
 
 def _spawn_waiter(root: Path) -> None:
-    """Start ``renderloop hook post-checkout wait-for-rebase`` detached, to run once the rebase is over."""
+    """Start ``renderloop hook post-checkout wait-for-rebase`` detached, to run once the rebase
+    (or the pull that set the person's changes aside) is over."""
     cmd = [sys.executable, "-m", "renderloop", "hook", "post-checkout", WAIT_FOR_REBASE]
     options: dict = {"cwd": str(root), "stdin": subprocess.DEVNULL}
     if os.name == "nt":
@@ -315,14 +338,18 @@ def _spawn_waiter(root: Path) -> None:
     else:
         options["start_new_session"] = True
     subprocess.Popen(cmd, **options)
-    log.info("rebase in progress: the review is written once it ends")
+    log.info("pull in progress: the review is written once it ends")
 
 
 def _after_rebase(studio: Studio) -> int:
+    root = studio.root
     deadline = time.monotonic() + REBASE_WAIT_SECONDS
     while time.monotonic() < deadline:
-        if not _rebase_dirs(studio.root) and "(start):" not in _last_reflog(studio.root):
-            return write_reviews(studio, fallback=git.rev_parse(studio.root, "ORIG_HEAD"))
+        busy = _rebase_dirs(root) or _autostash_pending(root) or "(start):" in _last_reflog(root)
+        if not busy:
+            if git.out(root, "diff", "--name-only", "--diff-filter=U"):
+                return 0  # the person's changes came back with a conflict: theirs to resolve first
+            return write_reviews(studio, fallback=git.rev_parse(root, "ORIG_HEAD"))
         time.sleep(0.05)
     return 0  # still rebasing (stopped on a conflict?): post-rewrite will write the review
 

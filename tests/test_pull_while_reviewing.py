@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -43,7 +44,12 @@ def test_a_pull_that_must_merge_keeps_the_open_review(sandbox: Sandbox, mode: st
     pulled = git(sandbox.mac, "pull", mode, check=False)
     assert pulled.returncode == 0, pulled.stderr
     assert re.search(r"(?m)^verdict: keep$", review.read_text())
+    # git puts the open review back after its hooks ran: the new review follows at once after
+    deadline = time.monotonic() + 20
+    while not (sandbox.mac / "renders/three/review.md").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert (sandbox.mac / "renders/three/review.md").is_file()
+    assert git(sandbox.mac, "diff", "--name-only", "--diff-filter=U").stdout == ""
     # and the review then commits with its verdict into the ledger
     git(sandbox.mac, "commit", "-q", "-am", "review")
     assert '"verdict": "keep"' in (sandbox.mac / "ledger.jsonl").read_text()

@@ -231,7 +231,8 @@ def type_verdict(review: Path, verdict: str) -> str | None:
 
 def pull_and_type(clone: Path, review: Path, verdict: str) -> str | None:
     """Pull (the post-merge hook writes the review) and type ``verdict`` for an image without one."""
-    git(clone, "pull", "-q", "--no-rebase", "--no-edit", "origin", "main")
+    pulled = git(clone, "pull", "-q", "--no-rebase", "--no-edit", "origin", "main", check=False)
+    assert pulled.returncode == 0, f"pull failed in {clone}: {pulled.stdout}{pulled.stderr}"
     return type_verdict(review, verdict) if review.exists() else None
 
 
