@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import cast
 
 from git.cmd import Git
 from git.exc import GitCommandError, GitCommandNotFound
@@ -79,9 +80,8 @@ def run(
         # GitPython silently falls back to the current folder for a missing cwd.
         raise FatalError(f"{cwd}: no such folder")
     cmd = ["git", *args]
-    kwargs = {}
-    if timeout is not None and sys.platform != "win32":
-        kwargs["kill_after_timeout"] = timeout
+    # GitPython kills after a timeout with POSIX calls only.
+    kill_after = timeout if sys.platform != "win32" else None
     try:
         status, out, err = Git(str(cwd)).execute(
             cmd,
@@ -89,7 +89,7 @@ def run(
             with_exceptions=False,
             env=env,
             strip_newline_in_stdout=False,
-            **kwargs,
+            kill_after_timeout=kill_after,
         )
     except GitCommandNotFound as exc:
         raise FatalError("git was not found on PATH: install git and try again") from exc
@@ -238,7 +238,8 @@ class ObjectReader:
     def blob_header(self, rev_path: str) -> tuple[str, int] | None:
         """The id and size of the blob at ``REV:PATH``, None when there is none."""
         try:
-            sha, kind, size = self._git.get_object_header(rev_path)
+            # GitPython annotates str, but the header fields are bytes.
+            sha, kind, size = cast("tuple[bytes, bytes, int]", self._git.get_object_header(rev_path))
         except ValueError:  # "<rev_path> missing"
             return None
         return (sha.decode("ascii"), size) if kind == b"blob" else None

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from studio.errors import InvalidFile, Problem
 
@@ -302,7 +303,7 @@ def problems_from(exc: ValidationError, doc: Document, prefix: Loc = ()) -> list
     return sorted(problems, key=lambda p: p.line)
 
 
-def describe_error(error: dict[str, Any], loc: Loc) -> str:
+def describe_error(error: ErrorDetails, loc: Loc) -> str:
     """One readable sentence for one pydantic error."""
     kind = error["type"]
     where = dotted(loc)
