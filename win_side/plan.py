@@ -48,10 +48,11 @@ def make_plan(
         for job in loaded.jobs:
             plan.desired[(job.batch, job.slug)] = job.spec_hash
             record = actual.get(job.slug)
-            current = record is not None and record.spec_hash == job.spec_hash
-            if current and record.status == "done" and studio.png_path(job.batch, job.slug).is_file():
+            # The status of a record of this very spec; None when there is none or it is stale.
+            status = record.status if record is not None and record.spec_hash == job.spec_hash else None
+            if status == "done" and studio.png_path(job.batch, job.slug).is_file():
                 done += 1
-            elif current and record.status == "failed" and not retry_failed:
+            elif status == "failed" and not retry_failed:
                 failed += 1
             else:
                 plan.jobs.append(job)

@@ -94,7 +94,7 @@ class RichProgress(Progress):
         super().__init__()
         from rich.console import Console
         from rich.logging import RichHandler
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
         from rich.progress import Progress as Bars
 
         self.console = Console(stderr=True)
@@ -108,7 +108,7 @@ class RichProgress(Progress):
             console=self.console,
             transient=False,
         )
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
         self.handler = RichHandler(console=self.console, show_path=False, markup=False)
         self.bars.start()
 

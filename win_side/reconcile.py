@@ -14,12 +14,14 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
+from datetime import datetime
+from typing import Optional, TypedDict
 
 from studio.batch import Job
 from studio.config import StudioConfig, load_config
 from studio.errors import FatalError, InvalidFile
 from studio.record import RenderError, RenderRecord, sha256_hex
+from studio.spec import Spec
 from win_side import faults
 from win_side.backends.base import Backend, RenderFailed, RenderRequest, RenderResult
 from win_side.commits import clear_batch_error, commit_paths, commit_render, record_batch_error, render_message
@@ -41,6 +43,18 @@ class ReconcileOptions:
     push: bool = True
     retry_failed: bool = False
     only: Optional[set[str]] = None  # restrict to these batches (``renderloop local``)
+
+
+class _RecordCommon(TypedDict):
+    """The fields a render record has whether the image was done or failed."""
+
+    batch: str
+    slug: str
+    spec: Spec
+    spec_hash: str
+    backend: str
+    worker: str
+    queued_at: Optional[datetime]
 
 
 @dataclass
@@ -183,7 +197,7 @@ class Reconciler:
                 if self.active.get(key) == job.spec_hash:
                     continue
                 if key in self.active:  # the spec changed while it waited: replace it
-                    self.renders.drop(lambda r, key=key: r.key == key)
+                    self.renders.drop(lambda waiting: waiting.key == key)  # called at once: no late binding
                 fresh.append(
                     RenderRequest(job.batch, job.slug, job.spec, job.spec_hash, config.models[job.spec.model])
                 )
@@ -259,7 +273,7 @@ class Reconciler:
         if isinstance(result, RenderResult) and not _is_png(result.png):
             result = RenderFailed("backend-error", "the backend returned something that is not a PNG",
                                   detail=repr(result.png[:32]), backend_ids=result.backend_ids)
-        common = dict(
+        common = _RecordCommon(
             batch=request.batch, slug=request.slug, spec=request.spec, spec_hash=request.spec_hash,
             backend=self.backend.name, worker=self.options.worker, queued_at=outcome.item.queued_at,
         )

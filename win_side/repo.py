@@ -55,9 +55,10 @@ class WorkerRepo:
         self.root = self.studio.root
         self.state = git.state_dir(self.root)
         # A run killed mid-rebase leaves HEAD detached; the rebase names the branch (recover() aborts it).
-        self.branch = git.current_branch(self.root) or _rebasing_branch(git.git_dir(self.root))
-        if self.branch is None:
+        branch = git.current_branch(self.root) or _rebasing_branch(git.git_dir(self.root))
+        if branch is None:
             raise FatalError(f"{self.root}: HEAD is detached; check out the studio's branch first")
+        self.branch: str = branch
 
     @property
     def remote_ref(self) -> str:

@@ -16,12 +16,15 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 from urllib.parse import unquote, urlparse
 
 from studio import git
 from studio.git import GitError
 from win_side.repo import WorkerRepo
+
+if TYPE_CHECKING:  # watchdog is imported only when watching
+    from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger("renderloop.worker")
 
@@ -64,7 +67,7 @@ class Watcher:
         self.mode = "none" if not repo.has_remote() else ("watch" if self.bare else "poll")
         self._event = threading.Event()
         self._stop = threading.Event()
-        self._observer = None
+        self._observer: Optional[BaseObserver] = None
         self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
 
     def start(self) -> None:

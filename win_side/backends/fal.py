@@ -40,6 +40,7 @@ from studio.clock import utcnow
 from studio.config import FalModel
 from studio.errors import FatalError
 from studio.fsutil import write_text_atomic
+from studio.record import ErrorKind
 from win_side.backends.base import (
     BackendOptions,
     BackendUnavailable,
@@ -453,7 +454,7 @@ def _raise_for_client_error(response: requests.Response, what: str, endpoint: st
         raise BackendUnavailable(f"{what}: fal refused the key in FAL_KEY ({code}): {detail}", retry_after=60.0)
     if code == 404:
         raise RenderFailed("missing-model", f"{what}: fal has no endpoint {endpoint!r} (404): {detail}")
-    kind = "invalid-spec" if code == 422 else "backend-error"
+    kind: ErrorKind = "invalid-spec" if code == 422 else "backend-error"
     raise RenderFailed(kind, f"{what}: fal answered {code}: {detail}", detail=detail)
 
 

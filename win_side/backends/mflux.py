@@ -29,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from studio.clock import utcnow
 from studio.config import MfluxModel
 from studio.errors import FatalError
+from studio.record import ErrorKind
 from win_side.backends.base import (
     BackendOptions,
     BackendUnavailable,
@@ -164,7 +165,7 @@ def _collect(output: Path, outcome: RunOutcome, program: str) -> bytes:
     """The PNG mflux wrote, or the failure its output explains."""
     last = _last_line(outcome.output)
     if outcome.returncode != 0:
-        kind = "out-of-memory" if _OOM.search(outcome.output) else "backend-error"
+        kind: ErrorKind = "out-of-memory" if _OOM.search(outcome.output) else "backend-error"
         message = f"{program} exited with code {outcome.returncode}: {last}"
         raise RenderFailed(kind, message, detail=_tail(outcome.output))
     if not output.is_file():

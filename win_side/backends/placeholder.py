@@ -11,7 +11,7 @@ import hashlib
 import io
 import threading
 import time
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
@@ -109,11 +109,12 @@ def _rgb(hue: float, saturation: float, value: float) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-_fonts: dict[int, ImageFont.ImageFont] = {}
+Font = Union[ImageFont.FreeTypeFont, ImageFont.ImageFont]  # the bitmap font when Pillow lacks FreeType
+_fonts: dict[int, Font] = {}
 _fonts_lock = threading.Lock()
 
 
-def _font(size: int):
+def _font(size: int) -> Font:
     with _fonts_lock:
         if size not in _fonts:
             try:

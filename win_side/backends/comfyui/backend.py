@@ -244,7 +244,7 @@ class ComfyLane:
         return entry if entry is not None else LOST
 
     def _result(self, request: RenderRequest, graph: Graph, entry: Any, ids: dict, waited: float) -> RenderResult:
-        status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
+        status = errors.as_dict(entry.get("status"))
         events = errors.status_events(status)
         if status.get("status_str") != "success" or "execution_error" in events or "execution_interrupted" in events:
             raise errors.execution_failed(events, status, self.url, ids)
@@ -317,8 +317,8 @@ class ComfyUIBackend:
             if model not in graphs:
                 try:
                     graphs[model] = self.builder.graph(request)
-                except RenderFailed as failure:
-                    failures[request.key] = failure
+                except RenderFailed as exc:
+                    failures[request.key] = exc
                     continue
             by_model.setdefault(model, []).append(request)
         if not graphs:

@@ -21,6 +21,11 @@ def is_model_file(class_type: str, value: Any) -> bool:
     return isinstance(value, str) and (value.lower().endswith(MODEL_EXTENSIONS) or "Loader" in class_type)
 
 
+def as_dict(value: Any) -> dict:
+    """``value`` when ComfyUI answered a mapping there, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def one_line(text: Any, limit: int = 300) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
@@ -38,7 +43,7 @@ def rejected(exc: Rejected, url: str, ids: dict) -> RenderFailed:
         for error in info.get("errors") or []:
             if not isinstance(error, dict):
                 continue
-            extra = error.get("extra_info") if isinstance(error.get("extra_info"), dict) else {}
+            extra = as_dict(error.get("extra_info"))
             name, value = extra.get("input_name"), extra.get("received_value")
             if error.get("type") == "value_not_in_list" and is_model_file(class_type, value):
                 missing.append(f"{value} ({class_type} {name})")
@@ -106,8 +111,8 @@ def execution_failed(events: dict[str, dict], status: dict, url: str, ids: dict)
 
 
 def output_image(entry: dict, save_node: str, url: str, ids: dict) -> dict:
-    outputs = entry.get("outputs") if isinstance(entry.get("outputs"), dict) else {}
-    node = outputs.get(save_node) if isinstance(outputs.get(save_node), dict) else {}
+    outputs = as_dict(entry.get("outputs"))
+    node = as_dict(outputs.get(save_node))
     images = [i for i in node.get("images") or [] if isinstance(i, dict) and isinstance(i.get("filename"), str)]
     if not images:
         raise RenderFailed("backend-error", f"ComfyUI at {url} finished but lists no image for node {save_node}",
@@ -117,7 +122,7 @@ def output_image(entry: dict, save_node: str, url: str, ids: dict) -> dict:
 
 # ----------------------------------------------------------- preflight
 def combo_options(info: dict, name: str) -> Optional[list]:
-    inputs = info.get("input") if isinstance(info.get("input"), dict) else {}
+    inputs = as_dict(info.get("input"))
     for section in ("required", "optional"):
         spec = (inputs.get(section) or {}).get(name)
         if isinstance(spec, list) and spec:

@@ -153,6 +153,8 @@ class EventStream:
 
     def _read(self, ws: websocket.WebSocket) -> None:
         sock = ws.sock
+        if sock is None:  # closed between connecting and reading
+            raise ConnectionError("the websocket is closed")
         heard = time.monotonic()
         pinged = False
         while not self._closing.is_set():
