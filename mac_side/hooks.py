@@ -333,7 +333,7 @@ def _spawn_waiter(root: Path) -> None:
     (or the pull that set the person's changes aside) is over."""
     cmd = [sys.executable, "-m", "renderloop", "hook", "post-checkout", WAIT_FOR_REBASE]
     options: dict = {"cwd": str(root), "stdin": subprocess.DEVNULL}
-    if os.name == "nt":
+    if sys.platform == "win32":  # the form of the check mypy understands: these flags exist on Windows only
         options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS
     else:
         options["start_new_session"] = True

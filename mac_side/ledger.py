@@ -18,7 +18,7 @@ from mac_side.review import Marker, Review
 from studio.batch import LoadedBatch
 from studio.clock import utcnow
 from studio.errors import FatalError, InvalidFile, Problem
-from studio.ledger import LedgerLine, append_only_problems, new_id
+from studio.ledger import LedgerLine, append_only_problems, is_verdict, new_id
 from studio.ledger import parse as parse_ledger
 from studio.record import RenderRecord
 
@@ -86,22 +86,25 @@ def fold(
             where = f"batch {batch_id!r}" if batch is not None else f"batch {batch_id!r} (it has no batch file)"
             result.problems.append(Problem(review.path, section.line, f"{section.slug!r} is not a slug in {where}"))
             continue
-        if section.verdict is None:
+        verdict, verdict_line = section.verdict, section.verdict_line
+        if verdict is None:
             if section.cues:
                 result.notes.append(f"{review.path}:{section.line}: {section.slug}: cues but no verdict, nothing recorded")
             continue
+        # An unknown verdict is a problem of its section, skipped above; a verdict has its line.
+        assert is_verdict(verdict) and verdict_line is not None
         marker = section.marker or _marker_from_record(record_of(section.slug))
         if marker is None:
             result.problems.append(
                 Problem(review.path, section.line, f"{section.slug!r} has no render yet: there is nothing to judge")
             )
             continue
-        if marker.status == "failed" and section.verdict == "keep":
+        if marker.status == "failed" and verdict == "keep":
             result.problems.append(
-                Problem(review.path, section.verdict_line + 1, f"{section.slug!r} failed to render: it cannot be kept (reroll or reject)")
+                Problem(review.path, verdict_line + 1, f"{section.slug!r} failed to render: it cannot be kept (reroll or reject)")
             )
             continue
-        if judgments.holds(batch_id, section.slug, marker.spec_hash, section.verdict, section.cues):
+        if judgments.holds(batch_id, section.slug, marker.spec_hash, verdict, section.cues):
             continue
         current = record_of(section.slug)
         if current is not None and current.spec_hash != marker.spec_hash:
@@ -114,7 +117,7 @@ def fold(
                 at=utcnow(),
                 batch=batch_id,
                 slug=section.slug,
-                verdict=section.verdict,
+                verdict=verdict,
                 cues=list(section.cues),
                 model=marker.model,
                 seed=marker.seed,

@@ -151,7 +151,7 @@ def _reroll(
     studio: Studio, loaded: Optional[LoadedBatch], verdict: LedgerLine, batch: str, used: set[int]
 ) -> tuple[Optional[Reroll], str]:
     job = loaded.job(verdict.slug) if loaded else None
-    if job is not None:
+    if loaded is not None and job is not None:
         if verdict.spec_hash and job.spec_hash != verdict.spec_hash and verdict.batch != batch:
             return None, "its batch file was changed since the verdict, so it is being re-rendered there"
         entry = _entry_from_batch(loaded, verdict.slug)

@@ -182,6 +182,14 @@ def decode(raw: bytes, display: str) -> tuple[str, list[Problem]]:
     return text.replace("\r\n", "\n").replace("\r", "\n"), []
 
 
+def _span(token: Token) -> tuple[int, int]:
+    """The lines ``[first, end)`` of a block token (markdown-it maps every block token)."""
+    if token.map is None:
+        raise ValueError(f"markdown-it gave a {token.type} token no lines")
+    first, end = token.map
+    return first, end
+
+
 def parse(text: str, display: str) -> Review:
     """Sections, verdicts, cues and problems of a review, with line numbers from markdown-it tokens."""
     lines = text.split("\n")
@@ -189,12 +197,12 @@ def parse(text: str, display: str) -> Review:
     top = [i for i, t in enumerate(tokens) if t.level == 0 and t.map is not None and t.nesting >= 0]
     heads = [i for i in top if tokens[i].type == "heading_open" and tokens[i].tag == "h2"]
     review = Review(display, lines, [], None, [])
-    first_section = tokens[heads[0]].map[0] if heads else len(lines)
+    first_section = _span(tokens[heads[0]])[0] if heads else len(lines)
     review.header_body = _header_body(tokens, top, first_section)
     seen: dict[str, int] = {}
     for n, head in enumerate(heads):
-        start = tokens[head].map[0]
-        end = tokens[heads[n + 1]].map[0] if n + 1 < len(heads) else len(lines)
+        start = _span(tokens[head])[0]
+        end = _span(tokens[heads[n + 1]])[0] if n + 1 < len(heads) else len(lines)
         slug = tokens[head + 1].content.strip()
         section = Section(slug, start, end)
         problem = slug_problem(slug)
@@ -204,7 +212,7 @@ def parse(text: str, display: str) -> Review:
             review.problems.append(Problem(display, start + 1, f"second section for {slug!r} (first at line {seen[slug]})"))
         else:
             seen[slug] = start + 1
-        blocks = [i for i in top if start < tokens[i].map[0] < end]
+        blocks = [i for i in top if start < _span(tokens[i])[0] < end]
         _read_section(section, tokens, blocks, display)
         review.sections.append(section)
     return review
@@ -213,10 +221,10 @@ def parse(text: str, display: str) -> Review:
 def _header_body(tokens: list[Token], top: list[int], first_section: int) -> Optional[tuple[int, int]]:
     for i in top:
         token = tokens[i]
-        if token.map[0] >= first_section:
+        if _span(token)[0] >= first_section:
             break
         if token.type == "html_block" and _HEADER_RE.match(token.content.strip()):
-            return (token.map[1], first_section)
+            return (_span(token)[1], first_section)
     return None
 
 
@@ -229,11 +237,11 @@ def _read_section(section: Section, tokens: list[Token], blocks: list[int], disp
         if token.type == "html_block" and section.marker_span is None:
             found = _MARKER_RE.match(token.content.strip())
             if found:
-                section.marker_span = (token.map[0], token.map[1])
+                section.marker_span = _span(token)
                 try:
                     section.marker = Marker.model_validate_json(found.group(1))
                 except ValidationError:
-                    problem(token.map[0], "damaged renderloop spec comment: run `renderloop review` to rebuild it")
+                    problem(_span(token)[0], "damaged renderloop spec comment: run `renderloop review` to rebuild it")
     cue_list_next = False
     for i in blocks:
         token = tokens[i]
@@ -253,7 +261,7 @@ def _read_section(section: Section, tokens: list[Token], blocks: list[int], disp
 
 def _read_paragraph(section: Section, inline: Token, problem: Callable[[int, str], None]) -> bool:
     """Read verdict and cues lines of one paragraph; True when a cue list should follow it."""
-    first = inline.map[0]
+    first = _span(inline)[0]
     rows = inline.content.split("\n")
     wants_list = False
     for offset, row in enumerate(rows):
@@ -290,7 +298,7 @@ def _read_verdict(section: Section, word: str, line: int, problem: Callable[[int
 
 def _read_cues(section: Section, tokens: list[Token], start: int, problem: Callable[[int, str], None]) -> None:
     close = _closing(tokens, start)
-    first, last = tokens[start].map
+    first, last = _span(tokens[start])
     section.own_lines.update(range(first, last))
     for i in range(start + 1, close):
         token = tokens[i]
@@ -298,7 +306,7 @@ def _read_cues(section: Section, tokens: list[Token], start: int, problem: Calla
             continue
         item_close = _closing(tokens, i)
         blocks = [j for j in range(i + 1, item_close) if tokens[j].level == 2 and tokens[j].nesting >= 0]
-        line = token.map[0]
+        line = _span(token)[0]
         if not blocks:
             continue  # an empty bullet: a cue not written yet
         if len(blocks) > 1 or tokens[blocks[0]].type != "paragraph_open":

@@ -5,7 +5,7 @@ import json
 import os
 import time
 from datetime import datetime
-from typing import Literal, Optional
+from typing import Literal, Optional, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -14,6 +14,11 @@ from studio.layout import Slug
 
 Verdict = Literal["keep", "reroll", "reject"]
 VERDICTS: tuple[str, ...] = ("keep", "reroll", "reject")
+
+
+def is_verdict(word: Optional[str]) -> TypeGuard[Verdict]:
+    """True when ``word`` is one of the :data:`VERDICTS`."""
+    return word in VERDICTS
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
