@@ -28,52 +28,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"renderloop {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    add_parser = sub.add_parser
 
-    def add_command(name: str, **kwargs: object) -> argparse.ArgumentParser:
-        command = add_parser(name, **kwargs)  # type: ignore[arg-type]
+    def add_command(name: str, help: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help)
         # --debug is also accepted after the command (`renderloop worker --debug`)
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return command
 
-    sub.add_parser = add_command  # type: ignore[method-assign]
-
-    p = sub.add_parser("init", help="create a studio (or enable the hooks in a clone of one)")
+    p = add_command("init", help="create a studio (or enable the hooks in a clone of one)")
     p.add_argument("path", nargs="?", type=Path, default=Path("."), help="where (default: this folder)")
 
-    p = sub.add_parser("new", help="scaffold batches/BATCH.yaml (--rerolls: every slug to reroll)")
+    p = add_command("new", help="scaffold batches/BATCH.yaml (--rerolls: every slug to reroll)")
     p.add_argument("batch", help="the batch name, e.g. hero-q4")
     p.add_argument("--rerolls", action="store_true", help="gather every slug whose latest verdict is reroll")
     p.add_argument("--model", help="the batch's model (default: the first in renderloop.yaml)")
     p.add_argument("--force", action="store_true", help="overwrite an existing batch file")
     _repo(p)
 
-    p = sub.add_parser("status", help="each batch with pending, rendered, failed and reviewed counts")
+    p = add_command("status", help="each batch with pending, rendered, failed and reviewed counts")
     _repo(p)
 
-    p = sub.add_parser("review", help="write or update renders/<batch>/review.md (--html: contact sheet)")
+    p = add_command("review", help="write or update renders/<batch>/review.md (--html: contact sheet)")
     p.add_argument("batches", nargs="*", metavar="BATCH", help="batches to review (default: all with renders)")
     p.add_argument("--html", action="store_true", help="also write renders/<batch>/review.html, a contact sheet")
     _repo(p)
 
-    p = sub.add_parser("ledger", help="the verdict ledger: `renderloop ledger verify`")
+    p = add_command("ledger", help="the verdict ledger: `renderloop ledger verify`")
     ledger_sub = p.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
     v = ledger_sub.add_parser("verify", help="prove from git history that no ledger line was changed or removed")
     _repo(v)
 
-    p = sub.add_parser("stats", help="keep rate by model and archetype, render time and cost by backend")
+    p = add_command("stats", help="keep rate by model and archetype, render time and cost by backend")
     _repo(p)
 
-    p = sub.add_parser("export", help="copy the latest kept image of each slug to DIR/<slug>.png")
+    p = add_command("export", help="copy the latest kept image of each slug to DIR/<slug>.png")
     p.add_argument("dest", type=Path, metavar="DIR")
     _repo(p)
 
-    p = sub.add_parser("follow", help="watch the worker's commits arrive, pull them, write the review")
+    p = add_command("follow", help="watch the worker's commits arrive, pull them, write the review")
     p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help="how often to ask the remote")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="give up after this long")
     _repo(p)
 
-    p = sub.add_parser("worker", help="render every batch in a clone, commit and push (the GPU side)")
+    p = add_command("worker", help="render every batch in a clone, commit and push (the GPU side)")
     _repo(p, "the worker's clone of the studio (default: this folder)")
     p.add_argument("--backend", choices=BACKENDS, default="comfyui", help="where images are rendered")
     p.add_argument("--once", action="store_true", help="reconcile once and exit")
@@ -90,21 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-push", action="store_true", help="commit but do not push")
     p.add_argument("--retry-failed", action="store_true", help="render failed images again")
 
-    p = sub.add_parser("local", help="render a batch on this Mac with mflux, commit and push")
+    p = add_command("local", help="render a batch on this Mac with mflux, commit and push")
     p.add_argument("batch", help="the batch to render")
     p.add_argument("--cooldown", type=float, default=None, metavar="SECONDS", help="pause between runs")
     p.add_argument("--min-available-gb", type=float, default=None, metavar="GB", help="memory gate")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="limit per image")
     _repo(p)
 
-    p = sub.add_parser("wake", help="send a Wake-on-LAN packet to the configured worker")
+    p = add_command("wake", help="send a Wake-on-LAN packet to the configured worker")
     _repo(p)
 
-    p = sub.add_parser("demo", help="the whole loop in a temporary sandbox, in seconds")
+    p = add_command("demo", help="the whole loop in a temporary sandbox, in seconds")
     p.add_argument("--keep", type=Path, default=None, metavar="DIR", help="build the sandbox in DIR and keep it")
     p.add_argument("--images", type=int, default=4, metavar="N", help="prompts in the demo batch (2-6)")
 
-    p = sub.add_parser("hook", help="run a git hook (called by the shims in hooks/)")
+    p = add_command("hook", help="run a git hook (called by the shims in hooks/)")
     p.add_argument("name", choices=HOOKS)
     p.add_argument("args", nargs="*")
     return parser

@@ -20,6 +20,7 @@ def is_verdict(word: Optional[str]) -> TypeGuard[Verdict]:
     """True when ``word`` is one of the :data:`VERDICTS`."""
     return word in VERDICTS
 
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 

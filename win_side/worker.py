@@ -9,7 +9,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from types import FrameType
+from typing import Any, Callable, Optional, Union
 
 from studio import layout
 from studio.config import load_config
@@ -22,6 +23,9 @@ from win_side.repo import WorkerRepo
 from win_side.watch import Watcher
 
 log = logging.getLogger("renderloop.worker")
+
+# What signal.signal returns: a function, SIG_DFL/SIG_IGN, or None when the handler was not set from Python.
+SignalHandler = Union[Callable[[int, Optional[FrameType]], Any], int, signal.Handlers, None]
 
 
 @dataclass
@@ -124,7 +128,7 @@ class StopOnSignals:
     def __init__(self, reconciler: Reconciler) -> None:
         self.reconciler = reconciler
         self.count = 0
-        self.previous: dict[int, object] = {}
+        self.previous: dict[int, SignalHandler] = {}
 
     def handle(self, signum: int, frame: object) -> None:
         self.count += 1
@@ -146,4 +150,4 @@ class StopOnSignals:
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)
