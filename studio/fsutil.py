@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
-            if os.name != "nt":
+            if sys.platform != "win32":
                 mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK
                 os.fchmod(f.fileno(), mode)
             f.write(data)
@@ -47,7 +48,7 @@ def _replace(src: Path, dst: Path) -> None:
             os.replace(src, dst)
             return
         except PermissionError:
-            if os.name != "nt" or attempt == _REPLACE_ATTEMPTS - 1:
+            if sys.platform != "win32" or attempt == _REPLACE_ATTEMPTS - 1:
                 raise
             time.sleep(_REPLACE_DELAY)
 

@@ -58,7 +58,7 @@ def point(name: str) -> None:
 def _die(where: str) -> None:
     sys.stderr.write(f"renderloop: {ENV}: killed at {where}\n")
     sys.stderr.flush()
-    if os.name == "nt":
+    if sys.platform == "win32":
         os._exit(137)
     import signal
 

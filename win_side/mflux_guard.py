@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -185,7 +186,7 @@ def _gb(size: float) -> str:
 
 def start_in_new_group(argv: Sequence[str], cwd: Path, out: IO[bytes]) -> subprocess.Popen[bytes]:
     """Start ``argv`` as the leader of a new process group, so the group can be killed whole."""
-    if os.name == "nt":
+    if sys.platform == "win32":
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
         return subprocess.Popen(
             list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -199,7 +200,7 @@ def start_in_new_group(argv: Sequence[str], cwd: Path, out: IO[bytes]) -> subpro
 
 def kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECONDS) -> None:
     """Stop ``proc`` and every process it started: politely, then for good."""
-    if os.name == "nt":
+    if sys.platform == "win32":
         _kill_tree_windows(proc)
         return
     _signal_group(proc.pid, signal.SIGTERM)
@@ -233,7 +234,7 @@ def stop_orphan(state: "LockState", grace: float = KILL_GRACE_SECONDS) -> None:
         alive = False
     if alive:
         log.warning("an mflux run (pid %d) outlived the renderloop that started it: stopping it", pid)
-        if os.name == "nt":  # pragma: no cover - Windows only
+        if sys.platform == "win32":  # pragma: no cover - Windows only
             _kill_family_windows(pid)
         else:
             _signal_group(pid, signal.SIGTERM)
@@ -255,6 +256,8 @@ def _wait_gone(process: psutil.Process, timeout: float) -> None:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
+    if sys.platform == "win32":  # never called there: Windows kills the process tree instead
+        raise NotImplementedError("process groups are POSIX only")
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
@@ -353,11 +356,11 @@ class _FileLock:
 
     def try_acquire(self) -> bool:
         try:
-            if os.name == "nt":  # pragma: no cover - Windows only
+            if sys.platform == "win32":  # pragma: no cover - Windows only
                 import msvcrt
 
                 self._file.seek(0)
-                msvcrt.locking(self._file.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+                msvcrt.locking(self._file.fileno(), msvcrt.LK_NBLCK, 1)
             else:
                 import fcntl
 
@@ -368,11 +371,11 @@ class _FileLock:
 
     def unlock(self) -> None:
         try:
-            if os.name == "nt":  # pragma: no cover - Windows only
+            if sys.platform == "win32":  # pragma: no cover - Windows only
                 import msvcrt
 
                 self._file.seek(0)
-                msvcrt.locking(self._file.fileno(), msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+                msvcrt.locking(self._file.fileno(), msvcrt.LK_UNLCK, 1)
             else:
                 import fcntl
 
