@@ -16,10 +16,13 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, ParamSpec, TypeVar
 
 from studio import git
 from studio.errors import FatalError
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 DEMO_PROMPTS = [
     ("harbor-at-dawn", "A harbor at dawn, fishing boats, editorial illustration", "essay"),
@@ -207,7 +210,7 @@ def _identity(repo: Path, name: str, email: str) -> None:
     git.config_set(repo, "user.email", email)
 
 
-def _quiet(function, *args, **kwargs):
+def _quiet(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     import contextlib
     import io
 
@@ -215,7 +218,7 @@ def _quiet(function, *args, **kwargs):
         return function(*args, **kwargs)
 
 
-def _in(folder: Path, function, *args, **kwargs):
+def _in(folder: Path, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     previous = Path.cwd()
     os.chdir(folder)
     try:
@@ -225,7 +228,8 @@ def _in(folder: Path, function, *args, **kwargs):
 
 
 def _rmtree(root: Path) -> None:
-    def make_writable(func, path, *_):  # git marks its objects read-only on Windows
+    # git marks its objects read-only on Windows
+    def make_writable(func: Callable[[str], object], path: str, *_: object) -> None:
         os.chmod(path, stat.S_IWRITE)
         func(path)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -184,7 +184,7 @@ def resolve(doc: Document, batch_id: str, config: StudioConfig) -> LoadedBatch:
 def _resolve_spec(
     doc: Document, loc: tuple, batch_id: str, batch: Batch, entry: PromptEntry, config: StudioConfig
 ) -> tuple[Spec | None, list[Problem]]:
-    def pick(name: str, default=None):
+    def pick(name: str, default: Any = None) -> Any:
         for source in (entry, batch):
             value = getattr(source, name)
             if value is not None:

@@ -100,9 +100,9 @@ def run(
     return status, out, err
 
 
-def out(cwd: Path, *args: str, **kwargs) -> str:
+def out(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float | None = None) -> str:
     """stdout of ``git ARGS`` with the trailing newline removed."""
-    return run(cwd, *args, **kwargs)[1].rstrip("\n")
+    return run(cwd, *args, env=env, timeout=timeout)[1].rstrip("\n")
 
 
 def ok(cwd: Path, *args: str) -> bool:

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Optional, TypedDict
+from typing import TYPE_CHECKING, Optional, TypedDict
 
 from studio.batch import Job
 from studio.config import StudioConfig, load_config
@@ -30,6 +30,9 @@ from win_side.plan import Plan, escapes, make_plan
 from win_side.progress import Progress
 from win_side.pusher import Pusher
 from win_side.repo import RemoteUnreachable, WorkerRepo
+
+if TYPE_CHECKING:  # the worker builds the watcher; this module only starts and stops it
+    from win_side.watch import Watcher
 
 log = logging.getLogger("renderloop.worker")
 
@@ -305,7 +308,7 @@ class Reconciler:
             self.stop(push_timeout=10.0)
         return self.summary
 
-    def run_forever(self, watcher) -> Summary:
+    def run_forever(self, watcher: Watcher) -> Summary:
         """Reconcile whenever the watcher pokes, until stopped."""
         self.recover()
         self.start()

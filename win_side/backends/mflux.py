@@ -185,7 +185,7 @@ def _collect(output: Path, outcome: RunOutcome, program: str) -> bytes:
     return png
 
 
-def _progress_reader(log_path: Path, progress: Optional[Progress]):
+def _progress_reader(log_path: Path, progress: Optional[Progress]) -> Optional[Callable[[], None]]:
     if progress is None:
         return None
     last_read = [0.0]
