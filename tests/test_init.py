@@ -95,3 +95,13 @@ def test_help_lists_every_command_with_one_line() -> None:
     for command in ("init", "new", "status", "review", "ledger", "stats", "export", "follow",
                     "worker", "local", "wake", "demo", "hook"):
         assert any(line.strip().startswith(command + " ") for line in result.stdout.splitlines()), command
+
+
+def test_debug_is_accepted_after_the_command_and_shows_the_traceback(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    plain = cli("status", "-C", str(missing))
+    assert plain.returncode == 1
+    assert plain.stderr.strip() == f"renderloop: error: {missing}: no such folder"
+    debug = cli("status", "-C", str(missing), "--debug")
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr

@@ -150,4 +150,5 @@ class StopOnSignals:
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+            # None: the handler was not set from Python; the default is the closest we can restore
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
