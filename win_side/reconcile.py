@@ -79,7 +79,6 @@ class Reconciler:
         self.summary = Summary()
         self.active: dict[Key, str] = {}  # queued or rendering -> spec_hash
         self.desired: dict[Key, str] = {}
-        self.config: Optional[StudioConfig] = None
         self._state = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
@@ -126,12 +125,7 @@ class Reconciler:
     def recover(self) -> None:
         """Commit renders a killed run finished but did not commit; clean the rest."""
         complete = self.repo.recover()
-        for rel in complete:
-            if not rel.endswith(".json"):
-                continue
-            record = RenderRecord.model_validate_json((self.repo.root / rel).read_bytes())
-            stem = rel[: -len(".json")]
-            paths = [p for p in complete if p.rsplit(".", 1)[0] == stem]
+        for record, paths in complete:
             commit_paths(self.repo, render_message(record), paths)
             log.info("committed %s/%s, finished before an interruption", record.batch, record.slug)
         if complete and self.pusher:
@@ -155,7 +149,7 @@ class Reconciler:
         """Plan against the clone as it is now and queue what is missing."""
         with self.repo.lock:
             try:
-                self.config = config = load_config(self.repo.studio)
+                config = load_config(self.repo.studio)
             except InvalidFile as exc:
                 log.error("renderloop.yaml is invalid, nothing can be planned until it is fixed:\n%s", exc)
                 return None

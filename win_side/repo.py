@@ -97,11 +97,11 @@ class WorkerRepo:
 
     # -- recovery ------------------------------------------------------
 
-    def recover(self) -> list[str]:
+    def recover(self) -> list[tuple[RenderRecord, list[str]]]:
         """Undo what a killed run left: stale git locks, a half rebase, partial files.
 
-        Returns the render paths that were complete but not committed; the
-        caller commits them (a record and its PNG were both written).
+        Returns each render that was complete but not committed (a record and
+        its PNG were both written), with the paths to commit; the caller commits them.
         """
         with self.lock:
             gitdir = git.git_dir(self.root)
@@ -123,7 +123,7 @@ class WorkerRepo:
                         tmp.unlink(missing_ok=True)
             return self._sort_uncommitted()
 
-    def _sort_uncommitted(self) -> list[str]:
+    def _sort_uncommitted(self) -> list[tuple[RenderRecord, list[str]]]:
         """Keep complete render pairs for committing; restore or delete the rest.
 
         Only the files the worker writes are touched (``<slug>.png``,
@@ -133,7 +133,7 @@ class WorkerRepo:
         status = git.out(self.root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", RENDERS)
         entries = [e for e in status.split("\0") if e]
         paths = sorted({entry[3:] for entry in entries if _worker_output(entry[3:])})
-        complete: list[str] = []
+        complete: list[tuple[RenderRecord, list[str]]] = []
         by_stem: dict[str, set[str]] = {}
         for rel in paths:
             if rel.endswith("/" + BATCH_ERROR_NAME):
@@ -144,13 +144,13 @@ class WorkerRepo:
         for stem in sorted(by_stem):
             pair = self._complete_pair(stem)
             if pair:
-                complete += pair
+                complete.append(pair)
                 continue
             for suffix in by_stem[stem]:
                 self._restore(f"{stem}.{suffix}")
         return complete
 
-    def _complete_pair(self, stem: str) -> list[str] | None:
+    def _complete_pair(self, stem: str) -> tuple[RenderRecord, list[str]] | None:
         record_path = self.root / f"{stem}.json"
         png_path = self.root / f"{stem}.png"
         try:
@@ -159,14 +159,14 @@ class WorkerRepo:
             return None
         if record.status == "failed":
             (self.root / f"{stem}.png").unlink(missing_ok=True)  # a failure has no image
-            return existing_or_tracked(self.root, [f"{stem}.json", f"{stem}.png"])
+            return record, existing_or_tracked(self.root, [f"{stem}.json", f"{stem}.png"])
         try:
             data = png_path.read_bytes()
         except OSError:
             return None
         if hashlib.sha256(data).hexdigest() != record.png_sha256:
             return None
-        return [f"{stem}.png", f"{stem}.json"]
+        return record, [f"{stem}.png", f"{stem}.json"]
 
     def _restore(self, rel: str) -> None:
         if git.ok(self.root, "cat-file", "-e", f"HEAD:{rel}"):
