@@ -67,6 +67,13 @@ class RenderFailed(Exception):
         self.backend_ids = backend_ids or {}
 
 
+def not_configured(model: str, backend: str, key: str) -> RenderFailed:
+    """The failure for a model whose renderloop.yaml entry lacks this backend's settings."""
+    return RenderFailed(
+        "missing-model", f"model {model!r} has no {backend} {key} in renderloop.yaml (add models.{model}.{backend}.{key})"
+    )
+
+
 class BackendUnavailable(Exception):
     """The backend cannot take work right now; try the image again later."""
 

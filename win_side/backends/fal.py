@@ -49,6 +49,7 @@ from win_side.backends.base import (
     RenderFailed,
     RenderRequest,
     RenderResult,
+    not_configured,
 )
 
 log = logging.getLogger("renderloop.fal")
@@ -382,7 +383,7 @@ class FalBackend:
 
     def preflight(self, requests_: Sequence[RenderRequest]) -> dict[tuple[str, str], RenderFailed]:
         return {
-            r.key: RenderFailed("missing-model", _no_endpoint(r.spec.model))
+            r.key: not_configured(r.spec.model, "fal", "endpoint")
             for r in requests_
             if r.settings.fal is None
         }
@@ -437,12 +438,8 @@ def as_png(data: bytes) -> tuple[bytes, int, int]:
 
 def _fal_settings(request: RenderRequest) -> FalModel:
     if request.settings.fal is None:
-        raise RenderFailed("missing-model", _no_endpoint(request.spec.model))
+        raise not_configured(request.spec.model, "fal", "endpoint")
     return request.settings.fal
-
-
-def _no_endpoint(model: str) -> str:
-    return f"model {model!r} has no fal endpoint in renderloop.yaml (add models.{model}.fal.endpoint)"
 
 
 def _raise_for_client_error(response: requests.Response, what: str, endpoint: str) -> None:

@@ -38,6 +38,7 @@ from win_side.backends.base import (
     RenderFailed,
     RenderRequest,
     RenderResult,
+    not_configured,
 )
 from win_side.mflux_guard import (
     GuardSettings,
@@ -215,12 +216,8 @@ def _tail(output: str, lines: int = 40) -> str:
 
 def _mflux_settings(request: RenderRequest) -> MfluxModel:
     if request.settings.mflux is None:
-        raise RenderFailed("missing-model", _no_command(request.spec.model))
+        raise not_configured(request.spec.model, "mflux", "command")
     return request.settings.mflux
-
-
-def _no_command(model: str) -> str:
-    return f"model {model!r} has no mflux command in renderloop.yaml (add models.{model}.mflux.command)"
 
 
 def _find(program: str) -> Optional[str]:
@@ -248,7 +245,7 @@ class MfluxBackend:
         for request in requests:
             mflux = request.settings.mflux
             if mflux is None:
-                failures[request.key] = RenderFailed("missing-model", _no_command(request.spec.model))
+                failures[request.key] = not_configured(request.spec.model, "mflux", "command")
             elif _find(mflux.argv[0]) is None:
                 failures[request.key] = RenderFailed("missing-model", NOT_INSTALLED.format(command=mflux.argv[0]))
         return failures
