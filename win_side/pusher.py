@@ -28,12 +28,8 @@ class Pusher:
         self.on_integrated = on_integrated  # the remote brought new commits: re-plan
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
         self._failures = 0
         self._retry_at = 0.0
-        self.pushes = 0
-        self.last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="pusher", daemon=True)
 
     def start(self) -> None:
@@ -41,7 +37,6 @@ class Pusher:
 
     def request(self) -> None:
         """A commit is waiting: push soon."""
-        self._idle.clear()
         self._wake.set()
 
     def stop(self) -> None:
@@ -65,10 +60,7 @@ class Pusher:
         """Push everything that waits; True when the remote has it all."""
         try:
             ok = self._push_with_rebase()
-        except RemoteUnreachable as exc:
-            self._schedule_retry(str(exc))
-            return False
-        except FatalError as exc:
+        except (RemoteUnreachable, FatalError) as exc:
             self._schedule_retry(str(exc))
             return False
         if not ok:
@@ -76,9 +68,6 @@ class Pusher:
             return False
         self._failures = 0
         self._retry_at = 0.0
-        self.last_error = None
-        if self.repo.unpushed() == 0:
-            self._idle.set()
         return True
 
     def _push_with_rebase(self) -> bool:
@@ -100,7 +89,6 @@ class Pusher:
                 if stuck >= 2:  # not a lost race: a stale lock on the server, a hook refusing...
                     raise RemoteUnreachable(f"the remote refuses the push: {exc}") from None
                 continue
-            self.pushes += 1
             log.debug("pushed %s", sha[:10])
         return self.repo.unpushed() == 0
 
@@ -110,7 +98,6 @@ class Pusher:
         self._retry_at = time.monotonic() + delay
         self._wake.set()  # try again once the delay is over
         waiting = self.repo.unpushed()
-        self.last_error = reason
         log.warning(
             "cannot push (%s); %d commit%s locally, will try again in %g s",
             reason, waiting, " waits" if waiting == 1 else "s wait", delay,
