@@ -12,7 +12,6 @@ from studio.layout import Studio
 from studio.source import Document, load_file, problems_from
 from studio.workflow import BIND_FIELDS, BindingError, parse_workflow_bytes, read_workflow
 
-BUILTIN_GRAPHS = ("flux-schnell", "flux-dev", "z-image-turbo", "qwen-image")
 # fal inputs renderloop fills from each image's spec.
 FAL_MANAGED_ARGUMENTS = (
     "prompt", "negative_prompt", "seed", "image_size", "num_inference_steps", "num_images", "output_format",

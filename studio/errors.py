@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 
 class FatalError(RuntimeError):
@@ -27,13 +26,3 @@ class InvalidFile(FatalError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
-
-
-def display_path(path: Path, root: Path | None) -> str:
-    """A path as the user knows it: relative to the studio, with forward slashes."""
-    if root is not None:
-        try:
-            return path.resolve().relative_to(root.resolve()).as_posix()
-        except ValueError:
-            pass
-    return path.as_posix()

@@ -9,7 +9,6 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from studio.errors import InvalidFile, Problem
 from studio.spec import Spec
 
 ErrorKind = Literal["invalid-spec", "missing-model", "backend-error", "out-of-memory", "timeout"]
@@ -82,21 +81,9 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_record(path: Path, display: str) -> RenderRecord:
-    """Load a render record, or raise InvalidFile naming the file."""
-    try:
-        return RenderRecord.model_validate_json(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise InvalidFile([Problem(display, 1, f"not a valid render record: {_first_line(exc)}")]) from None
-
-
 def try_read_record(path: Path) -> RenderRecord | None:
     """A record, or None when it is absent or unreadable (a worker will redo it)."""
     try:
         return RenderRecord.model_validate_json(path.read_bytes())
     except (OSError, ValueError, ValidationError):
         return None
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

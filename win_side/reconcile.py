@@ -64,7 +64,6 @@ class _RecordCommon(TypedDict):
 class Summary:
     rendered: int = 0
     failed: int = 0
-    discarded: int = 0
     refused: int = 0  # batches whose renders folder leaves the studio
     pushed: bool = True
 
@@ -241,7 +240,6 @@ class Reconciler:
             wanted = self.desired.get(key)
         try:
             if wanted != request.spec_hash:
-                self.summary.discarded += 1
                 log.info("%s/%s changed while it rendered; discarded, will render the new spec", *key)
                 self.poke()
                 return
