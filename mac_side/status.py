@@ -16,7 +16,7 @@ from typing import Optional
 from mac_side.reading import print_table, read_ledger
 from studio.batch import LoadedBatch
 from studio.config import load_config
-from studio.inventory import is_current, load_batches, records
+from studio.inventory import job_state, load_batches, records
 from studio.layout import Studio, open_studio
 
 HEADERS = ("batch", "prompts", "pending", "rendered", "failed", "reviewed")
@@ -71,12 +71,11 @@ def count(studio: Studio, loaded: LoadedBatch, judged: set[tuple[str, str, Optio
     actual = records(studio, loaded.batch)
     rendered = failed = reviewed = 0
     for job in loaded.jobs:
-        record = actual.get(job.slug)
-        if is_current(job, record) and record is not None:
-            if record.status == "failed":
-                failed += 1
-            elif studio.png_path(job.batch, job.slug).is_file():
-                rendered += 1
+        state = job_state(studio, job, actual.get(job.slug))
+        if state == "done":
+            rendered += 1
+        elif state == "failed":
+            failed += 1
         if (job.batch, job.slug, job.spec_hash) in judged:
             reviewed += 1
     total = len(loaded.jobs)

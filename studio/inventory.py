@@ -5,7 +5,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Literal, Union
 
 from studio.batch import Job, LoadedBatch, batch_id_of, load_batch, load_batch_bytes
 from studio.config import StudioConfig
@@ -111,6 +111,18 @@ def _read_record_cached(path: Path) -> RenderRecord | None:
     return record
 
 
-def is_current(job: Job, record: RenderRecord | None) -> bool:
-    """True when ``record`` answers ``job``: same spec hash (done or failed)."""
-    return record is not None and record.spec_hash == job.spec_hash
+JobState = Literal["done", "failed", "pending"]
+
+
+def job_state(studio: Studio, job: Job, record: RenderRecord | None) -> JobState:
+    """Where one image stands, as the worker and ``renderloop status`` both see it.
+
+    *done*: a record of this very spec, done, with its PNG present; *failed*:
+    a record of this spec that failed; *pending* otherwise (no record, a
+    record of an older spec, or a missing PNG: what the worker renders next).
+    """
+    if record is None or record.spec_hash != job.spec_hash:
+        return "pending"
+    if record.status == "failed":
+        return "failed"
+    return "done" if studio.png_path(job.batch, job.slug).is_file() else "pending"

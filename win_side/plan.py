@@ -12,7 +12,7 @@ from pathlib import Path
 from studio.batch import Job
 from studio.config import StudioConfig
 from studio.errors import InvalidFile
-from studio.inventory import load_batches, records
+from studio.inventory import job_state, load_batches, records
 from studio.errors import FatalError
 from studio.layout import Studio, batch_id_problem
 
@@ -47,12 +47,10 @@ def make_plan(
         done = failed = 0
         for job in loaded.jobs:
             plan.desired[(job.batch, job.slug)] = job.spec_hash
-            record = actual.get(job.slug)
-            # The status of a record of this very spec; None when there is none or it is stale.
-            status = record.status if record is not None and record.spec_hash == job.spec_hash else None
-            if status == "done" and studio.png_path(job.batch, job.slug).is_file():
+            state = job_state(studio, job, actual.get(job.slug))
+            if state == "done":
                 done += 1
-            elif status == "failed" and not retry_failed:
+            elif state == "failed" and not retry_failed:
                 failed += 1
             else:
                 plan.jobs.append(job)
