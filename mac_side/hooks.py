@@ -33,7 +33,7 @@ from studio import git
 from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
 from studio.config import StudioConfig, check_workflows, parse_config
 from studio.errors import FatalError, InvalidFile, Problem
-from studio.fsutil import write_text_atomic
+from studio.fsutil import read_or_none, write_text_atomic
 from studio.layout import BATCH_SUFFIXES, CONFIG_NAME, LEDGER_NAME, RENDERS, REVIEW_NAME, Studio, batch_id_problem
 from studio.record import RenderRecord
 from studio.source import load_bytes
@@ -98,7 +98,7 @@ def _fold_reviews(studio: Studio, reviews: list[str], index_ledger: bytes, confi
     """New ledger lines for the staged reviews, judged against the ledger they will be appended to."""
     total = Fold()
     base = index_ledger
-    working = _read(studio.ledger_path)
+    working = read_or_none(studio.ledger_path)
     if working is not None and working != index_ledger:  # appended after an aborted commit, or edited
         unstaged = guard(index_ledger, working, LEDGER_NAME, "(unstaged change in the working tree)")
         total.problems += unstaged
@@ -197,12 +197,6 @@ def _staged_batch(root: Path, batch_id: str, review: str, config: StagedConfig) 
         first = exc.problems[0]
         return None, [Problem(review, 1, f"cannot check this review: its batch file is invalid ({first})")]
 
-
-def _read(path: Path) -> Optional[bytes]:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
 
 
 # ---------------------------------------------------------------- post-merge, post-rewrite, post-checkout

@@ -19,7 +19,7 @@ from studio import git
 from studio.batch import LoadedBatch, load_batch
 from studio.config import StudioConfig, load_config
 from studio.errors import FatalError, InvalidFile
-from studio.fsutil import write_text_atomic
+from studio.fsutil import read_or_none, write_text_atomic
 from studio.inventory import records
 from studio.layout import REVIEW_NAME, Studio, batch_id_problem, open_studio
 from studio.record import BatchErrorRecord, RenderRecord
@@ -93,7 +93,7 @@ def batches_with_renders(studio: Studio) -> list[str]:
 def update_reviews(studio: Studio, batches: list[str], stage: bool) -> list[Outcome]:
     """Write or update the review of each batch; stage the ones written when ``stage``."""
     config = load_config(studio)
-    judgments = Judgments.of(_read(studio.ledger_path) or b"")
+    judgments = Judgments.of(read_or_none(studio.ledger_path) or b"")
     outcomes = [update_review(studio, config, batch, judgments) for batch in batches]
     written = [o.path for o in outcomes if o.path]
     if stage and written:
@@ -138,7 +138,7 @@ def update_review(studio: Studio, config: StudioConfig, batch: str, judgments: J
 
 def batch_error(studio: Studio, batch: str) -> Optional[str]:
     """The first problem the worker reported for an unreadable batch file, if any."""
-    raw = _read(studio.batch_error_path(batch))
+    raw = read_or_none(studio.batch_error_path(batch))
     if raw is None:
         return None
     try:
@@ -148,12 +148,6 @@ def batch_error(studio: Studio, batch: str) -> Optional[str]:
     first = record.problems[0] if record.problems else None
     return f"{record.path}:{first.line}: {first.message}" if first else f"{record.path}: invalid"
 
-
-def _read(path: Path) -> Optional[bytes]:
-    try:
-        return path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
 
 
 # ---------------------------------------------------------------- contact sheet

@@ -56,3 +56,11 @@ def _replace(src: Path, dst: Path) -> None:
 def is_temp_name(name: str) -> bool:
     """True for the temporary files write_atomic leaves behind if killed."""
     return name.startswith(".") and name.endswith(".tmp")
+
+
+def read_or_none(path: Path) -> bytes | None:
+    """The file's bytes, or None when it (or a folder on its way) does not exist."""
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
