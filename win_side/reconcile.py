@@ -8,7 +8,6 @@ start whatever a killed run left behind is recovered or cleaned up.
 """
 from __future__ import annotations
 
-import io
 import logging
 import queue
 import threading
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Optional, TypedDict
 from studio.batch import Job
 from studio.config import StudioConfig, load_config
 from studio.errors import FatalError, InvalidFile
+from studio.png import NotPng, check_png
 from studio.record import RenderError, RenderRecord, sha256_hex
 from studio.spec import Spec
 from win_side import faults
@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # the worker builds the watcher; this module only starts and 
 
 log = logging.getLogger("renderloop.worker")
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 Key = tuple[str, str]
 
 
@@ -265,9 +264,12 @@ class Reconciler:
     def _record(self, outcome: Outcome) -> tuple[RenderRecord, Optional[bytes]]:
         request = outcome.item.request
         result = outcome.result
-        if isinstance(result, RenderResult) and not _is_png(result.png):
-            result = RenderFailed("backend-error", "the backend returned something that is not a PNG",
-                                  detail=repr(result.png[:32]), backend_ids=result.backend_ids)
+        if isinstance(result, RenderResult):
+            try:
+                check_png(result.png)
+            except NotPng:
+                result = RenderFailed("backend-error", "the backend returned something that is not a PNG",
+                                      detail=repr(result.png[:32]), backend_ids=result.backend_ids)
         common = _RecordCommon(
             batch=request.batch, slug=request.slug, spec=request.spec, spec_hash=request.spec_hash,
             backend=self.backend.name, worker=self.options.worker, queued_at=outcome.item.queued_at,
@@ -322,19 +324,6 @@ class Reconciler:
             watcher.stop()
             self.stop()
         return self.summary
-
-
-def _is_png(data: bytes) -> bool:
-    if not data.startswith(PNG_SIGNATURE):
-        return False
-    try:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as image:
-            image.verify()
-        return True
-    except Exception:
-        return False
 
 
 def _one_line(text: str) -> str:

@@ -40,6 +40,7 @@ from studio.clock import utcnow
 from studio.config import FalModel
 from studio.errors import FatalError
 from studio.fsutil import write_text_atomic
+from studio.png import DamagedPng, NotPng, check_png
 from studio.record import ErrorKind
 from win_side.backends.base import (
     BackendOptions,
@@ -62,7 +63,6 @@ IGNORES_NEGATIVE = frozenset({"fal-ai/flux/schnell", "fal-ai/flux/dev", "fal-ai/
 MAX_IMAGE_BYTES = 256 * 1024 * 1024
 COMPLETED_KEPT_SECONDS = 3600.0  # a finished request is re-used this long (a kill before the commit)
 STALE_SECONDS = 7 * 24 * 3600.0  # fal keeps results at least 7 days
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NO_KEY = (
     "FAL_KEY is not set: create a key in fal's dashboard (API keys) and set it in the worker's "
     "environment, e.g. export FAL_KEY=... (renderloop reads it from the environment only and never "
@@ -424,11 +424,15 @@ def cost_usd(fal: FalModel, width: int, height: int) -> float:
 def as_png(data: bytes) -> tuple[bytes, int, int]:
     """The image as PNG bytes with its size; another format is converted, garbage refused."""
     try:
+        width, height = check_png(data)
+        return data, width, height
+    except DamagedPng as exc:
+        raise RenderFailed("backend-error", f"fal sent something that is not an image: {exc}") from None
+    except NotPng:
+        pass  # another format: converted below
+    try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
-            if data.startswith(PNG_SIGNATURE):
-                image.verify()
-                return data, width, height
             out = io.BytesIO()
             image.save(out, format="PNG")
             return out.getvalue(), width, height

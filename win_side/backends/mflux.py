@@ -14,7 +14,6 @@ carries mflux's own output.
 """
 from __future__ import annotations
 
-import io
 import re
 import shutil
 import tempfile
@@ -24,11 +23,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from PIL import Image, UnidentifiedImageError
-
 from studio.clock import utcnow
 from studio.config import MfluxModel
 from studio.errors import FatalError
+from studio.png import NotPng, check_png
 from studio.record import ErrorKind
 from win_side.backends.base import (
     BackendOptions,
@@ -60,7 +58,6 @@ NOT_INSTALLED = (
 IGNORES_NEGATIVE = frozenset({"mflux-generate", "mflux-generate-z-image-turbo"})
 _OOM = re.compile(r"out of memory|insufficient memory|MemoryError|Cannot allocate memory|kIOGPU", re.I)
 _STEP = re.compile(r"(\d+)/(\d+) \[")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def guard_settings(options: BackendOptions) -> GuardSettings:
@@ -176,13 +173,10 @@ def _collect(output: Path, outcome: RunOutcome, program: str) -> bytes:
             "backend-error", f"{program} exited 0 but wrote no image{where}: {last}", detail=_tail(outcome.output)
         )
     png = output.read_bytes()
-    if not png.startswith(PNG_SIGNATURE):
-        raise RenderFailed("backend-error", f"{program} wrote {output.name} but it is not a PNG file")
     try:
-        with Image.open(io.BytesIO(png)) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise RenderFailed("backend-error", f"{program} wrote a damaged PNG: {exc}") from None
+        check_png(png)
+    except NotPng as exc:
+        raise RenderFailed("backend-error", f"{program} wrote {output.name} but it is {exc}") from None
     return png
 
 

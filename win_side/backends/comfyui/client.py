@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 import requests
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from studio.png import NotPng, check_png
+
 CONNECT_TIMEOUT = 3.05
 READ_TIMEOUT = 30.0
 VIEW_TIMEOUT = 120.0
@@ -147,11 +148,13 @@ class ComfyClient:
             raise FileGone(f"ComfyUI at {self.url} has no file {params['subfolder']}/{params['filename']}")
         self._expect(response, "GET /view")
         data = response.content
-        if not data.startswith(PNG_SIGNATURE):
+        try:
+            check_png(data)
+        except NotPng as exc:
             raise BadAnswer(
                 f"ComfyUI at {self.url} sent {params['filename']} as {len(data)} bytes that are not a PNG "
-                f"({response.headers.get('Content-Type', 'no content type')}): {data[:40]!r}"
-            )
+                f"({response.headers.get('Content-Type', 'no content type')}, {exc}): {data[:40]!r}"
+            ) from None
         return data
 
     def object_info(self, class_type: str) -> Optional[dict]:
