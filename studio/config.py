@@ -1,14 +1,16 @@
 """``renderloop.yaml``: models, defaults and backends (never secrets)."""
 from __future__ import annotations
 
+import json
 import re
-from typing import Callable, Literal, Optional, Union
+from typing import TYPE_CHECKING, Callable, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from studio.errors import InvalidFile, Problem
 from studio.layout import Studio
+from studio.models import BUILTIN, BUILTIN_MODELS, GRAPH_NAMES, BuiltinModel
 from studio.source import Document, load_file, problems_from
 from studio.workflow import BIND_FIELDS, BindingError, parse_workflow_bytes, read_workflow
 
@@ -17,6 +19,11 @@ FAL_MANAGED_ARGUMENTS = (
     "prompt", "negative_prompt", "seed", "image_size", "num_inference_steps", "num_images", "output_format",
 )
 _ENDPOINT_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+if TYPE_CHECKING:
+    GraphName = str
+else:  # pydantic checks the names and lists them in its message
+    GraphName = Literal[GRAPH_NAMES]
 
 
 class _Strict(BaseModel):
@@ -34,7 +41,7 @@ class ComfyUIModel(_Strict):
     ``NODE.INPUT`` with NODE a node id or title (see ``studio.workflow``).
     """
 
-    graph: Optional[Literal["flux-schnell", "flux-dev", "z-image-turbo", "qwen-image"]] = None
+    graph: Optional[GraphName] = None  # a built-in graph: one of studio.models
     workflow: Optional[str] = None  # path inside the studio, exported with "Save (API)"
     bind: dict[str, Union[str, list[str]]] = Field(default_factory=dict)
     # Model file names as the ComfyUI server lists them (built-in graphs only).
@@ -67,23 +74,13 @@ class ComfyUIModel(_Strict):
     def allowed_settings(self) -> tuple[str, ...]:
         if self.graph is None:
             return ()
-        if self.checkpoint is not None and self.graph in ("flux-schnell", "flux-dev"):
-            return ("checkpoint", "guidance") if self.graph == "flux-dev" else ("checkpoint",)
-        return GRAPH_SETTINGS[self.graph]
+        builtin = BUILTIN[self.graph]
+        return builtin.checkpoint_settings if self.checkpoint is not None else builtin.settings
 
     def _misplaced(self) -> list[str]:
         names = ("unet", "clip", "clip_l", "t5xxl", "vae", "checkpoint", "weight_dtype", "guidance", "shift")
         allowed = self.allowed_settings()
         return [name for name in names if getattr(self, name) is not None and name not in allowed]
-
-
-# What each built-in graph takes (the node inputs they fill are in win_side/backends/comfyui/graphs.py).
-GRAPH_SETTINGS: dict[str, tuple[str, ...]] = {
-    "flux-schnell": ("unet", "clip_l", "t5xxl", "vae", "weight_dtype", "checkpoint"),
-    "flux-dev": ("unet", "clip_l", "t5xxl", "vae", "weight_dtype", "checkpoint", "guidance"),
-    "z-image-turbo": ("unet", "clip", "vae", "weight_dtype", "shift"),
-    "qwen-image": ("unet", "clip", "vae", "weight_dtype", "shift"),
-}
 
 
 class FalModel(_Strict):
@@ -296,7 +293,7 @@ def builtin_config() -> StudioConfig:
     return parse_config(Document("renderloop.yaml", yaml.safe_load(DEFAULT_CONFIG_YAML)))
 
 
-DEFAULT_CONFIG_YAML = """\
+_TEMPLATE = """\
 # renderloop studio settings. No secrets here: keys come from the environment.
 version: 1
 
@@ -306,76 +303,7 @@ version: 1
 # lists them. fal: the endpoint and the price per megapixel (USD).
 # mflux: the command that renders it on a Mac (Apple silicon).
 models:
-  flux-schnell:
-    width: 1024
-    height: 1024
-    steps: 4
-    cfg: 1.0
-    sampler: euler
-    scheduler: simple
-    max_side: 2048
-    max_pixels: 4194304
-    comfyui:
-      graph: flux-schnell
-      unet: flux1-schnell.safetensors
-      clip_l: clip_l.safetensors
-      t5xxl: t5xxl_fp16.safetensors
-      vae: ae.safetensors
-    fal: {endpoint: fal-ai/flux/schnell, usd_per_mp: 0.003}
-    mflux: {command: [mflux-generate, --model, schnell]}
-  flux-dev:
-    width: 1024
-    height: 1024
-    steps: 20
-    cfg: 1.0
-    sampler: euler
-    scheduler: simple
-    max_side: 2048
-    max_pixels: 4194304
-    comfyui:
-      graph: flux-dev
-      unet: flux1-dev.safetensors
-      clip_l: clip_l.safetensors
-      t5xxl: t5xxl_fp16.safetensors
-      vae: ae.safetensors
-      guidance: 3.5
-    fal: {endpoint: fal-ai/flux/dev, usd_per_mp: 0.025}
-    mflux: {command: [mflux-generate, --model, dev]}
-  z-image-turbo:
-    width: 1024
-    height: 1024
-    steps: 8
-    cfg: 1.0
-    sampler: res_multistep
-    scheduler: simple
-    max_side: 2048
-    max_pixels: 4194304
-    comfyui:
-      graph: z-image-turbo
-      unet: z_image_turbo_bf16.safetensors
-      clip: qwen_3_4b.safetensors
-      vae: ae.safetensors
-      shift: 3.0
-    fal: {endpoint: fal-ai/z-image/turbo, usd_per_mp: 0.005}
-    mflux: {command: [mflux-generate-z-image-turbo]}
-  qwen-image:
-    width: 1328
-    height: 1328
-    steps: 20
-    cfg: 4.0
-    sampler: euler
-    scheduler: simple
-    max_side: 2048
-    max_pixels: 4194304
-    comfyui:
-      graph: qwen-image
-      unet: qwen_image_fp8_e4m3fn.safetensors
-      clip: qwen_2.5_vl_7b_fp8_scaled.safetensors
-      vae: qwen_image_vae.safetensors
-      shift: 3.1
-    fal: {endpoint: fal-ai/qwen-image, usd_per_mp: 0.02}
-    mflux: {command: [mflux-generate-qwen]}
-
+{models}
 worker:
   # name: studio-pc           # defaults to this machine's host name
   comfyui: [http://127.0.0.1:8188]
@@ -389,3 +317,34 @@ local:                        # `renderloop local`: mflux on this Mac, one run a
   memory_wait_seconds: 600    # ...for at most this long
   timeout_seconds: 1800       # kill a run that takes longer than this
 """
+
+
+def _yaml_scalar(value: Union[str, int, float]) -> str:
+    """``value`` as YAML, plain where it reads back the same (also inside ``[...]`` and ``{...}``)."""
+    text = str(value)
+    if isinstance(value, (int, float)) or (yaml.safe_load(text) == value and not set(text) & set(",[]{}#")):
+        return text
+    return json.dumps(value)
+
+
+def _template_model(model: BuiltinModel) -> str:
+    """One built-in model's entry in the template, as a person would write it."""
+    s = _yaml_scalar
+    sampling: dict[str, Union[str, int, float]] = {
+        "width": model.width, "height": model.height, "steps": model.steps, "cfg": model.cfg,
+        "sampler": model.sampler, "scheduler": model.scheduler,
+        "max_side": model.max_side, "max_pixels": model.max_pixels,
+    }
+    comfyui: dict[str, Union[str, float]] = {"graph": model.name, **model.files, **model.tuning}
+    lines = [f"  {model.name}:"]
+    lines += [f"    {key}: {s(value)}" for key, value in sampling.items()]
+    lines += ["    comfyui:"] + [f"      {key}: {s(value)}" for key, value in comfyui.items()]
+    if model.fal_endpoint:
+        lines.append(f"    fal: {{endpoint: {s(model.fal_endpoint)}, usd_per_mp: {s(model.fal_usd_per_mp)}}}")
+    if model.mflux_command:
+        lines.append(f"    mflux: {{command: [{', '.join(s(arg) for arg in model.mflux_command)}]}}")
+    return "".join(line + "\n" for line in lines)
+
+
+# The renderloop.yaml of a new studio (`renderloop init`): every built-in model, with its defaults.
+DEFAULT_CONFIG_YAML = _TEMPLATE.replace("{models}", "".join(_template_model(m) for m in BUILTIN_MODELS))

@@ -5,13 +5,14 @@ import pytest
 from pydantic import ValidationError
 
 from studio.config import ComfyUIModel, builtin_config
+from studio.models import GRAPH_NAMES
 from studio.spec import Spec
 from tests.comfyui_server.fixtures import workflow_capture
 from tests.comfyui_server.server import DEFAULT_MODELS, install_models, load_object_info
 from tests.comfyui_server.validate import validate_prompt
 from win_side.backends.comfyui.graphs import builtin_graph, filename_prefix
 
-MODELS = ["flux-schnell", "flux-dev", "z-image-turbo", "qwen-image"]
+MODELS = list(GRAPH_NAMES)  # each has its template captured in shared/comfyui/workflows
 TEMPLATE_PROMPT = "A laptop and a tower PC linked by a glowing cable, editorial illustration"
 
 

@@ -40,6 +40,7 @@ from studio.clock import utcnow
 from studio.config import FalModel
 from studio.errors import FatalError
 from studio.fsutil import write_text_atomic
+from studio.models import BUILTIN_MODELS
 from studio.png import DamagedPng, NotPng, check_png
 from studio.record import ErrorKind
 from win_side.backends.base import (
@@ -59,7 +60,7 @@ DEFAULT_QUEUE_URL = "https://queue.fal.run"
 KEY_ENV = "FAL_KEY"
 MEGAPIXEL = 1024 * 1024  # fal prices a 1024 x 1024 image as one megapixel
 # Endpoints whose models have no negative prompt (distilled guidance).
-IGNORES_NEGATIVE = frozenset({"fal-ai/flux/schnell", "fal-ai/flux/dev", "fal-ai/z-image/turbo"})
+IGNORES_NEGATIVE = frozenset(m.fal_endpoint for m in BUILTIN_MODELS if m.fal_endpoint and not m.negative_prompt)
 MAX_IMAGE_BYTES = 256 * 1024 * 1024
 COMPLETED_KEPT_SECONDS = 3600.0  # a finished request is re-used this long (a kill before the commit)
 STALE_SECONDS = 7 * 24 * 3600.0  # fal keeps results at least 7 days

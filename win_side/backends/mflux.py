@@ -26,6 +26,7 @@ from typing import Callable, Optional, Sequence
 from studio.clock import utcnow
 from studio.config import MfluxModel
 from studio.errors import FatalError
+from studio.models import BUILTIN_MODELS
 from studio.png import NotPng, check_png
 from studio.record import ErrorKind
 from win_side.backends.base import (
@@ -55,7 +56,7 @@ NOT_INSTALLED = (
     "(or: pip install mflux). Elsewhere, render with the worker (comfyui) or fal."
 )
 # Commands whose models have no negative branch (mflux warns and ignores the flag).
-IGNORES_NEGATIVE = frozenset({"mflux-generate", "mflux-generate-z-image-turbo"})
+IGNORES_NEGATIVE = frozenset(m.mflux_command[0] for m in BUILTIN_MODELS if m.mflux_command and not m.negative_prompt)
 _OOM = re.compile(r"out of memory|insufficient memory|MemoryError|Cannot allocate memory|kIOGPU", re.I)
 _STEP = re.compile(r"(\d+)/(\d+) \[")
 

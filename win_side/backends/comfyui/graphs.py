@@ -1,9 +1,10 @@
 """The API-format graphs renderloop submits to ComfyUI.
 
-Built-in graphs have the node ids, node types, input names, titles and
-default model files of ComfyUI's own templates (as converted in
-``shared/comfyui/workflows/*.api.json``); file names, steps, cfg, sampler,
-scheduler, guidance and shift come from renderloop.yaml and the spec.  User
+Built-in graphs have the node ids, node types, input names and titles of
+ComfyUI's own templates (as converted in ``shared/comfyui/workflows/*.api.json``);
+file names, steps, cfg, sampler, scheduler, guidance and shift come from
+renderloop.yaml and the spec, else from the built-in model (``studio.models``,
+the templates' own values).  User
 workflows come from ``studio.workflow`` with their bindings applied.
 
 Every graph is unique to its image: the SaveImage ``filename_prefix`` holds
@@ -16,27 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from studio.config import ComfyUIModel
+from studio.models import BUILTIN
 from studio.spec import Spec
 from studio.workflow import Workflow
 
 Node = dict[str, Any]
-
-# The templates' settings (workflows/models.json), used where renderloop.yaml names none.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "flux-schnell": {"unet": "flux1-schnell.safetensors", "clip_l": "clip_l.safetensors",
-                     "t5xxl": "t5xxl_fp16.safetensors", "vae": "ae.safetensors",
-                     "steps": 4, "cfg": 1.0, "sampler": "euler", "scheduler": "simple"},
-    "flux-dev": {"unet": "flux1-dev.safetensors", "clip_l": "clip_l.safetensors",
-                 "t5xxl": "t5xxl_fp16.safetensors", "vae": "ae.safetensors", "guidance": 3.5,
-                 "steps": 20, "cfg": 1.0, "sampler": "euler", "scheduler": "simple"},
-    "z-image-turbo": {"unet": "z_image_turbo_bf16.safetensors", "clip": "qwen_3_4b.safetensors",
-                      "vae": "ae.safetensors", "shift": 3.0,
-                      "steps": 8, "cfg": 1.0, "sampler": "res_multistep", "scheduler": "simple"},
-    "qwen-image": {"unet": "qwen_image_fp8_e4m3fn.safetensors", "clip": "qwen_2.5_vl_7b_fp8_scaled.safetensors",
-                   "vae": "qwen_image_vae.safetensors", "shift": 3.1,
-                   "steps": 20, "cfg": 4.0, "sampler": "euler", "scheduler": "simple"},
-}
-
 
 @dataclass(frozen=True)
 class Graph:
@@ -64,26 +49,28 @@ def node(class_type: str, title: str, **inputs: Any) -> Node:
 
 
 class _Settings:
-    """A value from renderloop.yaml, else the template's default."""
+    """A value from renderloop.yaml, else the built-in model's default (studio.models: the template's)."""
 
     def __init__(self, graph: str, comfy: ComfyUIModel, spec: Spec) -> None:
-        self.defaults = DEFAULTS[graph]
+        self.builtin = BUILTIN[graph]
         self.comfy = comfy
         self.spec = spec
 
     def __getitem__(self, name: str) -> Any:
         value = getattr(self.comfy, name, None)
-        return self.defaults[name] if value is None else value
+        if value is not None:
+            return value
+        return self.builtin.files[name] if name in self.builtin.files else self.builtin.tuning[name]
 
     def sampler(self, model: list, positive: list, negative: list, latent: list) -> Node:
-        spec, defaults = self.spec, self.defaults
+        spec, builtin = self.spec, self.builtin
         return node(
             "KSampler", "KSampler",
             seed=spec.seed,
-            steps=spec.steps if spec.steps is not None else defaults["steps"],
-            cfg=float(spec.cfg if spec.cfg is not None else defaults["cfg"]),
-            sampler_name=spec.sampler or defaults["sampler"],
-            scheduler=spec.scheduler or defaults["scheduler"],
+            steps=spec.steps if spec.steps is not None else builtin.steps,
+            cfg=float(spec.cfg if spec.cfg is not None else builtin.cfg),
+            sampler_name=spec.sampler or builtin.sampler,
+            scheduler=spec.scheduler or builtin.scheduler,
             denoise=1.0, model=model, positive=positive, negative=negative, latent_image=latent,
         )
 
@@ -167,7 +154,8 @@ def _qwen_image(s: _Settings, prefix: str) -> dict[str, Node]:
     }
 
 
-_BUILDERS: dict[str, Callable[[_Settings, str], dict[str, Node]]] = {
+# One builder per built-in model in studio.models (a test holds the two equal).
+BUILDERS: dict[str, Callable[[_Settings, str], dict[str, Node]]] = {
     "flux-schnell": lambda s, prefix: _flux(s, prefix, dev=False),
     "flux-dev": lambda s, prefix: _flux(s, prefix, dev=True),
     "z-image-turbo": _z_image,
@@ -178,7 +166,7 @@ _BUILDERS: dict[str, Callable[[_Settings, str], dict[str, Node]]] = {
 def builtin_graph(comfy: ComfyUIModel, spec: Spec, prefix: str) -> Graph:
     """The built-in graph ``comfy.graph`` for ``spec``."""
     assert comfy.graph is not None
-    nodes = _BUILDERS[comfy.graph](_Settings(comfy.graph, comfy, spec), prefix)
+    nodes = BUILDERS[comfy.graph](_Settings(comfy.graph, comfy, spec), prefix)
     save = next(k for k, v in nodes.items() if v["class_type"] == "SaveImage")
     return Graph(nodes, save)
 
