@@ -27,6 +27,7 @@ from win_side.backends.base import (
     RenderRequest,
     RenderResult,
 )
+from win_side.throttle import Throttle, try_again
 
 log = logging.getLogger("renderloop.worker")
 
@@ -101,8 +102,7 @@ class LaneRunner:
         self.deliver = deliver
         self.cancel = cancel
         self.stop = stop
-        self._failures = 0
-        self._resume_at = 0.0
+        self.throttle = Throttle(BACKOFF)
         self._state = threading.Lock()
         self.threads = [
             threading.Thread(target=self._run, name=f"lane-{lane.name}-{i}", daemon=True)
@@ -115,9 +115,10 @@ class LaneRunner:
 
     def _run(self) -> None:
         while not self.stop.is_set():
-            delay = self._resume_at - time.monotonic()
-            if delay > 0:
-                self.stop.wait(min(delay, 1.0))
+            with self._state:
+                waiting = self.throttle.waiting
+            if waiting:
+                self.throttle.wait(self.stop, limit=1.0)
                 continue
             item = self.queue.get(timeout=0.5, accept=getattr(self.lane, "accepts", None))
             if item is None:
@@ -146,19 +147,17 @@ class LaneRunner:
             log.exception("%s: unexpected error rendering %s/%s", self.lane.name, *item.request.key)
             result = RenderFailed("backend-error", f"{type(exc).__name__}: {exc}")
         with self._state:
-            self._failures = 0
+            self.throttle.succeed()
         self.deliver(Outcome(item, result))
 
     def _back_off(self, exc: BackendUnavailable) -> None:
         with self._state:
-            if time.monotonic() < self._resume_at and exc.retry_after is None:
+            if self.throttle.waiting and exc.retry_after is None:
                 return  # another thread of this lane failed in the same round and set the wait
-            delay = exc.retry_after or BACKOFF[min(self._failures, len(BACKOFF) - 1)]
-            self._failures += 1
-            resume = time.monotonic() + delay
-            if resume > self._resume_at:
-                self._resume_at = resume
-                log.warning("%s is unavailable (%s); will try again in %g s", self.lane.name, exc, delay)
+            before = self.throttle.until
+            delay = self.throttle.fail(at_least=exc.retry_after)
+            if self.throttle.until > before:
+                log.warning("%s is unavailable (%s); %s", self.lane.name, exc, try_again(delay))
 
 
 class RenderQueue:

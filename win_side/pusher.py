@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 from studio.errors import FatalError
 from win_side.repo import PushRejected, RemoteUnreachable, WorkerRepo
+from win_side.throttle import Throttle, try_again
 
 log = logging.getLogger("renderloop.worker")
 
@@ -28,8 +29,7 @@ class Pusher:
         self.on_integrated = on_integrated  # the remote brought new commits: re-plan
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._failures = 0
-        self._retry_at = 0.0
+        self.throttle = Throttle(BACKOFF)
         self._thread = threading.Thread(target=self._run, name="pusher", daemon=True)
 
     def start(self) -> None:
@@ -46,9 +46,8 @@ class Pusher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            delay = self._retry_at - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
+            if self.throttle.waiting:
+                self.throttle.wait(self._stop)
                 continue
             self._wake.wait(timeout=5.0)
             if self._stop.is_set():
@@ -66,8 +65,7 @@ class Pusher:
         if not ok:
             self._schedule_retry(f"the remote moved on {MAX_REBASES} times in a row")
             return False
-        self._failures = 0
-        self._retry_at = 0.0
+        self.throttle = Throttle(BACKOFF)
         return True
 
     def _push_with_rebase(self) -> bool:
@@ -93,14 +91,12 @@ class Pusher:
         return self.repo.unpushed() == 0
 
     def _schedule_retry(self, reason: str) -> None:
-        delay = BACKOFF[min(self._failures, len(BACKOFF) - 1)]
-        self._failures += 1
-        self._retry_at = time.monotonic() + delay
+        delay = self.throttle.fail()
         self._wake.set()  # try again once the delay is over
         waiting = self.repo.unpushed()
         log.warning(
-            "cannot push (%s); %d commit%s locally, will try again in %g s",
-            reason, waiting, " waits" if waiting == 1 else "s wait", delay,
+            "cannot push (%s); %d commit%s locally, %s",
+            reason, waiting, " waits" if waiting == 1 else "s wait", try_again(delay),
         )
 
     def flush(self, timeout: float) -> bool:
@@ -110,7 +106,6 @@ class Pusher:
             if self.push_pending():
                 return True
             remaining = deadline - time.monotonic()
-            wait = self._retry_at - time.monotonic()
-            if remaining <= 0 or wait > remaining:
+            if remaining <= 0 or self.throttle.remaining > remaining:
                 return False
-            time.sleep(max(0.0, wait))
+            self.throttle.wait(threading.Event())  # stop() came first: only the timeout ends the flush

@@ -53,6 +53,7 @@ from win_side.backends.base import (
     RenderResult,
     not_configured,
 )
+from win_side.throttle import Throttle, doubling, try_again
 
 log = logging.getLogger("renderloop.fal")
 
@@ -73,17 +74,14 @@ NO_KEY = (
 
 @dataclass
 class Retry:
-    """A capped schedule of delays: base, 2 x base, 4 x base... up to cap."""
+    """How one HTTP call is retried: delays base, 2 x base, 4 x base... up to cap."""
 
     base: float = 0.25
     cap: float = 30.0
     attempts: int = 8  # for one call outside a wait (submit, result, download)
 
-    def delay(self, attempt: int, retry_after: Optional[float] = None) -> float:
-        wait = min(self.cap, self.base * 2 ** max(attempt - 1, 0))
-        if retry_after is not None:
-            wait = min(self.cap, max(wait, retry_after))
-        return wait
+    def throttle(self) -> Throttle:
+        return Throttle(doubling(self.base, self.cap))
 
 
 @dataclass
@@ -185,7 +183,7 @@ class FalClient:
         payload: Any = None, deadline: Optional[float] = None, auth: bool = True,
     ) -> requests.Response:
         """One HTTP call, retried on 429, 5xx and network errors until ``deadline`` or the attempt limit."""
-        attempt = 0
+        throttle = self.retry.throttle()
         while True:
             if cancel.is_set():
                 raise Cancelled(what)
@@ -200,13 +198,12 @@ class FalClient:
                     return response
                 problem = f"fal answered {response.status_code} {response.reason}"
                 retry_after = _retry_after(response)
-            attempt += 1
-            wait = self.retry.delay(attempt, retry_after)
+            wait = throttle.fail(at_least=retry_after)
             out_of_time = deadline is not None and time.monotonic() + wait > deadline
-            if out_of_time or (deadline is None and attempt >= self.retry.attempts):
-                raise BackendUnavailable(f"{what}: {problem} (tried {attempt} times)", retry_after=wait)
-            log.warning("%s: %s, will try again in %.1f s", what, problem, wait)
-            if cancel.wait(wait):
+            if out_of_time or (deadline is None and throttle.failures >= self.retry.attempts):
+                raise BackendUnavailable(f"{what}: {problem} (tried {throttle.failures} times)", retry_after=wait)
+            log.warning("%s: %s, %s", what, problem, try_again(wait))
+            if throttle.wait(cancel):
                 raise Cancelled(what)
 
 

@@ -48,6 +48,7 @@ from win_side.backends.comfyui import errors
 from win_side.backends.comfyui.client import BadAnswer, ComfyClient, FileGone, Rejected, ServerDown
 from win_side.backends.comfyui.events import EventStream, Watch
 from win_side.backends.comfyui.graphs import Graph, builtin_graph, filename_prefix, workflow_graph
+from win_side.throttle import Throttle
 
 log = logging.getLogger("renderloop.comfyui")
 
@@ -190,7 +191,8 @@ class ComfyLane:
               progress: Optional[Progress], deadline: float, ids: dict) -> Union[dict, str]:
         prompt_id = watch.prompt_id
         epoch = self.events.epoch
-        polls = bad = 0
+        polls = Throttle(POLL)  # while the socket is down or the server does not answer
+        bad = 0
         down_since: Optional[float] = None
         next_check = time.monotonic() + (SAFETY_CHECK if self.events.connected else POLL[0])
         shown: Optional[float] = None
@@ -227,8 +229,11 @@ class ComfyLane:
                     return state
                 if not failed:
                     watch.done = False  # queued or running after all: wait for the next signal
-                polls = 0 if self.events.connected and not failed else polls + 1
-                next_check = now + (SAFETY_CHECK if polls == 0 else POLL[min(polls - 1, len(POLL) - 1)])
+                if self.events.connected and not failed:
+                    polls.succeed()
+                    next_check = now + SAFETY_CHECK
+                else:
+                    next_check = now + polls.fail()
             watch.changed.wait(max(0.0, min(0.1, next_check - now)))
 
     def _check(self, prompt_id: str, done: bool) -> Union[dict, str, None]:

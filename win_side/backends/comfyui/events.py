@@ -20,6 +20,8 @@ from typing import Any, Optional
 
 import websocket
 
+from win_side.throttle import Throttle
+
 log = logging.getLogger("renderloop.comfyui")
 
 CONNECT_TIMEOUT = 5.0
@@ -124,7 +126,7 @@ class EventStream:
 
     # -------------------------------------------------------------- socket
     def _run(self) -> None:
-        attempt = 0
+        reconnect = Throttle(RECONNECT)
         while not self._closing.is_set():
             try:
                 ws = websocket.create_connection(
@@ -132,10 +134,10 @@ class EventStream:
                 )
             except Exception as exc:  # refused, timed out, handshake answered 404...
                 self._set_connected(False, exc)
-                self._closing.wait(RECONNECT[min(attempt, len(RECONNECT) - 1)])
-                attempt += 1
+                reconnect.fail()
+                reconnect.wait(self._closing)
                 continue
-            attempt = 0
+            reconnect.succeed()
             self._ws = ws
             self._set_connected(True)
             try:
