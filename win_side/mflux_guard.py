@@ -32,6 +32,7 @@ from typing import IO, Callable, Iterator, Optional, Sequence
 import psutil
 
 from studio.fsutil import write_text_atomic
+from studio.oslock import FileLock
 
 log = logging.getLogger("renderloop.mflux")
 
@@ -346,48 +347,6 @@ class LockState:
             log.warning("could not record mflux state in %s: %s", self.path, exc)
 
 
-class _FileLock:
-    """An exclusive OS lock on one file: released by the OS if the holder dies."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._file = open(path, "a+b")
-
-    def try_acquire(self) -> bool:
-        try:
-            if sys.platform == "win32":  # pragma: no cover - Windows only
-                import msvcrt
-
-                self._file.seek(0)
-                msvcrt.locking(self._file.fileno(), msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError:
-            return False
-
-    def unlock(self) -> None:
-        try:
-            if sys.platform == "win32":  # pragma: no cover - Windows only
-                import msvcrt
-
-                self._file.seek(0)
-                msvcrt.locking(self._file.fileno(), msvcrt.LK_UNLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.unlock()
-        self._file.close()
-
-
 class _Turns:
     """Marks of processes waiting for the lock, so that two processes take turns.
 
@@ -427,10 +386,10 @@ class machine_lock:
         self.path = path
         self.cancel = cancel
         self.poll = max(poll, 0.01)
-        self._lock: Optional[_FileLock] = None
+        self._lock: Optional[FileLock] = None
 
     def __enter__(self) -> LockState:
-        lock = _FileLock(self.path)
+        lock = FileLock(self.path)
         state = LockState(self.path)
         turns = _Turns(self.path)
         said = False
@@ -454,7 +413,7 @@ class machine_lock:
         state.mark_holder()
         return state
 
-    def _take(self, lock: _FileLock, state: LockState, turns: _Turns) -> bool:
+    def _take(self, lock: FileLock, state: LockState, turns: _Turns) -> bool:
         if not lock.try_acquire():
             return False
         if state.read().get("last_pid") == os.getpid() and turns.others_waiting():

@@ -13,20 +13,21 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
+from typing import Optional
 
 from studio import git
 from studio.errors import FatalError
-from studio.fsutil import is_temp_name
+from studio.fsutil import is_temp_name, write_text_atomic
 from studio.git import GitError
 from studio.layout import BATCH_ERROR_NAME, RENDERS, Studio, slug_problem
+from studio.oslock import FileLock
 from studio.record import RenderRecord
 from win_side import faults
 
 log = logging.getLogger("renderloop.worker")
 
 NETWORK_TIMEOUT = 60.0
+PID_FILE = "worker.pid"  # names the worker holding worker.lock
 _REJECTED = re.compile(
     r"\[rejected\]|\[remote rejected\]|non-fast-forward|fetch first|cannot lock ref|"
     r"failed to update ref|stale info|Updates were rejected",
@@ -52,6 +53,7 @@ class WorkerRepo:
     def __post_init__(self) -> None:
         self.lock = threading.RLock()  # held for every write to the tree, index or HEAD
         self.fetch_lock = threading.Lock()  # one fetch at a time (FETCH_HEAD, tracking ref)
+        self._held: Optional[FileLock] = None  # the OS lock on the clone, while this process has it
         self.root = self.studio.root
         self.state = git.state_dir(self.root)
         # A run killed mid-rebase leaves HEAD detached; the rebase names the branch (recover() aborts it).
@@ -70,30 +72,25 @@ class WorkerRepo:
     # -- exclusive use -------------------------------------------------
 
     def acquire(self) -> None:
-        """Take the clone for this process, refusing if another live worker has it."""
-        lock_path = self.state / "worker.pid"
-        for _ in range(3):
-            try:
-                fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                other = _read_pid(lock_path)
-                if other and other != os.getpid() and _alive(other):
-                    raise FatalError(
-                        f"another worker (pid {other}) is using {self.root}; stop it first "
-                        f"(or delete {lock_path} if it is gone)"
-                    ) from None
-                lock_path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            self._lock_path = lock_path
-            return
-        raise FatalError(f"could not take {lock_path}")
+        """Take the clone for this process, refusing if another worker has it.
+
+        The OS holds the lock (freed when its holder dies, even by SIGKILL);
+        ``worker.pid`` next to it only names the holder for people and tests.
+        """
+        lock = FileLock(self.state / "worker.lock")
+        if not lock.try_acquire():
+            lock.close()
+            other = _read_pid(self.state / PID_FILE)
+            who = f"another worker (pid {other})" if other else "another worker"
+            raise FatalError(f"{who} is using {self.root}; stop it first")
+        write_text_atomic(self.state / PID_FILE, f"{os.getpid()}\n")
+        self._held = lock
 
     def release(self) -> None:
-        path = getattr(self, "_lock_path", None)
-        if path is not None and _read_pid(path) == os.getpid():
-            path.unlink(missing_ok=True)
+        if self._held is not None:
+            (self.state / PID_FILE).unlink(missing_ok=True)
+            self._held.close()
+            self._held = None
 
     # -- recovery ------------------------------------------------------
 
@@ -300,9 +297,3 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        process = psutil.Process(pid)
-        return process.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
