@@ -53,16 +53,16 @@ def test_done_only_on_executing_null_for_our_prompt(name: str) -> None:
     done_at = feed(events, messages, prompt_id)
     last = max(i for i, m in enumerate(messages) if m["type"] == "executing" and m["data"]["node"] is None)
     assert done_at == last  # not at execution_success, which comes before the history is written
-    assert events._watches[prompt_id].started
 
 
-def test_execution_error_is_noted_and_done_still_waits_for_executing_null() -> None:
+def test_after_an_execution_error_done_still_waits_for_executing_null() -> None:
     recorded = capture("run_execution_error_corrupt_model_file.json")
     prompt_id = recorded["post_prompt"]["response"]["json"]["prompt_id"]
+    messages = text_messages(recorded["ws_messages"])
     events = watching(prompt_id)
-    feed(events, text_messages(recorded["ws_messages"]), prompt_id)
-    watch = events._watches[prompt_id]
-    assert watch.done and watch.error["exception_type"] == "safetensors._safetensors_rust.SafetensorError"
+    done_at = feed(events, messages, prompt_id)
+    error_at = next(i for i, m in enumerate(messages) if m["type"] == "execution_error")
+    assert done_at > error_at  # the history is written only then
 
 
 def test_progress_becomes_a_fraction() -> None:
@@ -87,8 +87,9 @@ def test_messages_of_other_prompts_and_sessions_are_ignored() -> None:
     done_at = feed(events, messages, c)
     assert done_at == len(messages) - 2  # A's interruption and done did not end C's wait
     events = watching(a)
-    feed(events, messages, a)
-    assert events._watches[a].interrupted and events._watches[a].done
+    assert feed(events, messages, a) > next(
+        i for i, m in enumerate(messages) if m["type"] == "execution_interrupted" and m["data"]["prompt_id"] == a
+    )  # A's own interruption, then its done
 
 
 def test_reconnect_messages_without_prompt_id_do_not_end_a_wait() -> None:

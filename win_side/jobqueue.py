@@ -13,7 +13,7 @@ import collections
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Optional, Sequence, Union
 
@@ -45,7 +45,6 @@ class Item:
 class Outcome:
     item: Item
     result: Union[RenderResult, RenderFailed]
-    finished: float = field(default_factory=time.monotonic)
 
 
 class JobQueue:

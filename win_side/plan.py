@@ -11,10 +11,9 @@ from pathlib import Path
 
 from studio.batch import Job
 from studio.config import StudioConfig
-from studio.errors import InvalidFile
+from studio.errors import FatalError, InvalidFile
 from studio.inventory import job_state, load_batches, records
-from studio.errors import FatalError
-from studio.layout import Studio, batch_id_problem
+from studio.layout import BATCH_ERROR_NAME, Studio, batch_id_problem
 
 
 @dataclass
@@ -22,7 +21,7 @@ class Plan:
     jobs: list[Job] = field(default_factory=list)  # to render, batch by batch, in file order
     invalid: dict[str, tuple[Path, InvalidFile]] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # batch -> why its renders folder is refused
-    valid: set[str] = field(default_factory=set)  # batches whose file is valid
+    clear_errors: list[str] = field(default_factory=list)  # batches whose batch-error.json no longer holds
     desired: dict[tuple[str, str], str] = field(default_factory=dict)  # (batch, slug) -> spec_hash
     totals: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # batch -> (total, done, failed)
 
@@ -42,7 +41,6 @@ def make_plan(
     for batch_id, loaded in inventory.batches.items():
         if (only is not None and batch_id not in only) or batch_id in plan.refused:
             continue
-        plan.valid.add(batch_id)
         actual = records(studio, batch_id)
         done = failed = 0
         for job in loaded.jobs:
@@ -55,7 +53,19 @@ def make_plan(
             else:
                 plan.jobs.append(job)
         plan.totals[batch_id] = (len(loaded.jobs), done, failed)
+    plan.clear_errors = [
+        batch_id for batch_id in error_records(studio)
+        if batch_id not in plan.invalid and batch_id not in plan.refused and not escapes(studio, batch_id)
+        and (only is None or batch_id in only)
+    ]
     return plan
+
+
+def error_records(studio: Studio) -> list[str]:
+    """The batches that have a ``renders/<batch>/batch-error.json``."""
+    if not studio.renders_dir.is_dir():
+        return []
+    return [path.parent.name for path in sorted(studio.renders_dir.glob(f"*/{BATCH_ERROR_NAME}"))]
 
 
 def escapes(studio: Studio, batch_id: str) -> str | None:

@@ -26,7 +26,7 @@ from win_side import faults
 from win_side.backends.base import Backend, RenderFailed, RenderRequest, RenderResult
 from win_side.commits import clear_batch_error, commit_paths, commit_render, record_batch_error, render_message
 from win_side.jobqueue import Item, Outcome, RenderQueue
-from win_side.plan import Plan, escapes, make_plan
+from win_side.plan import Plan, make_plan
 from win_side.progress import Progress
 from win_side.pusher import Pusher
 from win_side.repo import RemoteUnreachable, WorkerRepo
@@ -170,17 +170,10 @@ class Reconciler:
             if record_batch_error(self.repo, batch, path, error, self.options.worker):
                 log.error("%s is invalid; recorded renders/%s/batch-error.json:\n%s", path.name, batch, error)
                 changed = True
-        studio = self.repo.studio
-        if studio.renders_dir.is_dir():
-            for error_file in sorted(studio.renders_dir.glob("*/batch-error.json")):
-                batch = error_file.parent.name
-                if batch in plan.invalid or batch in plan.refused or escapes(studio, batch) or (
-                    self.options.only is not None and batch not in self.options.only
-                ):
-                    continue
-                if clear_batch_error(self.repo, batch, self.options.worker):
-                    log.info("batch %s is valid again (or gone): cleared its error record", batch)
-                    changed = True
+        for batch in plan.clear_errors:
+            if clear_batch_error(self.repo, batch, self.options.worker):
+                log.info("batch %s is valid again (or gone): cleared its error record", batch)
+                changed = True
         if changed and self.pusher:
             self.pusher.request()
 

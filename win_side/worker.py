@@ -136,7 +136,6 @@ class StopOnSignals:
             print("renderloop: stopping now", file=sys.stderr)
             os._exit(130)
         log.info("stopping: committing what is finished (Ctrl+C again to leave at once)")
-        threading.Thread(target=self.reconciler.stopping.set, daemon=True).start()
         self.reconciler.stopping.set()
         self.reconciler.poke()
 

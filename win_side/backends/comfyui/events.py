@@ -36,11 +36,8 @@ class Watch:
     def __init__(self, prompt_id: str) -> None:
         self.prompt_id = prompt_id
         self.changed = threading.Event()
-        self.started = False
         self.done = False  # executing {node: null}: history is written
         self.fraction: Optional[float] = None
-        self.error: Optional[dict] = None  # the execution_error data
-        self.interrupted = False
 
     def _poke(self) -> None:
         self.changed.set()
@@ -104,18 +101,12 @@ class EventStream:
             watch = self._watches.get(prompt_id) if isinstance(prompt_id, str) else None
         if watch is None:
             return
-        if kind == "execution_start":
-            watch.started = True
-        elif kind == "executing" and data.get("node") is None:
+        if kind == "executing" and data.get("node") is None:
             watch.done = True
         elif kind == "progress":
             watch.fraction = _fraction(data)
-        elif kind == "execution_error":
-            watch.error = data
-        elif kind == "execution_interrupted":
-            watch.interrupted = True
-        else:
-            return
+        elif kind not in ("execution_start", "execution_error", "execution_interrupted"):
+            return  # those three only wake the render: the history says how it ended
         watch._poke()
 
     def _poke_all(self) -> None:
