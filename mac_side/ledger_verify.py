@@ -36,7 +36,7 @@ from studio.layout import LEDGER_NAME
 from studio.ledger import missing_lines
 from studio.ledger import parse as parse_ledger
 
-Graph = list[tuple[str, list[str]]]  # commit, parents; parents before children
+CommitGraph = list[tuple[str, list[str]]]  # commit, parents; parents before children
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def verify(repo: Path) -> int:
     return 1
 
 
-def history(root: Path) -> Graph:
+def history(root: Path) -> CommitGraph:
     """Commits touching the ledger (and every merge), parents first, with their rewritten parents."""
     text = git.out(
         root, "rev-list", "--full-history", "--parents", "--topo-order", "--reverse", "HEAD", "--", LEDGER_NAME
@@ -81,7 +81,7 @@ def history(root: Path) -> Graph:
 class _Versions:
     """The ledger as of each commit: blob ids and sizes, and the bytes when they must be read."""
 
-    def __init__(self, graph: Graph, objects: git.ObjectReader) -> None:
+    def __init__(self, graph: CommitGraph, objects: git.ObjectReader) -> None:
         self._objects = objects
         self._header: dict[str, Optional[tuple[str, int]]] = {}
         self._uses: Counter[str] = Counter()  # reads still to come, per blob
@@ -160,7 +160,7 @@ def _newlines(data: bytes) -> list[int]:
     return positions
 
 
-def check(graph: Graph, objects: git.ObjectReader) -> tuple[list[Violation], int]:
+def check(graph: CommitGraph, objects: git.ObjectReader) -> tuple[list[Violation], int]:
     """Every violation in ``graph``, and the number of lines in the newest ledger."""
     versions = _Versions(graph, objects)
     violations: list[Violation] = []

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from studio.config import StudioConfig
+from studio.config import StudioConfig, _Strict  # one meaning of strict for the files people write
 from studio.errors import InvalidFile, Problem
 from studio.layout import BATCH_SUFFIXES, Slug, Studio, batch_id_problem
 from studio.source import Document, load_bytes, load_file, problems_from
@@ -15,10 +15,6 @@ from studio.spec import SEED_MAX, Spec, apply_cues, derive_seed
 
 Backend = Literal["comfyui", "fal", "mflux", "placeholder"]
 MAX_PROMPT_CHARS = 20_000
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 def _no_control_characters(value: str) -> str:
@@ -29,7 +25,7 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
-class _Settings(_Strict):
+class _SharedSettings(_Strict):
     """Settings a batch sets for all its prompts and a prompt may override."""
 
     model: Optional[str] = None
@@ -48,7 +44,7 @@ class _Settings(_Strict):
         return value if value is None else _no_control_characters(value)
 
 
-class PromptEntry(_Settings):
+class PromptEntry(_SharedSettings):
     slug: Slug
     prompt: str = Field(max_length=MAX_PROMPT_CHARS)
     seed: Optional[int] = Field(default=None, ge=0, le=SEED_MAX)
@@ -82,7 +78,7 @@ class PromptEntry(_Settings):
         return value if value is None else _no_control_characters(value)
 
 
-class Batch(_Settings):
+class Batch(_SharedSettings):
     version: Literal[1]
     prompts: list[PromptEntry] = Field(max_length=10_000)
 

@@ -42,7 +42,7 @@ class Item:
 
 
 @dataclass
-class Outcome:
+class RenderOutcome:
     item: Item
     result: Union[RenderResult, RenderFailed]
 
@@ -94,7 +94,7 @@ class JobQueue:
 class LaneRunner:
     """The threads of one lane, and its backoff state."""
 
-    def __init__(self, lane: Lane, queue: JobQueue, deliver: Callable[[Outcome], None],
+    def __init__(self, lane: Lane, queue: JobQueue, deliver: Callable[[RenderOutcome], None],
                  cancel: threading.Event, stop: threading.Event) -> None:
         self.lane = lane
         self.queue = queue
@@ -147,7 +147,7 @@ class LaneRunner:
             result = RenderFailed("backend-error", f"{type(exc).__name__}: {exc}")
         with self._state:
             self.throttle.succeed()
-        self.deliver(Outcome(item, result))
+        self.deliver(RenderOutcome(item, result))
 
     def _back_off(self, exc: BackendUnavailable) -> None:
         with self._state:
@@ -162,7 +162,7 @@ class LaneRunner:
 class RenderQueue:
     """All lanes of a backend around one shared queue of images."""
 
-    def __init__(self, lanes: Sequence[Lane], deliver: Callable[[Outcome], None]) -> None:
+    def __init__(self, lanes: Sequence[Lane], deliver: Callable[[RenderOutcome], None]) -> None:
         self.queue = JobQueue()
         self.cancel = threading.Event()  # set on stop: in-flight renders give up
         self.stop_event = threading.Event()

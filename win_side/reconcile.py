@@ -25,7 +25,7 @@ from studio.spec import Spec
 from win_side import faults
 from win_side.backends.base import Backend, RenderFailed, RenderRequest, RenderResult
 from win_side.commits import clear_batch_error, commit_paths, commit_render, record_batch_error, render_message
-from win_side.jobqueue import Item, Outcome, RenderQueue
+from win_side.jobqueue import Item, RenderOutcome, RenderQueue
 from win_side.plan import Plan, make_plan
 from win_side.progress import Progress
 from win_side.pusher import Pusher
@@ -82,7 +82,7 @@ class Reconciler:
         self._idle.set()
         self.poked = threading.Event()
         self.stopping = threading.Event()
-        self.outcomes: queue.Queue[Optional[Outcome]] = queue.Queue()
+        self.outcomes: queue.Queue[Optional[RenderOutcome]] = queue.Queue()
         self.renders = RenderQueue(backend.lanes, self.outcomes.put)
         self.pusher = Pusher(repo, on_integrated=self.poke) if options.push and repo.has_remote() else None
         self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
@@ -199,7 +199,7 @@ class Reconciler:
         for request in fresh:
             failure = failures.get(request.key)
             if failure is not None:
-                self.outcomes.put(Outcome(Item(request), failure))
+                self.outcomes.put(RenderOutcome(Item(request), failure))
             else:
                 self.renders.put(request)
         log.info("queued %d image%s", len(fresh) - len(failures), "" if len(fresh) - len(failures) == 1 else "s")
@@ -225,7 +225,7 @@ class Reconciler:
             if outcome is not None:
                 self._commit(outcome)
 
-    def _commit(self, outcome: Outcome) -> None:
+    def _commit(self, outcome: RenderOutcome) -> None:
         request = outcome.item.request
         key = request.key
         with self._state:
@@ -254,7 +254,7 @@ class Reconciler:
                 if not self.active:
                     self._idle.set()
 
-    def _record(self, outcome: Outcome) -> tuple[RenderRecord, Optional[bytes]]:
+    def _record(self, outcome: RenderOutcome) -> tuple[RenderRecord, Optional[bytes]]:
         request = outcome.item.request
         result = outcome.result
         if isinstance(result, RenderResult):

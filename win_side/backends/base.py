@@ -26,7 +26,7 @@ from studio.config import ModelSettings, StudioConfig
 from studio.record import ErrorKind
 from studio.spec import Spec
 
-Progress = Callable[[float], None]
+ReportProgress = Callable[[float], None]  # a render says how far it is (0 to 1)
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,9 @@ class Lane(Protocol):
     name: str
     window: int
 
-    def render(self, request: RenderRequest, cancel: threading.Event, progress: Optional[Progress] = None) -> RenderResult:
+    def render(
+        self, request: RenderRequest, cancel: threading.Event, progress: Optional[ReportProgress] = None
+    ) -> RenderResult:
         ...
 
 

@@ -47,7 +47,7 @@ from win_side.backends.base import (
     BackendOptions,
     BackendUnavailable,
     Cancelled,
-    Progress,
+    ReportProgress,
     RenderFailed,
     RenderRequest,
     RenderResult,
@@ -85,7 +85,7 @@ class Retry:
 
 
 @dataclass
-class Job:
+class FalRequest:
     """One fal queue request, as the progress file keeps it."""
 
     request_id: str
@@ -102,7 +102,7 @@ class Job:
         return json.dumps(self.__dict__, indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "Job":
+    def from_json(cls, text: str) -> "FalRequest":
         data = json.loads(text)
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
 
@@ -116,10 +116,10 @@ class JobFiles:
     def path(self, request: RenderRequest) -> Path:
         return self.root / request.batch / f"{request.slug}.json"
 
-    def load(self, request: RenderRequest, endpoint: str, base_url: str) -> Optional[Job]:
+    def load(self, request: RenderRequest, endpoint: str, base_url: str) -> Optional[FalRequest]:
         path = self.path(request)
         try:
-            job = Job.from_json(path.read_text(encoding="utf-8"))
+            job = FalRequest.from_json(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, TypeError):
             return None
         same = job.spec_hash == request.spec_hash and job.endpoint == endpoint and job.base_url == base_url
@@ -128,7 +128,7 @@ class JobFiles:
             return None
         return job
 
-    def save(self, request: RenderRequest, job: Job) -> None:
+    def save(self, request: RenderRequest, job: FalRequest) -> None:
         write_text_atomic(self.path(request), job.to_json())
 
     def drop(self, request: RenderRequest) -> None:
@@ -141,7 +141,7 @@ class JobFiles:
         now = time.time()
         for path in self.root.glob("*/*.json"):
             try:
-                job = Job.from_json(path.read_text(encoding="utf-8"))
+                job = FalRequest.from_json(path.read_text(encoding="utf-8"))
                 old = (job.completed_at and now - job.completed_at > COMPLETED_KEPT_SECONDS) or (
                     now - float(job.submitted_at) > STALE_SECONDS
                 )
@@ -221,7 +221,7 @@ class FalLane:
         self.poll_cap = poll_cap
 
     def render(
-        self, request: RenderRequest, cancel: threading.Event, progress: Optional[Progress] = None
+        self, request: RenderRequest, cancel: threading.Event, progress: Optional[ReportProgress] = None
     ) -> RenderResult:
         fal = _fal_settings(request)
         started = utcnow()
@@ -259,13 +259,13 @@ class FalLane:
 
     # -- submit ------------------------------------------------------------------------------
 
-    def _submit(self, request: RenderRequest, fal: FalModel, cancel: threading.Event) -> Job:
+    def _submit(self, request: RenderRequest, fal: FalModel, cancel: threading.Event) -> FalRequest:
         what = f"{request.batch}/{request.slug}: submitting to fal"
         url = f"{self.client.base_url}/{fal.endpoint}"
         response = self.client.call("POST", url, what, cancel, payload=payload(request, fal))
         _raise_for_client_error(response, what, fal.endpoint)
         data = _json(response, what)
-        job = Job(
+        job = FalRequest(
             request_id=_text(data, "request_id", what),
             status_url=_text(data, "status_url", what),
             response_url=_text(data, "response_url", what),
@@ -285,7 +285,8 @@ class FalLane:
     # -- wait --------------------------------------------------------------------------------
 
     def _wait(
-        self, request: RenderRequest, job: Job, fal: FalModel, cancel: threading.Event, progress: Optional[Progress]
+        self, request: RenderRequest, job: FalRequest, fal: FalModel, cancel: threading.Event,
+        progress: Optional[ReportProgress],
     ) -> dict[str, Any]:
         deadline = time.monotonic() + max(job.submitted_at + fal.timeout_seconds - time.time(), 0.0)
         what = f"{request.batch}/{request.slug}: fal request {job.request_id}"
@@ -314,7 +315,7 @@ class FalLane:
                 raise Cancelled(what)
             delay = min(self.poll_cap, delay * 1.5)
 
-    def _give_up(self, request: RenderRequest, job: Job, fal: FalModel, cancel: threading.Event) -> None:
+    def _give_up(self, request: RenderRequest, job: FalRequest, fal: FalModel, cancel: threading.Event) -> None:
         if job.cancel_url and _origin(job.cancel_url) == _origin(self.client.base_url):
             try:
                 self.client.call("PUT", job.cancel_url, "cancelling the fal request", cancel)
@@ -323,7 +324,7 @@ class FalLane:
         self.jobs.drop(request)
         raise RenderFailed("timeout", f"fal did not finish request {job.request_id} within {fal.timeout_seconds:g} s")
 
-    def _result(self, request: RenderRequest, job: Job, fal: FalModel, cancel: threading.Event) -> dict[str, Any]:
+    def _result(self, request: RenderRequest, job: FalRequest, fal: FalModel, cancel: threading.Event) -> dict[str, Any]:
         what = f"{request.batch}/{request.slug}: fetching the result of fal request {job.request_id}"
         response = self.client.call("GET", job.response_url, what, cancel)
         if response.status_code >= 400:
@@ -334,7 +335,7 @@ class FalLane:
     # -- download ----------------------------------------------------------------------------
 
     def _image(
-        self, request: RenderRequest, job: Job, result: dict[str, Any], cancel: threading.Event
+        self, request: RenderRequest, job: FalRequest, result: dict[str, Any], cancel: threading.Event
     ) -> tuple[bytes, int, int]:
         images = result.get("images")
         first = images[0] if isinstance(images, list) and images and isinstance(images[0], dict) else None

@@ -33,7 +33,7 @@ from win_side.backends.base import (
     BackendOptions,
     BackendUnavailable,
     Cancelled,
-    Progress,
+    ReportProgress,
     RenderFailed,
     RenderRequest,
     RenderResult,
@@ -118,7 +118,7 @@ class MfluxLane:
         self.on_gave_up: Optional[Callable[[str], None]] = None
 
     def render(
-        self, request: RenderRequest, cancel: threading.Event, progress: Optional[Progress] = None
+        self, request: RenderRequest, cancel: threading.Event, progress: Optional[ReportProgress] = None
     ) -> RenderResult:
         mflux = _mflux_settings(request)
         executable = _find(mflux.argv[0])
@@ -143,7 +143,7 @@ class MfluxLane:
         )
 
     def _run(
-        self, argv: list[str], folder: Path, log_path: Path, cancel: threading.Event, progress: Optional[Progress]
+        self, argv: list[str], folder: Path, log_path: Path, cancel: threading.Event, progress: Optional[ReportProgress]
     ) -> RunOutcome:
         tick = _progress_reader(log_path, progress)
         try:
@@ -181,7 +181,7 @@ def _collect(output: Path, outcome: RunOutcome, program: str) -> bytes:
     return png
 
 
-def _progress_reader(log_path: Path, progress: Optional[Progress]) -> Optional[Callable[[], None]]:
+def _progress_reader(log_path: Path, progress: Optional[ReportProgress]) -> Optional[Callable[[], None]]:
     if progress is None:
         return None
     last_read = [0.0]

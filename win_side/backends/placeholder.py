@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Union
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from studio.clock import utcnow
-from win_side.backends.base import Cancelled, Progress, RenderFailed, RenderRequest, RenderResult
+from win_side.backends.base import Cancelled, RenderFailed, RenderRequest, RenderResult, ReportProgress
 
 
 class PlaceholderLane:
@@ -26,7 +26,7 @@ class PlaceholderLane:
         self.seconds = seconds
 
     def render(
-        self, request: RenderRequest, cancel: threading.Event, progress: Optional[Progress] = None
+        self, request: RenderRequest, cancel: threading.Event, progress: Optional[ReportProgress] = None
     ) -> RenderResult:
         started = utcnow()
         t0 = time.monotonic()

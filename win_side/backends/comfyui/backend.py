@@ -39,7 +39,7 @@ from win_side.backends.base import (
     BackendOptions,
     BackendUnavailable,
     Cancelled,
-    Progress,
+    ReportProgress,
     RenderFailed,
     RenderRequest,
     RenderResult,
@@ -135,7 +135,7 @@ class ComfyLane:
 
     # --------------------------------------------------------------- render
     def render(self, request: RenderRequest, cancel: threading.Event,
-               progress: Optional[Progress] = None) -> RenderResult:
+               progress: Optional[ReportProgress] = None) -> RenderResult:
         graph = self.builder.graph(request)
         self._leave_to_peers(request)
         deadline = time.monotonic() + self.timeout
@@ -150,7 +150,7 @@ class ComfyLane:
         raise BackendUnavailable(f"ComfyUI at {self.url} lost {request.batch}/{request.slug} {MAX_RESUBMITS + 1} times")
 
     def _attempt(self, request: RenderRequest, graph: Graph, cancel: threading.Event,
-                 progress: Optional[Progress], deadline: float) -> RenderResult:
+                 progress: Optional[ReportProgress], deadline: float) -> RenderResult:
         prompt_id = str(uuid.uuid4())
         ids = {"server": self.url, "prompt_id": prompt_id}
         watch = self.events.watch(prompt_id)  # before submitting: no message can be missed
@@ -188,7 +188,7 @@ class ComfyLane:
             raise errors.rejected(Rejected({"message": "Prompt outputs failed validation"}, blocking), self.url, ids)
 
     def _wait(self, request: RenderRequest, watch: Watch, cancel: threading.Event,
-              progress: Optional[Progress], deadline: float, ids: dict) -> Union[dict, str]:
+              progress: Optional[ReportProgress], deadline: float, ids: dict) -> Union[dict, str]:
         prompt_id = watch.prompt_id
         epoch = self.events.epoch
         polls = Throttle(POLL)  # while the socket is down or the server does not answer
@@ -352,7 +352,7 @@ def _normalize(url: str) -> str:
     return url
 
 
-def _report(progress: Progress, fraction: float) -> None:
+def _report(progress: ReportProgress, fraction: float) -> None:
     try:
         progress(fraction)
     except Exception:  # a progress display must never break a render
