@@ -48,7 +48,8 @@ _NULL_SHA = re.compile(r"\A0+\Z")
 
 
 def run_hook(name: str, args: list[str]) -> int:
-    git.clean_environ(keep_index=name == "pre-commit")
+    if name == "pre-commit":  # stage into the index the commit is built from, not the main one
+        git.use_index(os.environ.get("GIT_INDEX_FILE"))
     studio = Studio.at(git.toplevel(Path.cwd()))
     if not studio.is_studio():
         return 0

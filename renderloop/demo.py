@@ -12,7 +12,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -70,7 +69,6 @@ def _run(root: Path, images: int, kept: bool) -> int:
     from mac_side.new import new_batch
     from mac_side.status import status
 
-    _prepare_environment()
     say = Narrator()
     print(f"renderloop demo: the whole loop in a sandbox at {root}")
 
@@ -193,16 +191,6 @@ def _set_verdict(text: str, slug: str, verdict: str, cues: list[str]) -> str:
         bullets = "".join(f"\n- {cue}" for cue in cues)
         section = re.sub(r"(?m)^cues:[ \t]*$", lambda m: "cues:" + bullets, section, count=1)
     return text[:start] + section + text[end:]
-
-
-def _prepare_environment() -> None:
-    """Hooks call `renderloop`: make sure this very installation is first on PATH."""
-    folders = [sysconfig.get_path("scripts"), str(Path(sys.executable).parent)]
-    path = os.environ.get("PATH", "")
-    os.environ["PATH"] = os.pathsep.join([*dict.fromkeys(f for f in folders if f), path])
-    for name in list(os.environ):
-        if name.startswith("GIT_") and name not in ("GIT_EXEC_PATH", "GIT_SSH", "GIT_SSH_COMMAND"):
-            del os.environ[name]
 
 
 def _identity(repo: Path, name: str, email: str) -> None:

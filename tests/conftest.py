@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from studio import git as studio_git
 from tests.helpers import Sandbox, make_sandbox
 
 
@@ -36,6 +37,7 @@ def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     monkeypatch.delenv("FAL_KEY", raising=False)
+    studio_git.reset()  # a worker run in this process earlier set it up for its clone
     return home
 
 

@@ -219,8 +219,10 @@ def test_unreachable_remote_keeps_commits_locally_then_pushes(sandbox: Sandbox) 
         moved.rename(sandbox.remote)
     # nothing was fetched, so nothing was known to render: the batch came with the clone? no:
     # the worker clone predates the batch, so it only learns of it once the remote is back
-    assert result.returncode == 0, result.stderr
-    assert "cannot fetch" in result.stderr
+    # --once could not sync: it says so in its last line, naming the remote, and exits 1
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"renderloop: error: cannot fetch: origin ({sandbox.remote})"), last
     assert time.monotonic() - started < 60
     assert run_worker(sandbox).returncode == 0
     # now: render with the remote gone during the push

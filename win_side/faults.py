@@ -9,9 +9,9 @@ variable ``RENDERLOOP_FAULT`` is set when the process starts::
     RENDERLOOP_FAULT=after-png:7        die right after the 7th PNG is written
     RENDERLOOP_FAULT=push:2+0.02        0.02 s after the 2nd push starts (git is running)
 
-Dying is SIGKILL of the worker's process group when it leads one (so a git
-command it runs dies with it, as when a machine loses power), of the worker
-alone otherwise; ``os._exit(137)`` on Windows.  No cleanup code runs either way.
+Dying kills the git commands running (each in its own process group), then is
+SIGKILL of the worker's process group when it leads one, of the worker alone
+otherwise; ``os._exit(137)`` on Windows.  No cleanup code runs either way.
 """
 from __future__ import annotations
 
@@ -58,6 +58,9 @@ def point(name: str) -> None:
 def _die(where: str) -> None:
     sys.stderr.write(f"renderloop: {ENV}: killed at {where}\n")
     sys.stderr.flush()
+    from studio import processes
+
+    processes.kill_all()  # the git commands running, each in its own group, die with us as on a power cut
     if sys.platform == "win32":
         os._exit(137)
     import signal

@@ -25,7 +25,7 @@ from win_side.backends.mflux import MfluxBackend
 from win_side.progress import make_progress
 from win_side.reconcile import ReconcileOptions, Reconciler, Summary
 from win_side.repo import RemoteUnreachable, WorkerRepo
-from win_side.worker import StopOnSignals, open_studio, run_no_repository_code
+from win_side.worker import StopOnSignals, open_studio
 
 log = logging.getLogger("renderloop.local")
 
@@ -50,7 +50,7 @@ def run_local(
     try:
         # The person's clone has hooks enabled: a sync rebase would fire post-rewrite, which
         # stages reviews and so blocks every later rebase. Like the worker, run none of them.
-        run_no_repository_code(clone.state)
+        git.run_no_repository_code(clone.state)
         reconciler = Reconciler(
             clone, backend, ReconcileOptions(worker=name, push=True, retry_failed=True, only={batch}), progress
         )

@@ -65,6 +65,7 @@ class Summary:
     failed: int = 0
     refused: int = 0  # batches whose renders folder leaves the studio
     pushed: bool = True
+    unreachable: Optional[str] = None  # why the last fetch failed, if it did
 
 
 class Reconciler:
@@ -137,7 +138,9 @@ class Reconciler:
             self.repo.fetch()
         except RemoteUnreachable as exc:
             log.warning("cannot fetch (%s); working from the last known state", exc)
+            self.summary.unreachable = str(exc)
             return
+        self.summary.unreachable = None
         try:
             self.repo.integrate()
         except FatalError as exc:

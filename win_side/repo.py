@@ -18,7 +18,7 @@ from typing import Optional
 from studio import git
 from studio.errors import FatalError
 from studio.fsutil import is_temp_name, write_text_atomic
-from studio.git import GitError
+from studio.git import GitError, GitTimeout
 from studio.layout import BATCH_ERROR_NAME, RENDERS, Studio, slug_problem
 from studio.oslock import FileLock
 from studio.record import RenderRecord
@@ -26,7 +26,6 @@ from win_side import faults
 
 log = logging.getLogger("renderloop.worker")
 
-NETWORK_TIMEOUT = 60.0
 PID_FILE = "worker.pid"  # names the worker holding worker.lock
 _REJECTED = re.compile(
     r"\[rejected\]|\[remote rejected\]|non-fast-forward|fetch first|cannot lock ref|"
@@ -181,10 +180,16 @@ class WorkerRepo:
             with self.fetch_lock:
                 self._fetch()
         except GitError as exc:
-            raise RemoteUnreachable(_reason(exc.stderr) or str(exc)) from exc
+            raise RemoteUnreachable(self._unreachable(exc)) from exc
+
+    def _unreachable(self, exc: GitError) -> str:
+        """Which remote could not be used, and why, in one line."""
+        where = f"{self.remote} ({_without_password(git.remote_url(self.root, self.remote) or '?')})"
+        problem = git.remote_problem(exc)
+        return f"{where} {problem}" if problem else f"{where}: {_reason(exc.stderr) or exc}"
 
     def _fetch(self) -> None:
-        git.run(self.root, "fetch", "--quiet", "--no-tags", self.remote, self.branch, timeout=NETWORK_TIMEOUT)
+        git.run(self.root, "fetch", "--quiet", "--no-tags", self.remote, self.branch)
         git.run(self.root, "update-ref", f"refs/remotes/{self.remote}/{self.branch}", "FETCH_HEAD")
 
     def integrate(self) -> bool:
@@ -234,17 +239,19 @@ class WorkerRepo:
         """Push HEAD to the remote branch; never forced. Returns the commit pushed."""
         sha = git.head(self.root) or ""
         faults.point("push")
-        code, stdout, err = git.run(
-            self.root, "push", "--porcelain", self.remote, f"{sha}:refs/heads/{self.branch}",
-            check=False, timeout=NETWORK_TIMEOUT,
-        )
+        try:
+            code, stdout, err = git.run(
+                self.root, "push", "--porcelain", self.remote, f"{sha}:refs/heads/{self.branch}", check=False,
+            )
+        except GitTimeout as exc:
+            raise RemoteUnreachable(self._unreachable(exc)) from exc
         if code == 0:
             faults.point("after-push")
             git.run(self.root, "update-ref", f"refs/remotes/{self.remote}/{self.branch}", sha)
             return sha
         if _REJECTED.search(stdout + err):
             raise PushRejected(_reason(stdout + "\n" + err) or "rejected")
-        raise RemoteUnreachable(_reason(err or stdout) or f"git push exited with {code}")
+        raise RemoteUnreachable(self._unreachable(GitError(["git", "push"], code, err or stdout)))
 
 
 def _worker_output(rel: str) -> bool:
@@ -276,6 +283,11 @@ def _reason(output: str) -> str:
         if line.startswith(("fatal:", "error:")):
             return line
     return server or (lines[-1] if lines else "")
+
+
+def _without_password(url: str) -> str:
+    """``url`` without the password a person may have written into it."""
+    return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", url)
 
 
 def _rebasing_branch(gitdir: Path) -> str | None:

@@ -12,8 +12,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Optional, Union
 
-from studio import layout
+from studio import git, layout, processes
 from studio.config import load_config
+from studio.errors import FatalError
 from studio.layout import Studio
 from win_side.backends import make_backend
 from win_side.backends.base import BackendOptions
@@ -52,7 +53,7 @@ def run_worker(options: WorkerOptions) -> int:
     studio = open_studio(options.repo)
     config = load_config(studio)
     repo = WorkerRepo(studio)
-    run_no_repository_code(repo.state)
+    git.run_no_repository_code(repo.state)
     worker_name = options.name or config.worker.name or socket.gethostname()
     backend_options = BackendOptions(
         config=config,
@@ -89,6 +90,9 @@ def run_worker(options: WorkerOptions) -> int:
     waiting = repo.unpushed() if options.push and repo.has_remote() else 0
     log.info("%d rendered, %d failed%s", summary.rendered, summary.failed,
              f", {waiting} commits wait to be pushed" if waiting else "")
+    if summary.unreachable and options.once:
+        waits = f"; {waiting} commits could not be pushed; they wait in {studio.root}" if waiting else ""
+        raise FatalError(f"cannot fetch: {summary.unreachable}{waits}")
     if summary.refused and options.once:
         print(f"renderloop: error: {summary.refused} batch(es) not rendered: their renders folder leaves the "
               "studio (see above)", file=sys.stderr)
@@ -98,24 +102,6 @@ def run_worker(options: WorkerOptions) -> int:
               file=sys.stderr)
         return 1
     return 0
-
-
-def run_no_repository_code(state: Path) -> None:
-    """Make every git command of this process ignore hooks and fsmonitor programs.
-
-    A clone's config can point them into the repository (``core.hooksPath=hooks``
-    once someone ran ``renderloop init`` there), and ``git commit --no-verify``
-    still runs post-commit, ``git push`` pre-push, ``git rebase`` post-rewrite...
-    The worker runs no code from the repository (SPEC section 8): settings given
-    in the environment (``GIT_CONFIG_COUNT``) override every config file.
-    """
-    no_hooks = state / "no-hooks"  # an empty folder: no hook is found there
-    no_hooks.mkdir(exist_ok=True)
-    count = int(os.environ.get("GIT_CONFIG_COUNT") or 0)
-    for offset, (key, value) in enumerate((("core.hooksPath", str(no_hooks)), ("core.fsmonitor", "false"))):
-        os.environ[f"GIT_CONFIG_KEY_{count + offset}"] = key
-        os.environ[f"GIT_CONFIG_VALUE_{count + offset}"] = value
-    os.environ["GIT_CONFIG_COUNT"] = str(count + 2)
 
 
 class StopOnSignals:
@@ -134,6 +120,7 @@ class StopOnSignals:
         self.count += 1
         if self.count > 1:
             print("renderloop: stopping now", file=sys.stderr)
+            processes.kill_all()  # git runs in its own process group: the console's Ctrl+C does not reach it
             os._exit(130)
         log.info("stopping: committing what is finished (Ctrl+C again to leave at once)")
         self.reconciler.stopping.set()
