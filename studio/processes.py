@@ -57,17 +57,22 @@ def forget(proc: "subprocess.Popen[bytes]") -> None:
 
 
 def kill_tree(proc: "subprocess.Popen[bytes]") -> None:
-    """Kill ``proc`` and every process it started, at once (no grace: used on a deadline or on leaving)."""
+    """Kill ``proc`` and every process it started, at once (no grace: used on a deadline or on leaving).
+
+    On POSIX that is its session: a process that started a session of its own
+    (``setsid``) chose to outlive it. Windows has neither: the whole tree goes.
+    """
     try:
         family = psutil.Process(proc.pid).children(recursive=True)
     except psutil.Error:
         family = []
     if sys.platform != "win32":
+        family = [member for member in family if _session(member.pid) == proc.pid]
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # the group outlives its leader while members remain
         except (ProcessLookupError, PermissionError):
             pass
-    for member in family:  # on POSIX: any that left the group
+    for member in family:  # on POSIX: any that left the group, not the session
         try:
             member.kill()
         except psutil.Error:
@@ -76,6 +81,15 @@ def kill_tree(proc: "subprocess.Popen[bytes]") -> None:
         proc.kill()
     except OSError:
         pass
+
+
+def _session(pid: int) -> int:
+    if sys.platform == "win32":
+        return -1
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return -1
 
 
 def kill_all() -> None:

@@ -9,6 +9,7 @@ while it holds the branch's lock.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from PIL import Image
 
 from studio.ledger import LedgerLine, new_id
@@ -137,6 +139,7 @@ class WorkerRun:
     log: Path
     fault: str | None
     started: float = field(default_factory=time.monotonic)
+    groups: list[int] = field(default_factory=list)  # the worker's and its git commands', when killed
 
     @property
     def output(self) -> str:
@@ -164,30 +167,40 @@ class WorkerRun:
         wait_for(lambda: holds() or not self.alive(), timeout, "the worker to start")
 
     def kill(self, whole_group: bool = True) -> None:
-        """SIGKILL: the worker and the git command it runs, or the worker alone (git finishes orphaned)."""
-        if POSIX and whole_group:
+        """SIGKILL: the worker and the git command it runs, or the worker alone (git finishes orphaned).
+
+        Each git command leads a process group of its own: the worker is stopped
+        first, so that none starts between finding them and killing them.
+        """
+        if POSIX:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGSTOP)
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        else:
-            self.proc.kill()
+                self.groups = [self.proc.pid, *(child.pid for child in psutil.Process(self.proc.pid).children())]
+            except psutil.Error:
+                self.groups = [self.proc.pid]
+        for group in self.groups if POSIX and whole_group else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        self.proc.kill()
         self.proc.wait(timeout=10)
         self.wait_orphans()
 
     def wait_orphans(self, timeout: float = 20) -> None:
-        """Until no process of the worker's group is left (git commands it started and left running)."""
+        """Until no process of the worker's group, or of its git commands' groups, is left."""
         if not POSIX:
             return
 
         def gone() -> bool:
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:
+            for group in self.groups or [self.proc.pid]:
+                try:
+                    os.killpg(group, 0)
+                except ProcessLookupError:
+                    continue
+                except PermissionError:
+                    return False
                 return False
-            return False
+            return True
 
         wait_for(gone, timeout, "the worker's git commands to finish", interval=0.01)
 

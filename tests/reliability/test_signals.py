@@ -13,6 +13,7 @@ from tests.reliability.harness import (
     RaceReferee,
     batch_yaml,
     commit_and_push,
+    isolate_remote_server,
     plain_clone,
     prove_clean_and_pushed,
     prove_history,
@@ -81,6 +82,7 @@ def test_second_ctrl_c_leaves_at_once_without_a_partial_file(sandbox: Sandbox, f
     logs = sandbox.root / "logs"
     referee = RaceReferee(sandbox.remote, sandbox.root / "referee")
     referee.hold("worker")  # the worker's first push hangs on the server
+    isolate_remote_server(sandbox.worker)  # leaving kills the worker's git push, not the server's side
     run = start_worker(sandbox.worker, logs, "--poll", "0.3", seconds=0.2)
     referee.wait_held("worker")
     run.signal(signal.SIGINT)
