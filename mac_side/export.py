@@ -1,4 +1,4 @@
-"""``renderloop export DIR``: the latest kept image of each slug, as ``DIR/<slug>.png``.
+"""The latest kept image of each slug, as ``DIR/<slug>.png`` (``renderloop export DIR``).
 
 An image is kept when the verdict in force for its (batch, slug) is
 ``keep``.  When one slug was kept in several batches, the latest verdict
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from mac_side.reading import read_ledger
+from mac_side.ledger import read_ledger
 from studio import git
 from studio.errors import FatalError
 from studio.fsutil import write_atomic
@@ -31,16 +31,20 @@ class Exported:
     current_instead: list[str] = field(default_factory=list)  # kept image not found: the current render
     skipped: list[str] = field(default_factory=list)  # "slug (batch): why"
 
+    @property
+    def total(self) -> int:
+        return len(self.written) + len(self.unchanged)
 
-def export(repo: Path, dest: Path) -> int:
+
+def export(repo: Path, dest: Path) -> Optional[Exported]:
+    """Copy each slug's kept image into ``dest``; None when nothing is kept yet."""
     studio = open_studio(repo)
     target = Path(dest).resolve()
     if target.exists() and not target.is_dir():
         raise FatalError(f"{dest}: not a folder")
     kept = latest_kept(read_ledger(studio))
     if not kept:
-        print("No kept images yet: mark images `verdict: keep` in a review and commit it, then export.")
-        return 0
+        return None
     target.mkdir(parents=True, exist_ok=True)
     result = Exported()
     for slug, line in sorted(kept.items()):
@@ -51,8 +55,7 @@ def export(repo: Path, dest: Path) -> int:
         if how == "current":
             result.current_instead.append(f"{slug} ({line.batch})")
         _write(target, slug, png, result)
-    _report(dest, result)
-    return 0
+    return result
 
 
 def latest_kept(lines: list[LedgerLine]) -> dict[str, LedgerLine]:
@@ -117,14 +120,3 @@ def _write(target: Path, slug: str, png: bytes, result: Exported) -> None:
     write_atomic(path, png)  # replaces a symbolic link itself, never the file it points to
     result.written.append(slug)
 
-
-def _report(dest: Path, result: Exported) -> None:
-    total = len(result.written) + len(result.unchanged)
-    unchanged = f" ({len(result.unchanged)} already up to date)" if result.unchanged else ""
-    print(f"Exported {total} kept image{'s' if total != 1 else ''} to {dest}{unchanged}.")
-    if result.current_instead:
-        print("The kept version is no longer in history; exported the current render for: " + ", ".join(result.current_instead))
-    if result.skipped:
-        print(f"Skipped {len(result.skipped)}:")
-        for item in result.skipped:
-            print(f"  {item}")

@@ -1,4 +1,4 @@
-"""``renderloop hook NAME``: the logic behind the shims in ``hooks/``.
+"""The logic behind the shims in ``hooks/`` (``renderloop hook NAME``).
 
 * ``pre-commit`` validates the staged batch files, folds the staged reviews'
   new verdicts into ``ledger.jsonl`` (appended, then staged into the index the
@@ -13,6 +13,9 @@ over local commits fires post-checkout (the rebase starting: ignored) then
 post-rewrite. ``git rebase`` with nothing to replay fires only post-checkout,
 during the rebase, when the index must not be touched: a small detached
 process then waits for the rebase to finish and writes the review.
+
+Each hook returns a :class:`Said`: what to tell the person, and the problems
+that stop a commit; the ``hook`` command prints them.
 """
 from __future__ import annotations
 
@@ -23,16 +26,17 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from mac_side.ledger import Fold, Judgments, append, describe, fold, guard
 from mac_side.review import decode, parse
-from mac_side.review_cmd import batches_with_renders, update_reviews
+from mac_side.review_update import batches_with_renders, update_reviews
 from studio import git
 from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
 from studio.config import StudioConfig, check_workflows, parse_config
-from studio.errors import FatalError, InvalidFile, Problem
+from studio.errors import InvalidFile, Problem
 from studio.fsutil import read_or_none, write_text_atomic
 from studio.layout import BATCH_SUFFIXES, CONFIG_NAME, LEDGER_NAME, RENDERS, REVIEW_NAME, Studio, batch_id_problem
 from studio.record import RenderRecord
@@ -47,27 +51,30 @@ STATE_NAME = "reviewed-commit"
 _NULL_SHA = re.compile(r"\A0+\Z")
 
 
-def run_hook(name: str, args: list[str]) -> int:
+@dataclass
+class Said:
+    """What a hook has to tell: lines for the person, and problems that stop the commit (pre-commit only)."""
+
+    messages: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def run_hook(name: str, args: list[str]) -> Said:
+    """Run the hook ``name`` in the repository of the current folder (nothing outside a studio)."""
     if name == "pre-commit":  # stage into the index the commit is built from, not the main one
         git.use_index(os.environ.get("GIT_INDEX_FILE"))
     studio = Studio.at(git.toplevel(Path.cwd()))
     if not studio.is_studio():
-        return 0
+        return Said()
     if name == "pre-commit":
         return pre_commit(studio)
-    try:
-        return _POST_HOOKS[name](studio, args)
-    except FatalError as exc:  # a post hook cannot undo what git did: say so and let git finish
-        for line in str(exc).splitlines():
-            print(f"renderloop {name}: {line}", file=sys.stderr)
-        print(f"renderloop {name}: no review written; fix the above and run `renderloop review`", file=sys.stderr)
-        return 0
+    return _POST_HOOKS[name](studio, args)
 
 
 # ---------------------------------------------------------------- pre-commit
 
 
-def pre_commit(studio: Studio) -> int:
+def pre_commit(studio: Studio) -> Said:
     root = studio.root
     staged = git.staged_files(root)
     config = functools.cache(lambda: _staged_config(root))  # most commits touch no batch or review
@@ -81,18 +88,15 @@ def pre_commit(studio: Studio) -> int:
     result = _fold_reviews(studio, reviews, index_ledger, config) if reviews else Fold()
     problems += result.problems
     if problems:
-        for problem in dict.fromkeys(problems):
-            print(problem, file=sys.stderr)
-        print("renderloop: the commit was stopped: fix the lines above and commit again", file=sys.stderr)
-        return 1
+        return Said(problems=list(dict.fromkeys(problems)))
+    said = Said()
     if result.lines:
         append(studio.ledger_path, result.lines)
         _stage_ledger(root)
         noun = "verdict" if len(result.lines) == 1 else "verdicts"
-        print(f"renderloop: recorded {len(result.lines)} {noun} in {LEDGER_NAME} ({describe(result.lines)})")
-    for note in result.notes:
-        print(f"renderloop: {note}")
-    return 0
+        said.messages.append(f"recorded {len(result.lines)} {noun} in {LEDGER_NAME} ({describe(result.lines)})")
+    said.messages += result.notes
+    return said
 
 
 def _fold_reviews(studio: Studio, reviews: list[str], index_ledger: bytes, config: StagedConfig) -> Fold:
@@ -203,15 +207,15 @@ def _staged_batch(root: Path, batch_id: str, review: str, config: StagedConfig) 
 # ---------------------------------------------------------------- post-merge, post-rewrite, post-checkout
 
 
-def post_merge(studio: Studio, args: list[str]) -> int:
+def post_merge(studio: Studio, args: list[str]) -> Said:
     if _autostash_pending(studio.root):
         return _defer(studio.root)
     return write_reviews(studio, fallback=git.rev_parse(studio.root, "ORIG_HEAD"))
 
 
-def post_rewrite(studio: Studio, args: list[str]) -> int:
+def post_rewrite(studio: Studio, args: list[str]) -> Said:
     if args[:1] != ["rebase"]:  # an amend brings no renders
-        return 0
+        return Said()
     if _autostash_pending(studio.root):
         return _defer(studio.root)
     return write_reviews(studio, fallback=git.rev_parse(studio.root, "ORIG_HEAD"))
@@ -230,42 +234,40 @@ def _autostash_pending(root: Path) -> bool:
     )
 
 
-def _defer(root: Path) -> int:
+def _defer(root: Path) -> Said:
     _spawn_waiter(root)
-    return 0
+    return Said()
 
 
-def post_checkout(studio: Studio, args: list[str]) -> int:
+def post_checkout(studio: Studio, args: list[str]) -> Said:
     root = studio.root
     if args == [WAIT_FOR_REBASE]:
         return _after_rebase(studio)
     if len(args) != 3 or args[2] != "1":  # a file checkout
-        return 0
+        return Said()
     old, new = args[0], args[1]
     if _rebase_starting(root):
         if _commits_to_replay(root, old, new) == 0:  # no post-rewrite will follow
             _spawn_waiter(root)
-        return 0
+        return Said()
     if git.current_branch(root) is None:  # a detached HEAD: bisect, a look at an old commit
-        return 0
+        return Said()
     return write_reviews(studio, fallback=None if _NULL_SHA.match(old) else old)
 
 
-def write_reviews(studio: Studio, fallback: Optional[str]) -> int:
+def write_reviews(studio: Studio, fallback: Optional[str]) -> Said:
     """Update the review of every batch with renders new since the last commit processed."""
     root = studio.root
     head = git.head(root)
     if head is None:
-        return 0
+        return Said()
     last = _last_processed(root) or fallback
     if last == head:
-        return 0
+        return Said()
     batches = _batches_changed(studio, last, head) if last else batches_with_renders(studio)
-    if batches:
-        for outcome in update_reviews(studio, batches, stage=True):
-            print(f"renderloop: {outcome.line()}")
+    said = Said([outcome.line() for outcome in update_reviews(studio, batches, stage=True)] if batches else [])
     _set_last_processed(root, head)
-    return 0
+    return said
 
 
 def _batches_changed(studio: Studio, old: str, new: str) -> list[str]:
@@ -336,20 +338,20 @@ def _spawn_waiter(root: Path) -> None:
     log.info("pull in progress: the review is written once it ends")
 
 
-def _after_rebase(studio: Studio) -> int:
+def _after_rebase(studio: Studio) -> Said:
     root = studio.root
     deadline = time.monotonic() + REBASE_WAIT_SECONDS
     while time.monotonic() < deadline:
         busy = _rebase_dirs(root) or _autostash_pending(root) or "(start):" in _last_reflog(root)
         if not busy:
             if git.out(root, "diff", "--name-only", "--diff-filter=U"):
-                return 0  # the person's changes came back with a conflict: theirs to resolve first
+                return Said()  # the person's changes came back with a conflict: theirs to resolve first
             return write_reviews(studio, fallback=git.rev_parse(root, "ORIG_HEAD"))
         time.sleep(0.05)
-    return 0  # still rebasing (stopped on a conflict?): post-rewrite will write the review
+    return Said()  # still rebasing (stopped on a conflict?): post-rewrite will write the review
 
 
-_POST_HOOKS: dict[str, Callable[[Studio, list[str]], int]] = {
+_POST_HOOKS: dict[str, Callable[[Studio, list[str]], Said]] = {
     "post-merge": post_merge,
     "post-rewrite": post_rewrite,
     "post-checkout": post_checkout,

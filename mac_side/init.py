@@ -1,9 +1,11 @@
-"""``renderloop init [PATH]``: make a studio, or enable the hooks in a clone of one."""
+"""Make a studio, or enable the hooks in a clone of one (``renderloop init``)."""
 from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from studio import git
 from studio.config import DEFAULT_CONFIG_YAML
@@ -27,20 +29,31 @@ def studio_files() -> dict[str, str]:
     return files
 
 
-def init(path: Path) -> int:
+@dataclass
+class Initialized:
+    """What :func:`init` did."""
+
+    root: Path
+    new_repository: Optional[Path] = None  # the folder where a git repository was initialized
+    created: bool = False  # a new studio was written and committed
+    changes: list[str] = field(default_factory=list)  # what was enabled in an existing studio
+
+
+def init(path: Path) -> Initialized:
     root = Path(path)
     if root.exists() and not root.is_dir():
         raise FatalError(f"{root}: not a folder")
     root.mkdir(parents=True, exist_ok=True)
+    new_repository = None
     if not git.is_repo(root):
         git.run(root, "init", "--quiet")
-        print(f"Initialized a git repository in {root.resolve()}")
+        new_repository = root.resolve()
     top = git.toplevel(root)
     if top.resolve() != root.resolve():
         raise FatalError(f"{root} is inside the git repository {top}: run `renderloop init {top}` instead")
     studio = Studio.at(root)
     if studio.is_studio():
-        return _enable_existing(studio)
+        return Initialized(studio.root, new_repository, changes=_enable_existing(studio))
     written = _write_missing(studio)
     _make_shims_executable(studio)
     git.add(studio.root, *written)
@@ -48,16 +61,10 @@ def init(path: Path) -> int:
     git.commit(studio.root, "renderloop: new studio", *written)
     git.config_set(studio.root, "core.hooksPath", HOOKS)
     _set_pull_settings(studio)
-    print(f"Created a renderloop studio in {studio.root}")
-    print("  renderloop.yaml   models, defaults and backends")
-    print("  batches/          commit a batch file here to dispatch it (`renderloop new NAME`)")
-    print("  renders/          the worker commits images and records here")
-    print("  ledger.jsonl      your verdicts, appended by the pre-commit hook")
-    print("  hooks/            enabled with core.hooksPath=hooks")
-    return 0
+    return Initialized(studio.root, new_repository, created=True)
 
 
-def _enable_existing(studio: Studio) -> int:
+def _enable_existing(studio: Studio) -> list[str]:
     changes = []
     if git.config_get(studio.root, "core.hooksPath") != HOOKS:
         git.config_set(studio.root, "core.hooksPath", HOOKS)
@@ -71,11 +78,7 @@ def _enable_existing(studio: Studio) -> int:
         changes.append(f"wrote the missing hook shims {', '.join(missing)} (commit them)")
     if _make_shims_executable(studio):
         changes.append("made the hook shims executable")
-    if changes:
-        print(f"{studio.root} is a renderloop studio: " + "; ".join(changes))
-    else:
-        print(f"{studio.root} is already a renderloop studio with its hooks enabled: nothing to do")
-    return 0
+    return changes
 
 
 # The hooks stage the review they write; a later pull that must merge or rebase

@@ -8,6 +8,7 @@ ledger line.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -20,7 +21,10 @@ from studio.clock import utcnow
 from studio.errors import FatalError, InvalidFile, Problem
 from studio.ledger import LedgerLine, append_only_problems, is_verdict, new_id
 from studio.ledger import parse as parse_ledger
+from studio.layout import Studio
 from studio.record import RenderRecord
+
+log = logging.getLogger("renderloop.ledger")
 
 Key = tuple[str, str, str]  # batch, slug, spec_hash
 
@@ -44,6 +48,21 @@ def valid_lines(raw: bytes) -> list[LedgerLine]:
             except ValidationError:
                 continue
     return lines
+
+
+def read_ledger(studio: Studio) -> list[LedgerLine]:
+    """Every verdict in ``ledger.jsonl``; bad lines are left out, with a warning logged."""
+    try:
+        raw = studio.ledger_path.read_bytes()
+    except FileNotFoundError:
+        return []
+    try:
+        return parse_ledger(raw)
+    except InvalidFile as exc:
+        first = exc.problems[0]
+        more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+        log.warning("%s%s; such lines are left out", first, more)
+        return valid_lines(raw)
 
 
 class Judgments:

@@ -1,4 +1,4 @@
-"""``renderloop ledger verify``: prove from git history that no ledger line was ever changed or removed.
+"""Prove from git history that no ledger line was ever changed or removed (``renderloop ledger verify``).
 
 Every commit reachable from HEAD that touches ``ledger.jsonl`` (merges
 included) is compared with each of its parents: every line of the parent's
@@ -25,7 +25,7 @@ import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -46,28 +46,30 @@ class Violation:
     message: str
 
 
-def verify(repo: Path) -> int:
+@dataclass
+class Verified:
+    """The outcome of :func:`verify`; ``commits`` is None when the repository has no commit yet."""
+
+    commits: Optional[int] = None  # commits checked
+    lines: int = 0  # lines in the newest ledger
+    seconds: float = 0.0
+    violations: list[Violation] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # commit -> `abc1234 "subject"`, for each violation
+
+
+def verify(repo: Path) -> Verified:
     root = Path(repo)
     if not git.is_repo(root):
         raise FatalError(f"{root}: not a git repository")
     root = git.toplevel(root)
     if git.head(root) is None:
-        print(f"{LEDGER_NAME}: no commits yet, nothing to verify")
-        return 0
+        return Verified()
     started = time.monotonic()
     graph = history(root)
     with git.ObjectReader(root) as objects:
         violations, lines = check(graph, objects)
-    seconds = time.monotonic() - started
-    if not violations:
-        print(f"{LEDGER_NAME}: {len(graph)} commits, {lines} lines, no line ever changed or removed ({seconds:.2f} s)")
-        return 0
-    names = subjects(root, sorted({v.commit for v in violations}))
-    for violation in violations:
-        print(f"{names[violation.commit]}: {LEDGER_NAME}:{violation.line}: {violation.message}")
-    commits = len({v.commit for v in violations})
-    print(f"{LEDGER_NAME}: {len(violations)} problem(s) in {commits} of {len(graph)} commits")
-    return 1
+    names = subjects(root, sorted({v.commit for v in violations})) if violations else {}
+    return Verified(len(graph), lines, time.monotonic() - started, violations, names)
 
 
 def history(root: Path) -> CommitGraph:

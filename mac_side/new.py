@@ -1,4 +1,4 @@
-"""``renderloop new BATCH [--rerolls]``: scaffold a batch file.
+"""Scaffold a batch file (``renderloop new BATCH [--rerolls]``).
 
 Without ``--rerolls`` it writes a commented example for the studio's first
 model (or ``--model``).  With ``--rerolls`` it gathers every slug whose
@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
-from mac_side.reading import read_ledger
+from mac_side.ledger import read_ledger
 from studio.batch import LoadedBatch, PromptEntry, batch_id_of, load_batch_bytes
 from studio.clock import iso, utcnow
 from studio.config import StudioConfig, load_config
@@ -31,7 +31,16 @@ CARRIED = ("negative", "steps", "cfg", "sampler", "scheduler", "backend")
 HOISTED = ("model", "width", "height")  # written once for the batch when most prompts share them
 
 
-def new_batch(repo: Path, batch: str, *, rerolls: bool, model: Optional[str], force: bool) -> int:
+@dataclass
+class Written:
+    """The batch file :func:`new_batch` wrote: the example, or the rerolls gathered."""
+
+    rel: str
+    loaded: LoadedBatch
+    gathered: Optional["Gathered"] = None  # None for the example
+
+
+def new_batch(repo: Path, batch: str, *, rerolls: bool, model: Optional[str], force: bool) -> Written:
     studio = open_studio(repo)
     problem = batch_id_problem(batch)
     if problem:
@@ -50,12 +59,7 @@ def new_batch(repo: Path, batch: str, *, rerolls: bool, model: Optional[str], fo
         text = scaffold_text(batch, model or next(iter(config.models)), config)
     loaded = _validated(text, rel, config)
     write_text_atomic(path, text)
-    if gathered is None:
-        print(f"Wrote {rel}: an example with {len(loaded.jobs)} prompts for {loaded.jobs[0].spec.model}.")
-        print("Edit the prompts, then commit and push it to render.")
-        return 0
-    _report_rerolls(rel, gathered)
-    return 0
+    return Written(rel, loaded, gathered)
 
 
 def _check_free(studio: Studio, batch: str, path: Path, force: bool) -> None:
@@ -264,14 +268,3 @@ def _dump(data: Any) -> str:
 def _indent(text: str, prefix: str) -> str:
     return "".join(prefix + line for line in text.splitlines(keepends=True))
 
-
-def _report_rerolls(rel: str, gathered: Gathered) -> None:
-    count = len(gathered.rerolls)
-    print(f"Wrote {rel}: {count} slug{'s' if count != 1 else ''} to reroll with new seeds and their cues.")
-    for reroll in gathered.rerolls:
-        cues = reroll.entry.get("cues", [])
-        extra = f", cues: {'; '.join(cues)}" if cues else ""
-        print(f"  {reroll.slug} (from {reroll.source}) seed {reroll.entry['seed']}{extra}")
-    for skipped in gathered.skipped:
-        print(f"  skipped {skipped}")
-    print("Commit and push it to render.")

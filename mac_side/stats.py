@@ -1,4 +1,4 @@
-"""``renderloop stats``: the evidence for choosing a model per kind of image.
+"""The evidence for choosing a model per kind of image (``renderloop stats``).
 
 * keep rate by model and by archetype, from the verdict in force for each
   image (the latest ledger line of each batch and slug);
@@ -8,14 +8,12 @@
 """
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from mac_side.reading import print_table, read_ledger
+from mac_side.ledger import read_ledger
 from studio.inventory import records
-from studio.layout import Studio, batch_id_problem, open_studio
+from studio.layout import Studio, batch_id_problem
 from studio.ledger import LedgerLine, latest
 from studio.record import RenderRecord
 
@@ -33,9 +31,6 @@ class Tally:
     def total(self) -> int:
         return self.keep + self.reroll + self.reject
 
-    def row(self, name: str) -> tuple[object, ...]:
-        return (name, self.total, self.keep, self.reroll, self.reject, f"{100 * self.keep / self.total:.0f}%")
-
 
 @dataclass
 class Stats:
@@ -47,32 +42,6 @@ class Stats:
     @property
     def empty(self) -> bool:
         return not self.by_model and not self.cost
-
-
-def stats(repo: Path) -> int:
-    studio = open_studio(repo)
-    found = gather(studio)
-    if found.empty:
-        print("Nothing yet: no verdicts in ledger.jsonl and no render records. Render a batch and review it first.")
-        return 0
-    verdict_headers = ("reviewed", "keep", "reroll", "reject", "keep rate")
-    sections = [
-        ("Keep rate by model", ("model", *verdict_headers), [t.row(k) for k, t in sorted(found.by_model.items())], 1),
-        ("Keep rate by archetype", ("archetype", *verdict_headers), [t.row(k) for k, t in sorted(found.by_archetype.items())], 1),
-        ("Render time by model and backend", ("model", "backend", "images", "median s", "mean s"), _time_rows(found), 2),
-        ("Cost by backend", ("backend", "images", "cost USD"), _cost_rows(found), 1),
-    ]
-    first = True
-    for title, headers, rows, numeric_from in sections:
-        if not rows:
-            continue
-        if not first:
-            print()
-        first = False
-        print_table(title, headers, rows, numeric_from=numeric_from)
-    if not found.by_model:
-        print("\nNo verdicts yet: complete `verdict:` lines in a review and commit it to see keep rates.")
-    return 0
 
 
 def gather(studio: Studio) -> Stats:
@@ -107,13 +76,3 @@ def _model_of(line: LedgerLine, record: RenderRecord | None) -> str:
         return line.model
     return record.spec.model if record is not None else "(unknown)"
 
-
-def _time_rows(found: Stats) -> list[tuple[object, ...]]:
-    return [
-        (model, backend, len(values), f"{statistics.median(values):.1f}", f"{statistics.fmean(values):.1f}")
-        for (model, backend), values in sorted(found.seconds.items())
-    ]
-
-
-def _cost_rows(found: Stats) -> list[tuple[object, ...]]:
-    return [(backend, images, f"{usd:.4f}") for backend, (images, usd) in sorted(found.cost.items())]

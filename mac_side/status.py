@@ -1,4 +1,4 @@
-"""``renderloop status``: each batch with pending, rendered, failed and reviewed counts.
+"""Each batch's pending, rendered, failed and reviewed counts (``renderloop status``, ``follow``).
 
 Counts come from the files of this checkout (pull first to see the worker's
 latest): a slug is *rendered* when its record is current (same spec_hash)
@@ -10,16 +10,13 @@ its current spec.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
-from mac_side.reading import print_table, read_ledger
+from mac_side.ledger import read_ledger
 from studio.batch import LoadedBatch
 from studio.config import load_config
 from studio.inventory import job_state, load_batches, records
-from studio.layout import Studio, open_studio
-
-HEADERS = ("batch", "prompts", "pending", "rendered", "failed", "reviewed")
+from studio.layout import Studio
 
 
 @dataclass(frozen=True)
@@ -31,25 +28,6 @@ class BatchStatus:
     failed: int = 0
     reviewed: int = 0
     problem: Optional[str] = None  # the first problem of an invalid batch file
-
-    @property
-    def row(self) -> tuple[object, ...]:
-        if self.problem is not None:
-            return (self.batch, "invalid", "", "", "", "")
-        return (self.batch, self.prompts, self.pending, self.rendered, self.failed, self.reviewed)
-
-
-def status(repo: Path) -> int:
-    studio = open_studio(repo)
-    found = batch_statuses(studio)
-    if not found:
-        print("No batches yet: `renderloop new NAME` scaffolds batches/NAME.yaml.")
-        return 0
-    print_table("", HEADERS, [s.row for s in found])
-    for item in found:
-        if item.problem is not None:
-            print(f"{item.batch}: invalid: {item.problem}")
-    return 0
 
 
 def batch_statuses(studio: Studio) -> list[BatchStatus]:

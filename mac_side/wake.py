@@ -1,4 +1,4 @@
-"""``renderloop wake``: send a Wake-on-LAN magic packet to the configured worker.
+"""Send a Wake-on-LAN magic packet to the configured worker (``renderloop wake``).
 
 The packet is 6 bytes of 0xFF followed by the worker's MAC address 16 times
 (102 bytes), sent over UDP to ``worker.wake`` in ``renderloop.yaml``: the
@@ -41,11 +41,10 @@ def send_magic_packet(settings: WakeSettings) -> int:
         ) from None
 
 
-def wake(repo: Path) -> int:
+def wake(repo: Path) -> tuple[WakeSettings, int]:
+    """Send the packet to the worker of ``renderloop.yaml``: its settings and the bytes sent."""
     studio = open_studio(repo)
     settings = load_config(studio).worker.wake
     if settings is None:
         raise FatalError(NO_SETTINGS)
-    sent = send_magic_packet(settings)
-    print(f"sent a Wake-on-LAN packet ({sent} bytes) for {settings.mac} to {settings.broadcast}:{settings.port}")
-    return 0
+    return settings, send_magic_packet(settings)

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mac_side.new import new_batch, scaffold_text
+from mac_side.new import scaffold_text
+from renderloop.commands.new import new as new_batch
 from studio.batch import load_batch, load_batch_bytes
 from studio.config import builtin_config, load_config
 from studio.errors import FatalError

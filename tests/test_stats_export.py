@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mac_side.export import export
-from mac_side.stats import stats
+from renderloop.commands.export import export
+from renderloop.commands.stats import stats
 from studio.ledger import parse as parse_ledger
 from studio.record import sha256_hex
 from tests.helpers import BATCH_YAML, Sandbox, cli

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mac_side.reading import plain_table, print_table
-from mac_side.status import BatchStatus, batch_statuses, status
+from renderloop.output import plain_table, print_table
+from mac_side.status import BatchStatus, batch_statuses
+from renderloop.commands.status import row, status
 from studio.layout import Studio
 from tests.helpers import BATCH_YAML, Sandbox, cli, git, type_into
 from tests.studio_data import append_ledger, put_render, review_round, studio_root, verdict, write_batch  # noqa: F401
@@ -119,7 +120,7 @@ class Terminal(io.StringIO):
 
 
 def test_a_terminal_gets_a_rich_table_and_a_pipe_plain_text() -> None:
-    rows = [BatchStatus("hero", 3, 1, 1, 1, 0).row, BatchStatus("broken", problem="x").row]
+    rows = [row(BatchStatus("hero", 3, 1, 1, 1, 0)), row(BatchStatus("broken", problem="x"))]
     terminal = Terminal()
     print_table("", ("batch", "prompts", "pending", "rendered", "failed", "reviewed"), rows, out=terminal)
     shown = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue())

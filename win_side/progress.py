@@ -1,8 +1,11 @@
-"""Progress: rich bars per batch on a terminal, one plain log line per image otherwise."""
+"""Progress: counts per batch and one log line per image finished.
+
+The command that runs the worker chooses how they are shown (rich bars on a
+terminal, plain lines in a log): see ``renderloop.progress``.
+"""
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -87,63 +90,3 @@ class Progress:
 
     def close(self) -> None:
         pass
-
-
-class RichProgress(Progress):
-    def __init__(self) -> None:
-        super().__init__()
-        from rich.console import Console
-        from rich.logging import RichHandler
-        from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
-        from rich.progress import Progress as Bars
-
-        self.console = Console(stderr=True)
-        self.bars = Bars(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]} failed"),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
-        self.tasks: dict[str, TaskID] = {}
-        self.handler = RichHandler(console=self.console, show_path=False, markup=False)
-        self.bars.start()
-
-    def _update(self, batch: str, counts: BatchCounts) -> None:
-        if batch not in self.tasks:
-            self.tasks[batch] = self.bars.add_task(batch, total=counts.total, failed=0, rate="")
-        rate = counts.rate()
-        self.bars.update(
-            self.tasks[batch],
-            total=counts.total,
-            completed=counts.done + counts.failed,
-            failed=counts.failed,
-            rate=f"{rate * 60:.1f} img/min" if rate else "",
-        )
-
-    def close(self) -> None:
-        self.bars.stop()
-
-
-def make_progress() -> Progress:
-    """Bars on a terminal, plain lines in a log or a pipe."""
-    if sys.stderr.isatty():
-        progress = RichProgress()
-        _install_handler(progress.handler)
-        return progress
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    _install_handler(handler)
-    return Progress()
-
-
-def _install_handler(handler: logging.Handler) -> None:
-    root = logging.getLogger("renderloop")
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    root.propagate = False

@@ -6,6 +6,7 @@ real hooks.  Nothing outside the sandbox is touched.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -15,10 +16,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Callable, Optional, ParamSpec, TypeVar
 
+from renderloop.commands.new import new
+from renderloop.commands.status import status
+from renderloop.options import add_command
 from studio import git
 from studio.errors import FatalError
+
+if TYPE_CHECKING:
+    from renderloop.options import Subcommands
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -32,6 +39,16 @@ DEMO_PROMPTS = [
     ("orchard-in-fog", "An apple orchard in morning fog, muted palette", "essay"),
 ]
 VERDICTS = [("keep", []), ("reroll", ["warmer palette", "no text"]), ("reject", []), ("keep", [])]
+
+
+def add_parser(sub: Subcommands) -> None:
+    p = add_command(sub, "demo", "the whole loop in a temporary sandbox, in seconds", run)
+    p.add_argument("--keep", type=Path, default=None, metavar="DIR", help="build the sandbox in DIR and keep it")
+    p.add_argument("--images", type=int, default=4, metavar="N", help="prompts in the demo batch (2-6)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return demo(keep=args.keep, images=args.images)
 
 
 class Narrator:
@@ -66,8 +83,6 @@ def demo(keep: Optional[Path] = None, images: int = 4) -> int:
 
 def _run(root: Path, images: int, kept: bool) -> int:
     from mac_side.init import init
-    from mac_side.new import new_batch
-    from mac_side.status import status
 
     say = Narrator()
     print(f"renderloop demo: the whole loop in a sandbox at {root}")
@@ -77,13 +92,13 @@ def _run(root: Path, images: int, kept: bool) -> int:
     seed.mkdir()
     git.run(seed, "init", "--quiet", "--initial-branch=main")
     _identity(seed, "Ana", "ana@example.com")
-    _quiet(init, seed)
+    init(seed)
     git.run(root, "clone", "--quiet", "--bare", str(seed), str(remote))
     git.run(root, "clone", "--quiet", str(remote), str(mac))
     git.run(root, "clone", "--quiet", str(remote), str(worker))
     _identity(mac, "Ana", "ana@example.com")
     _identity(worker, "studio-pc", "worker@example.com")
-    _quiet(init, mac)  # a fresh clone: `renderloop init .` only enables the hooks
+    init(mac)  # a fresh clone: `renderloop init .` only enables the hooks
     say.show(f"remote  {remote}\nmac     {mac}   (the person: writes prompts, reviews)\n"
              f"worker  {worker}   (the GPU box: renders with the placeholder backend)")
 
@@ -131,7 +146,7 @@ def _run(root: Path, images: int, kept: bool) -> int:
     say.show((mac / "ledger.jsonl").read_text(encoding="utf-8"), "    | ")
 
     say.say("`renderloop new hero-2 --rerolls` carries every reroll, with its cues, into a new batch")
-    _in(mac, new_batch, mac, "hero-2", rerolls=True, model=None, force=False)
+    _in(mac, new, mac, "hero-2", rerolls=True, model=None, force=False)
     say.show((mac / "batches" / "hero-2.yaml").read_text(encoding="utf-8"), "    | ")
     git.add(mac, "batches/hero-2.yaml")
     git.run(mac, "commit", "--quiet", "-m", "batch: hero-2 (rerolls)")
@@ -196,14 +211,6 @@ def _set_verdict(text: str, slug: str, verdict: str, cues: list[str]) -> str:
 def _identity(repo: Path, name: str, email: str) -> None:
     git.config_set(repo, "user.name", name)
     git.config_set(repo, "user.email", email)
-
-
-def _quiet(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return function(*args, **kwargs)
 
 
 def _in(folder: Path, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -1,4 +1,4 @@
-"""``renderloop local BATCH``: render one batch on this Mac with mflux, the worker's way.
+"""Render one batch on this Mac with mflux, the worker's way (``renderloop local BATCH``).
 
 The conscious fallback when the worker is unreachable.  It is the worker's
 own reconciler (``win_side.reconcile``) restricted to one batch, with the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -22,20 +22,30 @@ from studio.errors import FatalError
 from studio.layout import BATCH_SUFFIXES, BATCHES, batch_id_problem
 from win_side.backends.base import BackendOptions
 from win_side.backends.mflux import MfluxBackend
-from win_side.progress import make_progress
+from win_side.progress import Progress
 from win_side.reconcile import ReconcileOptions, Reconciler, Summary
 from win_side.repo import RemoteUnreachable, WorkerRepo
-from win_side.worker import StopOnSignals, open_studio
+from win_side.worker import StopSwitch, open_studio
 
 log = logging.getLogger("renderloop.local")
 
-def run_local(
-    repo: Path, batch: str, *, cooldown: Optional[float] = None, min_available_gb: Optional[float] = None,
-    timeout: Optional[float] = None,
-) -> int:
+
+@dataclass
+class LocalResult:
+    batch: str
+    summary: Summary
+    waiting: int  # commits not pushed
+    has_remote: bool
+    interrupted: bool = False  # stopped by the person
+    gave_up: list[str] = field(default_factory=list)  # why the backend stopped (memory never freed...)
+
+
+def render_locally(
+    repo: Path, batch: str, progress: Progress, switch: StopSwitch, *, cooldown: Optional[float] = None,
+    min_available_gb: Optional[float] = None, timeout: Optional[float] = None,
+) -> LocalResult:
     studio = open_studio(repo)
     config = load_config(studio)
-    _check_knobs(cooldown, min_available_gb, timeout)
     clone = WorkerRepo(studio)
     _check_batch(clone, batch)
     options = BackendOptions(
@@ -44,7 +54,6 @@ def run_local(
     )
     backend = MfluxBackend(options)  # says how to install mflux before anything else happens
     name = socket.gethostname()
-    progress = make_progress()
     clone.acquire()
     gave_up: list[str] = []
     try:
@@ -56,41 +65,18 @@ def run_local(
         )
         backend.lanes[0].on_gave_up = lambda reason: _give_up(reconciler, gave_up, reason)
         log.info("rendering %s on %s with mflux (one image at a time)", batch, name)
-        with StopOnSignals(reconciler) as signals:
-            summary = reconciler.run_once()
+        switch.arm(reconciler)
+        summary = reconciler.run_once()
     finally:
-        progress.close()
         clone.release()
-    return _report(clone, batch, summary, interrupted=signals.count > 0, gave_up=gave_up)
+    waiting = clone.unpushed() if clone.has_remote() else 0
+    return LocalResult(batch, summary, waiting, clone.has_remote(), switch.requested, gave_up)
 
 
 def _give_up(reconciler: Reconciler, gave_up: list[str], reason: str) -> None:
     gave_up.append(reason)
     reconciler.stopping.set()
     reconciler.poke()
-
-
-def _report(clone: WorkerRepo, batch: str, summary: Summary, *, interrupted: bool, gave_up: list[str]) -> int:
-    waiting = clone.unpushed() if clone.has_remote() else 0
-    if summary.rendered or summary.failed or interrupted or gave_up:
-        line = f"{batch}: {summary.rendered} rendered, {summary.failed} failed on this Mac"
-    else:
-        line = f"{batch}: nothing to render, every image is done"
-    if waiting:
-        line += f"; {waiting} commit{'s' if waiting != 1 else ''} could not be pushed yet (see above):"
-        line += " `git pull --rebase` and `git push` send them later"
-    elif clone.has_remote():
-        line += "; pushed"
-    print(line)
-    if summary.rendered or summary.failed:
-        print(f"write the review with: renderloop review {batch}")
-    if gave_up:
-        print(f"renderloop: error: stopped: {gave_up[0]}", file=sys.stderr)
-        return 1
-    if interrupted:
-        print("renderloop: stopped; run `renderloop local` again to render the rest", file=sys.stderr)
-        return 130
-    return 0
 
 
 def _check_batch(clone: WorkerRepo, batch: str) -> None:
@@ -112,10 +98,3 @@ def _check_batch(clone: WorkerRepo, batch: str) -> None:
     known = ", ".join(p.stem for p in studio.batch_files()) or "none yet"
     raise FatalError(f"no batch file batches/{batch}.yaml in {studio.root} (batches: {known})")
 
-
-def _check_knobs(cooldown: Optional[float], min_available_gb: Optional[float], timeout: Optional[float]) -> None:
-    for flag, value in (("--cooldown", cooldown), ("--min-available-gb", min_available_gb)):
-        if value is not None and value < 0:
-            raise FatalError(f"{flag} {value:g}: give zero or more")
-    if timeout is not None and timeout <= 0:
-        raise FatalError(f"--timeout {timeout:g}: give the longest an image may take, in seconds")

@@ -1,36 +1,39 @@
-"""What the read-only Mac commands (new, status, stats, export) share.
+"""What the commands share for output: tables, and the warnings libraries log.
 
-Finding the studio from any folder of a clone, reading the ledger without
-letting one bad line hide every verdict, and printing a table: a rich table
-on a terminal, plain aligned text in a pipe or a log.
+A table is a rich table on a terminal, plain aligned text in a pipe or a
+log.  Libraries never print: what they have to warn about goes to the
+``renderloop`` logger, shown here as ``renderloop: warning: ...`` lines.
 """
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Sequence, TextIO
-
-from studio.errors import InvalidFile
-from studio.layout import Studio
-from studio.ledger import LedgerLine, parse
-
-from mac_side.ledger import valid_lines
 
 Row = Sequence[object]
 
 
-def read_ledger(studio: Studio) -> list[LedgerLine]:
-    """Every verdict in ``ledger.jsonl``; bad lines are reported on stderr and left out."""
-    try:
-        raw = studio.ledger_path.read_bytes()
-    except FileNotFoundError:
-        return []
-    try:
-        return parse(raw)
-    except InvalidFile as exc:
-        first = exc.problems[0]
-        more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
-        print(f"renderloop: warning: {first}{more}; such lines are left out", file=sys.stderr)
-        return valid_lines(raw)
+class _Lines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = "warning" if record.levelno < logging.ERROR else "error"
+        return f"renderloop: {level}: {record.getMessage()}"
+
+
+def show_warnings() -> None:
+    """Show what libraries log at WARNING and above on stderr, one ``renderloop: warning:`` line each."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Lines())
+    handler.setLevel(logging.WARNING)
+    install_handler(handler, logging.WARNING)
+
+
+def install_handler(handler: logging.Handler, level: int) -> None:
+    """Make ``handler`` the one handler of the ``renderloop`` loggers."""
+    root = logging.getLogger("renderloop")
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 def print_table(

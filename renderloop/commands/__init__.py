@@ -1,0 +1,1 @@
+"""One module per verb: parse its options, call the libraries, print, return the exit code."""

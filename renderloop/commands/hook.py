@@ -1,0 +1,46 @@
+"""``renderloop hook NAME [ARGS...]``: run a git hook (called by the shims in hooks/)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from renderloop.options import add_command
+from studio.shims import HOOK_NAMES
+
+if TYPE_CHECKING:
+    from renderloop.options import Subcommands
+
+
+def add_parser(sub: Subcommands) -> None:
+    p = add_command(sub, "hook", "run a git hook (called by the shims in hooks/)", run)
+    p.add_argument("name", choices=HOOK_NAMES)
+    p.add_argument("args", nargs="*")
+
+
+def run(args: argparse.Namespace) -> int:
+    return hook(args.name, args.args)
+
+
+def hook(name: str, args: list[str]) -> int:
+    from mac_side.hooks import run_hook
+    from studio.errors import FatalError
+
+    try:
+        said = run_hook(name, args)
+    except FatalError as exc:
+        if name == "pre-commit":
+            raise
+        # a post hook cannot undo what git did: say so and let git finish
+        for line in str(exc).splitlines():
+            print(f"renderloop {name}: {line}", file=sys.stderr)
+        print(f"renderloop {name}: no review written; fix the above and run `renderloop review`", file=sys.stderr)
+        return 0
+    if said.problems:
+        for problem in said.problems:
+            print(problem, file=sys.stderr)
+        print("renderloop: the commit was stopped: fix the lines above and commit again", file=sys.stderr)
+        return 1
+    for message in said.messages:
+        print(f"renderloop: {message}")
+    return 0

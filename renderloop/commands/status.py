@@ -1,0 +1,44 @@
+"""``renderloop status``: each batch with pending, rendered, failed and reviewed counts."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from renderloop.options import add_command, add_repo
+from renderloop.output import print_table
+
+if TYPE_CHECKING:
+    from mac_side.status import BatchStatus
+    from renderloop.options import Subcommands
+
+HEADERS = ("batch", "prompts", "pending", "rendered", "failed", "reviewed")
+
+
+def add_parser(sub: Subcommands) -> None:
+    add_repo(add_command(sub, "status", "each batch with pending, rendered, failed and reviewed counts", run))
+
+
+def run(args: argparse.Namespace) -> int:
+    return status(args.repo)
+
+
+def status(repo: Path) -> int:
+    from mac_side.status import batch_statuses
+    from studio.layout import open_studio
+
+    found = batch_statuses(open_studio(repo))
+    if not found:
+        print("No batches yet: `renderloop new NAME` scaffolds batches/NAME.yaml.")
+        return 0
+    print_table("", HEADERS, [row(s) for s in found])
+    for item in found:
+        if item.problem is not None:
+            print(f"{item.batch}: invalid: {item.problem}")
+    return 0
+
+
+def row(item: BatchStatus) -> tuple[object, ...]:
+    if item.problem is not None:
+        return (item.batch, "invalid", "", "", "", "")
+    return (item.batch, item.prompts, item.pending, item.rendered, item.failed, item.reviewed)

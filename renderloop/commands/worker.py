@@ -1,0 +1,74 @@
+"""``renderloop worker``: render every batch in a clone, commit and push (the GPU side)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from renderloop.options import add_command, add_repo
+from win_side.backends import BACKENDS
+
+if TYPE_CHECKING:
+    from renderloop.options import Subcommands
+    from win_side.worker import WorkerOptions
+
+
+def add_parser(sub: Subcommands) -> None:
+    p = add_command(sub, "worker", "render every batch in a clone, commit and push (the GPU side)", run)
+    add_repo(p, "the worker's clone of the studio (default: this folder)")
+    p.add_argument("--backend", choices=tuple(BACKENDS), default="comfyui", help="where images are rendered")
+    p.add_argument("--once", action="store_true", help="reconcile once and exit")
+    p.add_argument("--poll", type=float, default=None, metavar="SECONDS",
+                   help="seconds between remote checks (default: renderloop.yaml, else 2)")
+    p.add_argument("--window", type=int, default=None, metavar="N",
+                   help="images queued ahead on each server (default: renderloop.yaml, else 2)")
+    p.add_argument("--comfyui", action="append", default=[], metavar="URL",
+                   help="a ComfyUI server (repeat for several; default: renderloop.yaml)")
+    p.add_argument("--fal-url", default=None, metavar="URL", help="fal queue base URL (default: fal's queue host)")
+    p.add_argument("--placeholder-seconds", type=float, default=0.0, metavar="SECONDS",
+                   help="delay per image for the placeholder backend")
+    p.add_argument("--name", default=None, help="this worker's name in records and commits (default: host name)")
+    p.add_argument("--no-push", action="store_true", help="commit but do not push")
+    p.add_argument("--retry-failed", action="store_true", help="render failed images again")
+
+
+def run(args: argparse.Namespace) -> int:
+    from win_side.worker import WorkerOptions
+
+    return worker(
+        WorkerOptions(
+            repo=args.repo,
+            backend=args.backend,
+            once=args.once,
+            poll=args.poll,
+            window=args.window,
+            comfyui=args.comfyui,
+            fal_url=args.fal_url,
+            placeholder_seconds=args.placeholder_seconds,
+            name=args.name,
+            push=not args.no_push,
+            retry_failed=args.retry_failed,
+        )
+    )
+
+
+def worker(options: WorkerOptions) -> int:
+    from renderloop.progress import StopOnSignals, make_progress
+    from win_side.worker import StopSwitch, run_worker
+
+    switch = StopSwitch()
+    progress = make_progress()
+    try:
+        with StopOnSignals(switch):
+            result = run_worker(options, progress, switch)
+    finally:
+        progress.close()
+    if result.summary.refused and options.once:
+        print(f"renderloop: error: {result.summary.refused} batch(es) not rendered: their renders folder leaves the "
+              "studio (see above)", file=sys.stderr)
+        return 1
+    if result.waiting and not result.summary.pushed:
+        print(f"renderloop: error: {result.waiting} commits could not be pushed; they wait in {result.root}",
+              file=sys.stderr)
+        return 1
+    return 0

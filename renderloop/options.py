@@ -1,0 +1,29 @@
+"""What every command's parser shares: registering a verb, the ``--repo`` option.
+
+Each module of :mod:`renderloop.commands` offers ``add_parser(sub)``, which
+registers its verb and its options and sets ``run``: the function that takes
+the parsed arguments, calls the libraries, prints and returns the exit code.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
+
+Run = Callable[[argparse.Namespace], int]
+
+
+def add_command(sub: Subcommands, name: str, help: str, run: Run) -> argparse.ArgumentParser:
+    """The parser of the verb ``name``, routed to ``run``."""
+    command = sub.add_parser(name, help=help)
+    # --debug is also accepted after the command (`renderloop worker --debug`)
+    command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    command.set_defaults(run=run)
+    return command
+
+
+def add_repo(parser: argparse.ArgumentParser, help: str = "the studio checkout (default: this folder)") -> None:
+    parser.add_argument("--repo", "-C", type=Path, default=Path("."), metavar="PATH", help=help)
