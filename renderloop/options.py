@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Optional
+
+from studio.errors import NotConfigured
 
 if TYPE_CHECKING:
     Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -27,3 +29,15 @@ def add_command(sub: Subcommands, name: str, help: str, run: Run) -> argparse.Ar
 
 def add_repo(parser: argparse.ArgumentParser, help: str = "the studio checkout (default: this folder)") -> None:
     parser.add_argument("--repo", "-C", type=Path, default=Path("."), metavar="PATH", help=help)
+
+
+def at_least_zero(flag: str, value: Optional[float]) -> None:
+    """Refuse a negative ``value`` given for ``flag`` (None: not given)."""
+    if value is not None and value < 0:
+        raise NotConfigured(f"{flag} {value:g}: give zero or more")
+
+
+def above_zero(flag: str, value: Optional[float], hint: str = "give more than zero") -> None:
+    """Refuse a ``value`` of zero or less given for ``flag`` (None: not given)."""
+    if value is not None and value <= 0:
+        raise NotConfigured(f"{flag} {value:g}: {hint}")

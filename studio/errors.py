@@ -20,6 +20,10 @@ class Problem:
         return f"{self.path}:{self.line}: {self.message}"
 
 
+class NotConfigured(FatalError):
+    """A setting the command needs is missing or out of range: in renderloop.yaml or on the command line."""
+
+
 class InvalidFile(FatalError):
     """A file that does not follow its schema; carries every problem found."""
 

@@ -288,3 +288,29 @@ def test_continuous_worker_notices_a_push_and_stops_cleanly_on_ctrl_c(sandbox: S
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_an_empty_comfyui_list_is_a_clear_error_not_a_bug(sandbox: Sandbox) -> None:
+    config = sandbox.worker / "renderloop.yaml"
+    text = config.read_text(encoding="utf-8")
+    assert "  comfyui: [http://127.0.0.1:8188]\n" in text
+    config.write_text(text.replace("  comfyui: [http://127.0.0.1:8188]\n", "  comfyui: []\n"), encoding="utf-8")
+    result = cli("worker", "--repo", str(sandbox.worker), "--once", "--no-push")
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("renderloop:")]
+    assert errors == [
+        "renderloop: error: no ComfyUI server: worker.comfyui in renderloop.yaml lists none; "
+        "list one there (e.g. comfyui: [http://127.0.0.1:8188]) or pass --comfyui URL"
+    ]
+
+
+@pytest.mark.parametrize(("flag", "value", "why"), [
+    ("--window", "0", "give 1 or more"),
+    ("--poll", "-1", "give more than zero"),
+    ("--placeholder-seconds", "-0.5", "give zero or more"),
+])
+def test_out_of_range_options_are_refused_in_one_line(sandbox: Sandbox, flag: str, value: str, why: str) -> None:
+    result = run_worker(sandbox, flag, value)
+    assert result.returncode == 1
+    assert result.stderr == f"renderloop: error: {flag} {float(value):g}: {why}\n"
+    assert render_commits(sandbox.worker) == []

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from renderloop.options import add_command, add_repo
+from renderloop.options import above_zero, add_command, add_repo, at_least_zero
 
 if TYPE_CHECKING:
     from mac_side.follow import Statuses
@@ -21,6 +21,8 @@ def add_parser(sub: Subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    above_zero("--poll", args.poll)
+    at_least_zero("--timeout", args.timeout)
     return follow(args.repo, poll=args.poll, timeout=args.timeout)
 
 

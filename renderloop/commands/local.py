@@ -6,8 +6,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from renderloop.options import add_command, add_repo
-from studio.errors import FatalError
+from renderloop.options import above_zero, add_command, add_repo, at_least_zero
 
 if TYPE_CHECKING:
     from renderloop.options import Subcommands
@@ -72,8 +71,6 @@ def _report(result: LocalResult) -> int:
 
 
 def _check_knobs(cooldown: Optional[float], min_available_gb: Optional[float], timeout: Optional[float]) -> None:
-    for flag, value in (("--cooldown", cooldown), ("--min-available-gb", min_available_gb)):
-        if value is not None and value < 0:
-            raise FatalError(f"{flag} {value:g}: give zero or more")
-    if timeout is not None and timeout <= 0:
-        raise FatalError(f"--timeout {timeout:g}: give the longest an image may take, in seconds")
+    at_least_zero("--cooldown", cooldown)
+    at_least_zero("--min-available-gb", min_available_gb)
+    above_zero("--timeout", timeout, "give the longest an image may take, in seconds")

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from renderloop.options import add_command, add_repo
+from renderloop.options import above_zero, add_command, add_repo, at_least_zero
 from win_side.backends import BACKENDS
 
 if TYPE_CHECKING:
@@ -34,6 +34,10 @@ def add_parser(sub: Subcommands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from win_side.worker import WorkerOptions
+
+    above_zero("--poll", args.poll)
+    above_zero("--window", args.window, "give 1 or more")
+    at_least_zero("--placeholder-seconds", args.placeholder_seconds)
 
     return worker(
         WorkerOptions(

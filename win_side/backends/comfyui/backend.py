@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from studio.clock import utcnow
-from studio.errors import InvalidFile
+from studio.errors import InvalidFile, NotConfigured
 from studio.layout import Studio
 from studio.workflow import BindingError, Workflow, load_workflow, workflow_path
 from win_side.backends.base import (
@@ -301,7 +301,10 @@ class ComfyUIBackend:
         urls = options.comfyui_urls or list(options.config.worker.comfyui)
         urls = list(dict.fromkeys(_normalize(url) for url in urls))
         if not urls:
-            raise ValueError("no ComfyUI server: pass --comfyui URL or list worker.comfyui in renderloop.yaml")
+            raise NotConfigured(
+                "no ComfyUI server: worker.comfyui in renderloop.yaml lists none; list one there "
+                "(e.g. comfyui: [http://127.0.0.1:8188]) or pass --comfyui URL"
+            )
         self.builder = GraphBuilder(options.studio_root)
         timeout = options.timeout_seconds or DEFAULT_TIMEOUT
         self._lanes = [ComfyLane(url, max(1, options.window), self.builder, timeout) for url in urls]
