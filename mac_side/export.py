@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from mac_side.ledger import read_ledger
 from studio import git
 from studio.errors import FatalError
 from studio.fsutil import write_atomic
 from studio.layout import Studio, open_studio
-from studio.ledger import LedgerLine
+from studio.ledger import Ledger, LedgerLine, latest_by_slug
 from studio.record import sha256_hex
 
 HISTORY_LIMIT = 200  # versions of one PNG searched for the kept one
@@ -42,7 +41,7 @@ def export(repo: Path, dest: Path) -> Optional[Exported]:
     target = Path(dest).resolve()
     if target.exists() and not target.is_dir():
         raise FatalError(f"{dest}: not a folder")
-    kept = latest_kept(read_ledger(studio))
+    kept = latest_kept(Ledger.read(studio.ledger_path))
     if not kept:
         return None
     target.mkdir(parents=True, exist_ok=True)
@@ -58,17 +57,9 @@ def export(repo: Path, dest: Path) -> Optional[Exported]:
     return result
 
 
-def latest_kept(lines: list[LedgerLine]) -> dict[str, LedgerLine]:
+def latest_kept(ledger: Ledger) -> dict[str, LedgerLine]:
     """Per slug, the latest keep verdict still in force for its (batch, slug)."""
-    in_force: dict[tuple[str, str], LedgerLine] = {}
-    for line in lines:
-        in_force.pop((line.batch, line.slug), None)  # re-insert: dict order is the order of the last line
-        in_force[(line.batch, line.slug)] = line
-    kept: dict[str, LedgerLine] = {}
-    for (_, slug), line in in_force.items():
-        if line.verdict == "keep":
-            kept[slug] = line  # later in the ledger wins
-    return kept
+    return latest_by_slug(line for line in ledger.in_force().values() if line.verdict == "keep")
 
 
 def kept_png(studio: Studio, line: LedgerLine) -> tuple[Optional[bytes], str]:

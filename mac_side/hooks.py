@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from mac_side.ledger import Fold, Judgments, append, describe, fold, guard
+from mac_side.ledger import Fold, describe, fold
 from mac_side.review import decode, parse
 from mac_side.review_update import batches_with_renders, update_reviews
 from studio import git
@@ -38,6 +38,7 @@ from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
 from studio.config import StudioConfig, check_workflows, parse_config
 from studio.errors import InvalidFile, Problem
 from studio.fsutil import read_or_none, write_text_atomic
+from studio.ledger import Ledger, append, guard
 from studio.layout import BATCH_SUFFIXES, CONFIG_NAME, LEDGER_NAME, RENDERS, REVIEW_NAME, Studio, batch_id_problem
 from studio.record import RenderRecord
 from studio.source import load_bytes
@@ -109,10 +110,10 @@ def _fold_reviews(studio: Studio, reviews: list[str], index_ledger: bytes, confi
         total.problems += unstaged
         if not unstaged:
             base = working
-    judgments = Judgments.of(base)
+    ledger = Ledger.lenient(base)  # its bad lines are the guard's to report
     reviewer = git.config_get(studio.root, "user.name")
     for rel in reviews:
-        result = _fold_review(studio.root, rel, config, judgments, reviewer)
+        result = _fold_review(studio.root, rel, config, ledger, reviewer)
         total.lines += result.lines
         total.notes += result.notes
         total.problems += result.problems
@@ -169,7 +170,7 @@ def _is_review_path(rel: str) -> bool:
     return len(parts) == 3 and parts[0] == RENDERS and parts[2] == REVIEW_NAME and batch_id_problem(parts[1]) is None
 
 
-def _fold_review(root: Path, rel: str, config: StagedConfig, judgments: Judgments, reviewer: Optional[str]) -> Fold:
+def _fold_review(root: Path, rel: str, config: StagedConfig, ledger: Ledger, reviewer: Optional[str]) -> Fold:
     batch_id = rel.split("/")[1]
     text, problems = decode(git.show(root, f":{rel}") or b"", rel)
     if problems:
@@ -185,7 +186,7 @@ def _fold_review(root: Path, rel: str, config: StagedConfig, judgments: Judgment
         except ValueError:
             return None
 
-    return fold(parse(text, rel), batch_id, batch, record_of, judgments, reviewer)
+    return fold(parse(text, rel), batch_id, batch, record_of, ledger, reviewer)
 
 
 def _staged_batch(root: Path, batch_id: str, review: str, config: StagedConfig) -> tuple[Optional[LoadedBatch], list[Problem]]:

@@ -1,32 +1,19 @@
-"""Folding review verdicts into ``ledger.jsonl``: build the lines, append them, guard the file.
+"""Folding review verdicts into ``ledger.jsonl``: the ledger lines a committed review adds.
 
-The ledger is only ever appended to: :func:`append` opens it in append
-mode, and :func:`guard` refuses a new version that changes, removes,
-reorders or truncates an existing line, or adds a line that is not a valid
-ledger line.
+Reading, appending and guarding the ledger itself is ``studio.ledger``'s.
 """
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional
-
-from pydantic import ValidationError
 
 from mac_side.review import Marker, Review
 from studio.batch import LoadedBatch
 from studio.clock import utcnow
-from studio.errors import FatalError, InvalidFile, Problem
-from studio.ledger import LedgerLine, append_only_problems, is_verdict, new_id
-from studio.ledger import parse as parse_ledger
-from studio.layout import Studio
+from studio.errors import Problem
+from studio.ledger import Ledger, LedgerLine, is_verdict, new_id
 from studio.record import RenderRecord
-
-log = logging.getLogger("renderloop.ledger")
-
-Key = tuple[str, str, str]  # batch, slug, spec_hash
 
 
 @dataclass
@@ -38,60 +25,12 @@ class Fold:
     notes: list[str] = field(default_factory=list)
 
 
-def valid_lines(raw: bytes) -> list[LedgerLine]:
-    """The valid lines of a ledger, skipping bad ones (those are reported elsewhere)."""
-    lines = []
-    for chunk in raw.split(b"\n"):
-        if chunk.strip():
-            try:
-                lines.append(LedgerLine.model_validate_json(chunk))
-            except ValidationError:
-                continue
-    return lines
-
-
-def read_ledger(studio: Studio) -> list[LedgerLine]:
-    """Every verdict in ``ledger.jsonl``; bad lines are left out, with a warning logged."""
-    try:
-        raw = studio.ledger_path.read_bytes()
-    except FileNotFoundError:
-        return []
-    try:
-        return parse_ledger(raw)
-    except InvalidFile as exc:
-        first = exc.problems[0]
-        more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
-        log.warning("%s%s; such lines are left out", first, more)
-        return valid_lines(raw)
-
-
-class Judgments:
-    """The verdict in force for each image (batch, slug, spec_hash) in a ledger."""
-
-    def __init__(self, lines: list[LedgerLine]) -> None:
-        self._latest: dict[Key, LedgerLine] = {}
-        for line in lines:
-            self._latest[(line.batch, line.slug, line.spec_hash or "")] = line
-
-    @classmethod
-    def of(cls, raw: bytes) -> "Judgments":
-        return cls(valid_lines(raw))
-
-    def holds(self, batch: str, slug: str, spec_hash: str, verdict: Optional[str], cues: list[str]) -> bool:
-        """True when the ledger already says ``verdict`` with ``cues`` for this image."""
-        line = self._latest.get((batch, slug, spec_hash))
-        return line is not None and line.verdict == verdict and list(line.cues) == list(cues)
-
-    def for_batch(self, batch: str) -> Callable[[str, str, Optional[str], list[str]], bool]:
-        return lambda slug, spec_hash, verdict, cues: self.holds(batch, slug, spec_hash, verdict, cues)
-
-
 def fold(
     review: Review,
     batch_id: str,
     batch: Optional[LoadedBatch],
     record_of: Callable[[str], Optional[RenderRecord]],
-    judgments: Judgments,
+    ledger: Ledger,
     reviewer: Optional[str],
 ) -> Fold:
     """Ledger lines for every verdict in ``review`` that the ledger does not hold yet."""
@@ -123,7 +62,7 @@ def fold(
                 Problem(review.path, verdict_line + 1, f"{section.slug!r} failed to render: it cannot be kept (reroll or reject)")
             )
             continue
-        if judgments.holds(batch_id, section.slug, marker.spec_hash, verdict, section.cues):
+        if ledger.holds(batch_id, section.slug, marker.spec_hash, verdict, section.cues):
             continue
         current = record_of(section.slug)
         if current is not None and current.spec_hash != marker.spec_hash:
@@ -151,38 +90,6 @@ def fold(
 
 def _marker_from_record(record: Optional[RenderRecord]) -> Optional[Marker]:
     return Marker.of(record) if record is not None else None
-
-
-def guard(old: bytes, new: bytes, display: str = "ledger.jsonl", what: str = "") -> list[Problem]:
-    """Why ``new`` is not ``old`` plus valid appended lines (empty when it is)."""
-    problems = append_only_problems(old, new, display)
-    if problems:
-        suffix = f" {what}" if what else ""
-        return [Problem(p.path, p.line, p.message + suffix) for p in problems]
-    added = new[len(old) :]
-    if not added:
-        return []
-    offset = old.count(b"\n")
-    try:
-        parse_ledger(added, display)
-    except InvalidFile as exc:
-        return [Problem(p.path, p.line + offset, p.message) for p in exc.problems]
-    return []
-
-
-def append(path: Path, lines: list[LedgerLine]) -> None:
-    """Add ``lines`` at the end of the ledger: append mode, the existing bytes are never rewritten."""
-    if not lines:
-        return
-    if path.exists() and path.stat().st_size:
-        with path.open("rb") as f:
-            f.seek(-1, 2)
-            if f.read(1) != b"\n":
-                raise FatalError(f"{path.name}: the last line has no newline at its end; the ledger looks truncated")
-    data = "".join(line.to_line() for line in lines).encode("utf-8")
-    with path.open("ab") as f:
-        f.write(data)
-        f.flush()
 
 
 def describe(lines: list[LedgerLine]) -> str:

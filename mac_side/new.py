@@ -15,7 +15,6 @@ from typing import Any, Optional
 
 import yaml
 
-from mac_side.ledger import read_ledger
 from studio.batch import LoadedBatch, PromptEntry, batch_id_of, load_batch_bytes
 from studio.clock import iso, utcnow
 from studio.config import StudioConfig, load_config
@@ -23,7 +22,7 @@ from studio.errors import FatalError, InvalidFile
 from studio.fsutil import write_text_atomic
 from studio.inventory import Inventory, load_batches, records
 from studio.layout import Studio, batch_id_problem, open_studio
-from studio.ledger import LedgerLine
+from studio.ledger import Ledger, LedgerLine, latest_by_slug
 from studio.spec import SEED_MAX, derive_seed
 
 # Settings a reroll carries when its source set them (the model's defaults apply otherwise).
@@ -125,16 +124,14 @@ class Gathered:
 
 def gather_rerolls(studio: Studio, config: StudioConfig, batch: str) -> Gathered:
     """Every slug whose latest verdict is reroll, as prompt entries for ``batch``."""
-    lines = read_ledger(studio)
-    last: dict[str, LedgerLine] = {}
-    for line in lines:  # a later line supersedes: the last line of a slug is its verdict in force
-        last[line.slug] = line
+    ledger = Ledger.read(studio.ledger_path)
+    last = latest_by_slug(ledger.in_force().values())
     inventory = load_batches(studio, config)
     gathered = Gathered([], [])
     for slug, verdict in last.items():
         if verdict.verdict != "reroll":
             continue
-        used = {l.seed for l in lines if l.slug == slug and l.seed is not None}
+        used = {l.seed for l in ledger.lines if l.slug == slug and l.seed is not None}
         reroll, why = _reroll(studio, inventory.batches.get(verdict.batch), verdict, batch, used)
         if reroll is None:
             gathered.skipped.append(f"{slug} ({verdict.batch}): {why}")

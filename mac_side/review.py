@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from studio.batch import LoadedBatch
 from studio.errors import Problem
+from studio.inventory import PngCheck, job_state
 from studio.layout import slug_problem
 from studio.ledger import VERDICTS
 from studio.record import RenderRecord
@@ -351,15 +352,18 @@ class Outline:
         return text
 
 
-def outline(batch: LoadedBatch, records: dict[str, RenderRecord]) -> Outline:
+def outline(batch: LoadedBatch, records: dict[str, RenderRecord], has_png: PngCheck) -> Outline:
+    """Each image of ``batch`` as rendered, failed or waiting (a done record without its PNG: waiting)."""
     result = Outline(batch.batch)
     for job in batch.jobs:
         record = records.get(job.slug)
-        if record is None or record.spec_hash != job.spec_hash:
+        state = job_state(job, record, has_png)
+        if state == "pending":
             result.waiting.append(job.slug)
-        elif record.status == "done":
+        elif state == "done":
             result.rendered.append(job.slug)
         else:
+            assert record is not None
             kind, message = (record.error.kind, record.error.message) if record.error else ("backend-error", "no error given")
             result.failed.append((job.slug, kind, message))
     return result
@@ -405,9 +409,10 @@ def render(
     records: dict[str, RenderRecord],
     old: Optional[Review],
     recorded: Recorded,
+    has_png: PngCheck,
 ) -> str:
     """The review of ``batch`` as it should be now, keeping what the person typed in ``old``."""
-    facts = outline(batch, records)
+    facts = outline(batch, records, has_png)
     out = [f"# Review: {batch.batch}", "", facts.summary(), "", HEADER_COMMENT, ""]
     if old is not None and old.header_body is not None:
         notes = _trim_blank(old.lines[old.header_body[0] : old.header_body[1]])

@@ -7,19 +7,20 @@ batch for the summary lines.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
-from mac_side.ledger import Judgments
 from mac_side.review import Outline, Review, decode, outline, parse, render
 from studio import git
 from studio.batch import LoadedBatch, load_batch
 from studio.config import StudioConfig, load_config
 from studio.errors import FatalError, InvalidFile
 from studio.fsutil import read_or_none, write_text_atomic
-from studio.inventory import records
+from studio.inventory import png_in, records
 from studio.layout import REVIEW_NAME, Studio, batch_id_problem
+from studio.ledger import Ledger
 from studio.record import BatchErrorRecord, RenderRecord
 
 log = logging.getLogger("renderloop.review")
@@ -81,15 +82,15 @@ def batches_with_renders(studio: Studio) -> list[str]:
 def update_reviews(studio: Studio, batches: list[str], stage: bool) -> list[Outcome]:
     """Write or update the review of each batch; stage the ones written when ``stage``."""
     config = load_config(studio)
-    judgments = Judgments.of(read_or_none(studio.ledger_path) or b"")
-    outcomes = [update_review(studio, config, batch, judgments) for batch in batches]
+    ledger = Ledger.lenient(read_or_none(studio.ledger_path) or b"")
+    outcomes = [update_review(studio, config, batch, ledger) for batch in batches]
     written = [o.path for o in outcomes if o.path]
     if stage and written:
         git.add(studio.root, *written)
     return outcomes
 
 
-def update_review(studio: Studio, config: StudioConfig, batch: str, judgments: Judgments) -> Outcome:
+def update_review(studio: Studio, config: StudioConfig, batch: str, ledger: Ledger) -> Outcome:
     outcome = Outcome(batch)
     path = next((p for p in studio.batch_files() if p.stem == batch), None)
     if path is None:
@@ -103,7 +104,7 @@ def update_review(studio: Studio, config: StudioConfig, batch: str, judgments: J
     outcome.loaded = loaded
     outcome.worker_problem = batch_error(studio, batch)
     outcome.records = records(studio, batch)
-    outcome.facts = outline(loaded, outcome.records)
+    outcome.facts = outline(loaded, outcome.records, png_in(studio))
     review_path = studio.review_path(batch)
     old_text = None
     if review_path.is_file():
@@ -114,7 +115,7 @@ def update_review(studio: Studio, config: StudioConfig, batch: str, judgments: J
         outcome.review = parse(old_text, studio.rel(review_path))
     elif not outcome.records:
         return outcome  # nothing rendered yet: no review to write
-    text = render(loaded, outcome.records, outcome.review, judgments.for_batch(batch))
+    text = render(loaded, outcome.records, outcome.review, functools.partial(ledger.holds, batch), png_in(studio))
     outcome.path = studio.rel(review_path)
     if text != old_text:
         write_text_atomic(review_path, text)

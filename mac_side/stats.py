@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from mac_side.ledger import read_ledger
 from studio.inventory import records
 from studio.layout import Studio, batch_id_problem
-from studio.ledger import LedgerLine, latest
+from studio.ledger import Ledger, LedgerLine
 from studio.record import RenderRecord
 
 
@@ -47,7 +46,7 @@ class Stats:
 def gather(studio: Studio) -> Stats:
     found = Stats()
     all_records = _all_records(studio)
-    for (batch, slug), line in latest(read_ledger(studio)).items():
+    for (batch, slug), line in Ledger.read(studio.ledger_path).in_force().items():
         record = all_records.get((batch, slug))
         found.by_model[_model_of(line, record)].add(line.verdict)
         found.by_archetype[line.archetype or "(none)"].add(line.verdict)

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from mac_side.ledger import read_ledger
 from studio.batch import LoadedBatch
 from studio.config import load_config
-from studio.inventory import job_state, load_batches, records
+from studio.inventory import job_state, load_batches, png_in, records
 from studio.layout import Studio
+from studio.ledger import Ledger
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class BatchStatus:
 def batch_statuses(studio: Studio) -> list[BatchStatus]:
     config = load_config(studio)
     inventory = load_batches(studio, config)
-    judged = {(l.batch, l.slug, l.spec_hash) for l in read_ledger(studio)}
+    ledger = Ledger.read(studio.ledger_path)
     found = []
     for batch_id in sorted(inventory.paths):
         if batch_id in inventory.invalid:
@@ -41,20 +41,21 @@ def batch_statuses(studio: Studio) -> list[BatchStatus]:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             found.append(BatchStatus(batch_id, problem=f"{problems[0]}{more}"))
         else:
-            found.append(count(studio, inventory.batches[batch_id], judged))
+            found.append(count(studio, inventory.batches[batch_id], ledger))
     return found
 
 
-def count(studio: Studio, loaded: LoadedBatch, judged: set[tuple[str, str, Optional[str]]]) -> BatchStatus:
+def count(studio: Studio, loaded: LoadedBatch, ledger: Ledger) -> BatchStatus:
     actual = records(studio, loaded.batch)
     rendered = failed = reviewed = 0
+    has_png = png_in(studio)
     for job in loaded.jobs:
-        state = job_state(studio, job, actual.get(job.slug))
+        state = job_state(job, actual.get(job.slug), has_png)
         if state == "done":
             rendered += 1
         elif state == "failed":
             failed += 1
-        if (job.batch, job.slug, job.spec_hash) in judged:
+        if ledger.for_image(job.batch, job.slug, job.spec_hash) is not None:
             reviewed += 1
     total = len(loaded.jobs)
     return BatchStatus(loaded.batch, total, total - rendered - failed, rendered, failed, reviewed)

@@ -5,7 +5,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
+from typing import Callable, Literal, Union
 
 from studio.batch import Job, LoadedBatch, batch_id_of, load_batch, load_batch_bytes
 from studio.config import StudioConfig
@@ -114,8 +114,11 @@ def _read_record_cached(path: Path) -> RenderRecord | None:
 JobState = Literal["done", "failed", "pending"]
 
 
-def job_state(studio: Studio, job: Job, record: RenderRecord | None) -> JobState:
-    """Where one image stands, as the worker and ``renderloop status`` both see it.
+PngCheck = Callable[[Job], bool]  # is the image's PNG there?
+
+
+def job_state(job: Job, record: RenderRecord | None, has_png: PngCheck) -> JobState:
+    """Where one image stands, as the worker, ``renderloop status``, ``follow`` and the review see it.
 
     *done*: a record of this very spec, done, with its PNG present; *failed*:
     a record of this spec that failed; *pending* otherwise (no record, a
@@ -125,4 +128,9 @@ def job_state(studio: Studio, job: Job, record: RenderRecord | None) -> JobState
         return "pending"
     if record.status == "failed":
         return "failed"
-    return "done" if studio.png_path(job.batch, job.slug).is_file() else "pending"
+    return "done" if has_png(job) else "pending"
+
+
+def png_in(studio: Studio) -> PngCheck:
+    """The PNG check of this checkout: ``renders/<batch>/<slug>.png`` is a file."""
+    return lambda job: studio.png_path(job.batch, job.slug).is_file()

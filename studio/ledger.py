@@ -1,16 +1,27 @@
-"""``ledger.jsonl``: the append-only verdict ledger, one JSON object per line."""
+"""``ledger.jsonl``: the append-only verdict ledger, one JSON object per line.
+
+:class:`Ledger` is the one way to read it (strictly, or leniently leaving bad
+lines out) and to ask what it says: the verdict in force for a (batch, slug)
+is its latest line.  :func:`append` and :func:`guard` are the one way to
+write it: lines are only ever added at the end.
+"""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Optional, TypeGuard
+from pathlib import Path
+from typing import Iterable, Literal, Optional, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from studio.errors import InvalidFile, Problem
-from studio.layout import Slug
+from studio.errors import FatalError, InvalidFile, Problem
+from studio.layout import LEDGER_NAME, Slug
+
+log = logging.getLogger("renderloop.ledger")
 
 Verdict = Literal["keep", "reroll", "reject"]
 VERDICTS: tuple[str, ...] = ("keep", "reroll", "reject")
@@ -55,8 +66,13 @@ class LedgerLine(BaseModel):
         return json.dumps(self.model_dump(mode="json"), ensure_ascii=False, separators=(", ", ": ")) + "\n"
 
 
-def parse(raw: bytes, display: str = "ledger.jsonl") -> list[LedgerLine]:
+def parse(raw: bytes, display: str = LEDGER_NAME) -> list[LedgerLine]:
     """Every line of a ledger, or InvalidFile naming each bad line."""
+    return Ledger.parse(raw, display).lines
+
+
+def _scan(raw: bytes, display: str) -> tuple[list[LedgerLine], list[Problem]]:
+    """The lines that parse, and a problem for each line that is not a clean ledger line."""
     lines: list[LedgerLine] = []
     problems: list[Problem] = []
     if raw and not raw.endswith(b"\n"):
@@ -69,27 +85,110 @@ def parse(raw: bytes, display: str = "ledger.jsonl") -> list[LedgerLine]:
             continue
         if chunk.endswith(b"\r"):
             problems.append(Problem(display, number, "CRLF line end: the ledger is LF only"))
-            continue
         try:
             lines.append(LedgerLine.model_validate_json(chunk))
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"])
             problems.append(Problem(display, number, f"not a valid ledger line: {where} {first['msg']}".replace("  ", " ")))
-    if problems:
-        raise InvalidFile(problems)
-    return lines
+    return lines, problems
 
 
-def latest(lines: list[LedgerLine]) -> dict[tuple[str, str], LedgerLine]:
-    """The verdict in force for each (batch, slug): a later line supersedes an earlier one."""
-    result: dict[tuple[str, str], LedgerLine] = {}
+Image = tuple[str, str, str]  # batch, slug, spec_hash
+
+
+@dataclass
+class Ledger:
+    """The verdicts of a ledger in file order (and, read leniently, the problems of the lines left out)."""
+
+    lines: list[LedgerLine] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    _by_image: dict[Image, LedgerLine] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._by_image = {(line.batch, line.slug, line.spec_hash or ""): line for line in self.lines}
+
+    @classmethod
+    def parse(cls, raw: bytes, display: str = LEDGER_NAME) -> "Ledger":
+        """Every line, or InvalidFile naming each bad line."""
+        lines, problems = _scan(raw, display)
+        if problems:
+            raise InvalidFile(problems)
+        return cls(lines)
+
+    @classmethod
+    def lenient(cls, raw: bytes, display: str = LEDGER_NAME) -> "Ledger":
+        """The lines that parse: one bad line never hides every verdict (see ``problems``)."""
+        return cls(*_scan(raw, display))
+
+    @classmethod
+    def read(cls, path: Path) -> "Ledger":
+        """The ledger at ``path`` read leniently (empty when there is none); lines left out are logged."""
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return cls()
+        ledger = cls.lenient(raw, path.name)
+        if ledger.problems:
+            more = f" (and {len(ledger.problems) - 1} more)" if len(ledger.problems) > 1 else ""
+            log.warning("%s%s; such lines are left out", ledger.problems[0], more)
+        return ledger
+
+    def in_force(self) -> dict[tuple[str, str], LedgerLine]:
+        """The verdict in force for each (batch, slug): its latest line; ordered by the position of that line."""
+        found: dict[tuple[str, str], LedgerLine] = {}
+        for line in self.lines:
+            found.pop((line.batch, line.slug), None)
+            found[(line.batch, line.slug)] = line
+        return found
+
+    def for_image(self, batch: str, slug: str, spec_hash: str) -> Optional[LedgerLine]:
+        """The latest line about one image: its (batch, slug) rendered from ``spec_hash``."""
+        return self._by_image.get((batch, slug, spec_hash))
+
+    def holds(self, batch: str, slug: str, spec_hash: str, verdict: Optional[str], cues: list[str]) -> bool:
+        """True when the ledger already says ``verdict`` with ``cues`` for this image."""
+        line = self.for_image(batch, slug, spec_hash)
+        return line is not None and line.verdict == verdict and list(line.cues) == list(cues)
+
+
+def latest_by_slug(lines: Iterable[LedgerLine]) -> dict[str, LedgerLine]:
+    """Per slug, the last of ``lines`` (a slug judged in several batches: the latest verdict wins)."""
+    found: dict[str, LedgerLine] = {}
     for line in lines:
-        result[(line.batch, line.slug)] = line
-    return result
+        found[line.slug] = line
+    return found
 
 
-def append_only_problems(old: bytes, new: bytes, display: str = "ledger.jsonl") -> list[Problem]:
+def guard(old: bytes, new: bytes, display: str = LEDGER_NAME, what: str = "") -> list[Problem]:
+    """Why ``new`` is not ``old`` plus valid appended lines (empty when it is)."""
+    problems = append_only_problems(old, new, display)
+    if problems:
+        suffix = f" {what}" if what else ""
+        return [Problem(p.path, p.line, p.message + suffix) for p in problems]
+    added = new[len(old) :]
+    if not added:
+        return []
+    offset = old.count(b"\n")
+    return [Problem(p.path, p.line + offset, p.message) for p in _scan(added, display)[1]]
+
+
+def append(path: Path, lines: list[LedgerLine]) -> None:
+    """Add ``lines`` at the end of the ledger: append mode, the existing bytes are never rewritten."""
+    if not lines:
+        return
+    if path.exists() and path.stat().st_size:
+        with path.open("rb") as f:
+            f.seek(-1, 2)
+            if f.read(1) != b"\n":
+                raise FatalError(f"{path.name}: the last line has no newline at its end; the ledger looks truncated")
+    data = "".join(line.to_line() for line in lines).encode("utf-8")
+    with path.open("ab") as f:
+        f.write(data)
+        f.flush()
+
+
+def append_only_problems(old: bytes, new: bytes, display: str = LEDGER_NAME) -> list[Problem]:
     """Why ``new`` is not ``old`` with lines added at the end (empty when it is)."""
     if new.startswith(old):
         return []

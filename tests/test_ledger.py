@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from mac_side.init import init
-from mac_side.ledger import Judgments, append, fold, guard
+from mac_side.ledger import fold
 from mac_side.review import parse
 from studio.batch import load_batch_bytes
 from studio.config import builtin_config
-from studio.ledger import LedgerLine, new_id
+from studio.errors import InvalidFile
+from studio.ledger import Ledger, LedgerLine, append, guard, latest_by_slug, new_id
 from studio.record import RenderRecord
 from tests.helpers import BATCH_YAML, cli, git, type_into
 
@@ -111,7 +112,7 @@ def _review_with(typed: dict[str, str]):
                                backend="placeholder", worker="w", png_sha256="ab" * 32)
         for job in batch.jobs
     }
-    text = render(batch, records, None, lambda *a: False)
+    text = render(batch, records, None, lambda *a: False, lambda job: True)
     for slug, verdict in typed.items():
         text = type_into(text, slug, verdict)
     return batch, records, parse(text, "renders/hero/review.md")
@@ -123,7 +124,7 @@ def test_fold_makes_one_line_per_new_or_changed_verdict() -> None:
         "night-train": "verdict: keep\ncues:",
         "feedback-ledger-taxonomy": "verdict:\ncues:\n- later",
     })
-    result = fold(review, "hero", batch, records.get, Judgments([]), "Ana")
+    result = fold(review, "hero", batch, records.get, Ledger([]), "Ana")
     assert result.problems == []
     assert [(l.slug, l.verdict, l.cues, l.archetype, l.reviewer) for l in result.lines] == [
         ("harbor-at-dawn", "reroll", ["warmer palette"], "essay", "Ana"),
@@ -132,28 +133,65 @@ def test_fold_makes_one_line_per_new_or_changed_verdict() -> None:
     assert result.lines[0].spec_hash == records["harbor-at-dawn"].spec_hash
     assert result.notes and "cues but no verdict" in result.notes[0]
     # already in the ledger: nothing new; a changed verdict or cue list: a new line
-    again = fold(review, "hero", batch, records.get, Judgments(result.lines), "Ana")
+    again = fold(review, "hero", batch, records.get, Ledger(result.lines), "Ana")
     assert again.lines == []
     _, _, changed = _review_with({
         "harbor-at-dawn": "verdict: reroll\ncues:\n- warmer palette\n- no text",
         "night-train": "verdict: keep\ncues:",
     })
-    third = fold(changed, "hero", batch, records.get, Judgments(result.lines), "Ana")
+    third = fold(changed, "hero", batch, records.get, Ledger(result.lines), "Ana")
     assert [(l.slug, l.cues) for l in third.lines] == [("harbor-at-dawn", ["warmer palette", "no text"])]
 
 
 def test_fold_without_a_batch_file_names_every_section() -> None:
     _, records, review = _review_with({"night-train": "verdict: keep\ncues:"})
-    result = fold(review, "hero", None, records.get, Judgments([]), None)
+    result = fold(review, "hero", None, records.get, Ledger([]), None)
     assert result.lines == []
     assert [p.message for p in result.problems][0] == "'harbor-at-dawn' is not a slug in batch 'hero' (it has no batch file)"
 
 
-def test_judgments_read_a_ledger_with_bad_lines() -> None:
+def test_a_lenient_read_keeps_every_good_line_of_a_ledger_with_bad_lines() -> None:
     good = line(spec_hash="sha256:x")
-    judgments = Judgments.of(raw(good) + b"{broken\n")
-    assert judgments.holds("hero", "harbor-at-dawn", "sha256:x", "keep", [])
-    assert not judgments.holds("hero", "harbor-at-dawn", "sha256:x", "reject", [])
+    crlf = raw(line("night-train", "reroll", n=2, spec_hash="sha256:y")).replace(b"\n", b"\r\n")
+    data = raw(good) + b"{broken\n" + crlf
+    ledger = Ledger.lenient(data)
+    assert ledger.holds("hero", "harbor-at-dawn", "sha256:x", "keep", [])
+    assert not ledger.holds("hero", "harbor-at-dawn", "sha256:x", "reject", [])
+    assert ledger.holds("hero", "night-train", "sha256:y", "reroll", [])  # a CRLF line: a problem, not lost
+    assert [(p.line, p.message.split(":")[0]) for p in ledger.problems] == [
+        (2, "not a valid ledger line"), (3, "CRLF line end")
+    ]
+    with pytest.raises(InvalidFile) as strict:  # the same problems, strictly
+        Ledger.parse(data)
+    assert strict.value.problems == ledger.problems
+
+
+def test_the_verdict_in_force_is_the_latest_line_of_each_batch_and_slug() -> None:
+    first = line(verdict="reroll", n=1)
+    other_batch = line(verdict="keep", n=2).model_copy(update={"batch": "hero-2"})
+    train = line("night-train", "keep", n=3)
+    second = line(verdict="reject", n=4)
+    ledger = Ledger([first, other_batch, train, second])
+    in_force = ledger.in_force()
+    assert in_force == {("hero-2", "harbor-at-dawn"): other_batch, ("hero", "night-train"): train,
+                        ("hero", "harbor-at-dawn"): second}
+    assert list(in_force) == [("hero-2", "harbor-at-dawn"), ("hero", "night-train"), ("hero", "harbor-at-dawn")]
+    # a slug judged in two batches: the latest verdict in force wins, and a filter applies before it
+    assert latest_by_slug(in_force.values())["harbor-at-dawn"] == second
+    kept = latest_by_slug(l for l in in_force.values() if l.verdict == "keep")
+    assert kept == {"harbor-at-dawn": other_batch, "night-train": train}
+
+
+def test_reading_a_ledger_with_bad_lines_logs_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "ledger.jsonl"
+    assert Ledger.read(path) == Ledger()
+    path.write_bytes(raw(line()) + b"{broken\n\n")
+    with caplog.at_level("WARNING", logger="renderloop.ledger"):
+        ledger = Ledger.read(path)
+    assert len(ledger.lines) == 1
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith("ledger.jsonl:2: not a valid ledger line: ")
+    assert message.endswith(" (and 1 more); such lines are left out")
 
 
 # ---------------------------------------------------------------- renderloop ledger verify

@@ -13,10 +13,12 @@ from mac_side.init import init
 from mac_side.review import STALE_NOTICE, Recorded, parse, render
 from studio.batch import Job, LoadedBatch, load_batch_bytes
 from studio.config import builtin_config
+from studio.inventory import PngCheck
 from studio.record import RenderError, RenderRecord
 from tests.helpers import BATCH_YAML, cli, git, type_into
 
 NEVER: Recorded = lambda slug, spec_hash, verdict, cues: False  # noqa: E731
+EVERY_PNG: PngCheck = lambda job: True  # noqa: E731
 
 
 def loaded(text: str = BATCH_YAML) -> LoadedBatch:
@@ -46,7 +48,7 @@ def line_of(text: str, needle: str) -> int:
 
 def test_new_review_has_heading_image_spec_line_marker_and_blank_verdict() -> None:
     batch = loaded()
-    text = render(batch, all_records(batch), None, NEVER)
+    text = render(batch, all_records(batch), None, NEVER, EVERY_PNG)
     assert text.startswith("# Review: hero\n\n3 rendered · 0 failed · 0 waiting\n")
     section = text[text.index("## harbor-at-dawn"): text.index("## feedback-ledger-taxonomy")]
     assert "![harbor-at-dawn](harbor-at-dawn.png)" in section
@@ -63,7 +65,7 @@ def test_new_review_has_heading_image_spec_line_marker_and_blank_verdict() -> No
 
 def test_review_renders_with_its_images_and_hides_the_markers() -> None:
     batch = loaded()
-    html = MarkdownIt("commonmark").render(render(batch, all_records(batch), None, NEVER))
+    html = MarkdownIt("commonmark").render(render(batch, all_records(batch), None, NEVER, EVERY_PNG))
     assert '<img src="harbor-at-dawn.png" alt="harbor-at-dawn" />' in html
     assert "<h2>night-train</h2>" in html
     # the markers stay HTML comments: hidden on GitHub and in VS Code's preview
@@ -77,7 +79,7 @@ def test_waiting_and_failed_renders() -> None:
         "harbor-at-dawn": record_for(jobs["harbor-at-dawn"]),
         "night-train": record_for(jobs["night-train"], failed=("missing-model", "flux1-schnell.safetensors is not on <the> server *now*")),
     }
-    text = render(batch, records, None, NEVER)
+    text = render(batch, records, None, NEVER, EVERY_PNG)
     assert "1 rendered · 1 failed · 1 waiting (feedback-ledger-taxonomy)" in text
     assert "## feedback-ledger-taxonomy" not in text  # nothing to judge yet
     night = text[text.index("## night-train"):]
@@ -92,7 +94,7 @@ def test_error_text_cannot_become_markdown_and_plain_names_stay_plain() -> None:
     job = batch.jobs[0]
     message = "## boom [click](http://x) ![i](y) <img src=x> *bold* _it_ `code` a|b\nsecond line"
     failed = record_for(job, failed=("backend-error", message)).model_copy(update={"worker": "studio_pc"})
-    text = render(batch, {job.slug: failed}, None, NEVER)
+    text = render(batch, {job.slug: failed}, None, NEVER, EVERY_PNG)
     assert "on studio_pc" in text  # an underscore inside a word needs no escape
     html = MarkdownIt("commonmark").render(text)
     section = html[html.index("<h2>harbor-at-dawn</h2>"):]
@@ -105,7 +107,7 @@ def test_a_record_for_an_older_spec_counts_as_waiting_but_is_shown() -> None:
     batch = loaded()
     records = all_records(batch)
     edited = loaded(BATCH_YAML.replace("seed: 1234", "seed: 99"))
-    text = render(edited, records, None, NEVER)
+    text = render(edited, records, None, NEVER, EVERY_PNG)
     assert "2 rendered · 0 failed · 1 waiting (harbor-at-dawn)" in text
     assert "![harbor-at-dawn](harbor-at-dawn.png)" in text
 
@@ -115,7 +117,7 @@ def test_a_record_for_an_older_spec_counts_as_waiting_but_is_shown() -> None:
 
 def test_parse_verdicts_cues_and_line_numbers() -> None:
     batch = loaded()
-    text = render(batch, all_records(batch), None, NEVER)
+    text = render(batch, all_records(batch), None, NEVER, EVERY_PNG)
     text = type_into(text, "harbor-at-dawn", "verdict: Reroll\ncues:\n- warmer palette\n-   no  text\n*  \n\nnotes stay notes")
     text = type_into(text, "night-train", "verdict:keep\n\ncues:\n\n1. one cue")
     review = parse(text, "renders/hero/review.md")
@@ -143,7 +145,7 @@ def test_parse_verdicts_cues_and_line_numbers() -> None:
 )
 def test_malformed_entries_are_problems_with_their_line(typed: str, needle: str, message: str) -> None:
     batch = loaded()
-    text = type_into(render(batch, all_records(batch), None, NEVER), "harbor-at-dawn", typed)
+    text = type_into(render(batch, all_records(batch), None, NEVER, EVERY_PNG), "harbor-at-dawn", typed)
     problems = parse(text, "renders/hero/review.md").all_problems()
     assert len(problems) == 1, problems
     assert problems[0].path == "renders/hero/review.md"
@@ -164,7 +166,7 @@ def test_crlf_and_a_bom_parse_like_lf() -> None:
     from mac_side.review import decode
 
     batch = loaded()
-    text = type_into(render(batch, all_records(batch), None, NEVER), "night-train", "verdict: reject\ncues:\n- no bridge")
+    text = type_into(render(batch, all_records(batch), None, NEVER, EVERY_PNG), "night-train", "verdict: reject\ncues:\n- no bridge")
     raw = b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode()
     decoded, problems = decode(raw, "r.md")
     assert problems == []
@@ -179,25 +181,25 @@ def test_crlf_and_a_bom_parse_like_lf() -> None:
 def test_regenerating_keeps_verdicts_cues_and_notes_and_is_stable() -> None:
     batch = loaded()
     records = all_records(batch)
-    first = render(batch, {k: v for k, v in records.items() if k != "night-train"}, None, NEVER)
+    first = render(batch, {k: v for k, v in records.items() if k != "night-train"}, None, NEVER, EVERY_PNG)
     first = first.replace("-->\n\n## harbor", "-->\n\nOverall: too dark.\n\n## harbor")  # a note under the header
     typed = type_into(first, "harbor-at-dawn", "verdict: reroll\ncues:\n- warmer palette\n\nThe boat is *too* small.")
-    second = render(batch, records, parse(typed, "r.md"), NEVER)
+    second = render(batch, records, parse(typed, "r.md"), NEVER, EVERY_PNG)
     review = parse(second, "r.md")
     harbor = review.section("harbor-at-dawn")
     assert (harbor.verdict, harbor.cues) == ("reroll", ["warmer palette"])
     assert "The boat is *too* small." in second and "Overall: too dark." in second
     assert review.section("night-train") is not None  # the new render arrived
     assert "3 rendered" in second
-    assert render(batch, records, review, NEVER) == second  # regenerating again changes nothing
+    assert render(batch, records, review, NEVER, EVERY_PNG) == second  # regenerating again changes nothing
 
 
 def test_a_verdict_typed_above_the_marker_is_kept() -> None:
     batch = loaded()
-    text = render(batch, all_records(batch), None, NEVER)
+    text = render(batch, all_records(batch), None, NEVER, EVERY_PNG)
     spec = "z-image-turbo · seed 1234 · 512×384 · 8 steps · 17.8 s on studio-pc"
     text = text.replace(spec, spec + "\nverdict: keep", 1).replace("verdict:\ncues:", "cues:", 1)
-    again = render(batch, all_records(batch), parse(text, "r.md"), NEVER)
+    again = render(batch, all_records(batch), parse(text, "r.md"), NEVER, EVERY_PNG)
     harbor = parse(again, "r.md").section("harbor-at-dawn")
     assert harbor.verdict == "keep"
     assert again.count("verdict: keep") == 1
@@ -206,9 +208,9 @@ def test_a_verdict_typed_above_the_marker_is_kept() -> None:
 
 def test_rerender_resets_a_blank_section_for_the_new_image() -> None:
     batch = loaded()
-    old = render(batch, all_records(batch), None, NEVER)
+    old = render(batch, all_records(batch), None, NEVER, EVERY_PNG)
     rerolled = loaded(BATCH_YAML.replace("seed: 1234", "seed: 99"))
-    new = render(rerolled, all_records(rerolled), parse(old, "r.md"), NEVER)
+    new = render(rerolled, all_records(rerolled), parse(old, "r.md"), NEVER, EVERY_PNG)
     harbor = parse(new, "r.md").section("harbor-at-dawn")
     assert harbor.marker.spec_hash == rerolled.jobs[0].spec_hash
     assert "seed 99" in new and "seed 1234" not in new
@@ -216,7 +218,7 @@ def test_rerender_resets_a_blank_section_for_the_new_image() -> None:
 
 def test_rerender_after_the_verdict_was_recorded_resets_the_section_but_keeps_notes() -> None:
     batch = loaded()
-    old = type_into(render(batch, all_records(batch), None, NEVER), "harbor-at-dawn",
+    old = type_into(render(batch, all_records(batch), None, NEVER, EVERY_PNG), "harbor-at-dawn",
                     "verdict: reroll\ncues:\n- warmer palette\n\nTry a tugboat.")
     old_hash = batch.jobs[0].spec_hash
 
@@ -224,7 +226,7 @@ def test_rerender_after_the_verdict_was_recorded_resets_the_section_but_keeps_no
         return (slug, spec_hash, verdict, cues) == ("harbor-at-dawn", old_hash, "reroll", ["warmer palette"])
 
     rerolled = loaded(BATCH_YAML.replace("seed: 1234", "seed: 99"))
-    new = render(rerolled, all_records(rerolled), parse(old, "r.md"), recorded)
+    new = render(rerolled, all_records(rerolled), parse(old, "r.md"), recorded, EVERY_PNG)
     harbor = parse(new, "r.md").section("harbor-at-dawn")
     assert (harbor.verdict, harbor.cues) == (None, [])
     assert harbor.marker.spec_hash == rerolled.jobs[0].spec_hash
@@ -233,22 +235,22 @@ def test_rerender_after_the_verdict_was_recorded_resets_the_section_but_keeps_no
 
 def test_rerender_never_drops_a_verdict_not_yet_recorded() -> None:
     batch = loaded()
-    old = type_into(render(batch, all_records(batch), None, NEVER), "harbor-at-dawn", "verdict: keep\ncues:\n- crisp")
+    old = type_into(render(batch, all_records(batch), None, NEVER, EVERY_PNG), "harbor-at-dawn", "verdict: keep\ncues:\n- crisp")
     rerolled = loaded(BATCH_YAML.replace("seed: 1234", "seed: 99"))
-    new = render(rerolled, all_records(rerolled), parse(old, "r.md"), NEVER)
+    new = render(rerolled, all_records(rerolled), parse(old, "r.md"), NEVER, EVERY_PNG)
     harbor = parse(new, "r.md").section("harbor-at-dawn")
     assert (harbor.verdict, harbor.cues) == ("keep", ["crisp"])
     assert harbor.marker.spec_hash == batch.jobs[0].spec_hash  # recorded against the image the person saw
     assert new.count(STALE_NOTICE.format(slug="harbor-at-dawn")) == 1
-    assert render(rerolled, all_records(rerolled), parse(new, "r.md"), NEVER) == new  # one notice, stable
+    assert render(rerolled, all_records(rerolled), parse(new, "r.md"), NEVER, EVERY_PNG) == new  # one notice, stable
 
 
 def test_sections_of_slugs_removed_from_the_batch() -> None:
     batch = loaded()
-    old = render(batch, all_records(batch), None, NEVER)
+    old = render(batch, all_records(batch), None, NEVER, EVERY_PNG)
     old = type_into(old, "night-train", "verdict: reject\ncues:")
     smaller = loaded(BATCH_YAML.split("  - slug: feedback-ledger-taxonomy")[0])
-    new = render(smaller, all_records(batch), parse(old, "r.md"), NEVER)
+    new = render(smaller, all_records(batch), parse(old, "r.md"), NEVER, EVERY_PNG)
     assert "## feedback-ledger-taxonomy" not in new  # nothing typed: dropped
     assert "## night-train" in new and "verdict: reject" in new  # typed, not recorded: kept
 

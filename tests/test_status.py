@@ -58,6 +58,21 @@ def test_failed_stale_and_missing_images(studio_root: Path) -> None:
     put_render(studio_root, ledger_taxonomy, status="failed")
     put_render(studio_root, train, png=False)  # a done record whose PNG was deleted: render it again
     assert counts(studio_root)["hero"] == (3, 1, 1, 1, 0, None)
+
+
+def test_the_review_counts_a_done_record_without_its_png_as_waiting_like_status(studio_root: Path) -> None:
+    hero = write_batch(studio_root, "hero", BATCH_YAML)
+    harbor, ledger_taxonomy, train = hero.jobs
+    put_render(studio_root, harbor)
+    put_render(studio_root, ledger_taxonomy, status="failed")
+    put_render(studio_root, train, png=False)
+    assert counts(studio_root)["hero"] == (3, 1, 1, 1, 0, None)
+    result = cli("review", "hero", "--repo", str(studio_root))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("hero: 1 rendered, 1 failed (feedback-ledger-taxonomy: out-of-memory: ")
+    assert result.stdout.endswith(", 1 waiting -> renders/hero/review.md\n")
+    text = (studio_root / "renders" / "hero" / "review.md").read_text(encoding="utf-8")
+    assert "\n1 rendered · 1 failed · 1 waiting (night-train)\n" in text
     # a record for an older spec is pending work
     write_batch(studio_root, "hero", BATCH_YAML.replace("seed: 1234", "seed: 5"))
     assert counts(studio_root)["hero"] == (3, 2, 0, 1, 0, None)

@@ -12,7 +12,7 @@ from pathlib import Path
 from studio.batch import Job
 from studio.config import StudioConfig
 from studio.errors import FatalError, InvalidFile
-from studio.inventory import job_state, load_batches, records
+from studio.inventory import job_state, load_batches, png_in, records
 from studio.layout import BATCH_ERROR_NAME, Studio, batch_id_problem
 
 
@@ -38,6 +38,7 @@ def make_plan(
     for batch_id, error in inventory.invalid.items():
         if (only is None or batch_id in only) and batch_id_problem(batch_id) is None and batch_id not in plan.refused:
             plan.invalid[batch_id] = (inventory.paths[batch_id], error)
+    has_png = png_in(studio)
     for batch_id, loaded in inventory.batches.items():
         if (only is not None and batch_id not in only) or batch_id in plan.refused:
             continue
@@ -45,7 +46,7 @@ def make_plan(
         done = failed = 0
         for job in loaded.jobs:
             plan.desired[(job.batch, job.slug)] = job.spec_hash
-            state = job_state(studio, job, actual.get(job.slug))
+            state = job_state(job, actual.get(job.slug), has_png)
             if state == "done":
                 done += 1
             elif state == "failed" and not retry_failed:
