@@ -42,6 +42,7 @@ from studio.ledger import Ledger, append, guard
 from studio.layout import BATCH_SUFFIXES, CONFIG_NAME, LEDGER_NAME, RENDERS, REVIEW_NAME, Studio, batch_id_problem
 from studio.record import RenderRecord
 from studio.source import load_bytes
+from studio.winpath import windows_path_problem
 
 log = logging.getLogger("renderloop.hooks")
 
@@ -79,7 +80,9 @@ def pre_commit(studio: Studio) -> Said:
     root = studio.root
     staged = git.staged_files(root)
     config = functools.cache(lambda: _staged_config(root))  # most commits touch no batch or review
-    problems = [p for rel in staged if is_batch_path(rel) for p in _batch_problems(root, rel, config)]
+    problems = [Problem(rel, 1, f"the Windows worker cannot check this path out: {why}")
+                for rel in staged if (why := windows_path_problem(rel))]
+    problems += [p for rel in staged if is_batch_path(rel) for p in _batch_problems(root, rel, config)]
     if CONFIG_NAME in staged or any(_maybe_workflow(rel) for rel in staged):
         problems += config()[1]  # the settings themselves (and the workflows they bind) are being changed
     head_ledger = (git.show(root, f"HEAD:{LEDGER_NAME}") or b"") if git.head(root) else b""

@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Mapping, Optional
 
+import psutil
+
 from studio import processes
 from studio.errors import FatalError
 
@@ -335,6 +337,23 @@ def _git_program() -> str:
                 raise FileNotFoundError("git.exe")
             _program = (path, found)
         return _program[1]
+
+
+def running_in(repo: Path) -> list[int]:
+    """The pids of git processes (other than this one's) working in ``repo``, by their current folder."""
+    top = Path(repo).resolve()
+    found = []
+    for process in psutil.process_iter(["name", "cwd", "cmdline"]):
+        info = process.info
+        name = (info.get("name") or "").lower()
+        if not name.startswith("git") or process.pid == os.getpid() or not info.get("cwd"):
+            continue  # no cwd: another user's process (access denied), or gone
+        if "fsmonitor--daemon" in " ".join(info.get("cmdline") or []):
+            continue  # lives as long as the clone; holds no lock
+        cwd = Path(info["cwd"]).resolve()
+        if cwd == top or top in cwd.parents:
+            found.append(process.pid)
+    return found
 
 
 def remote_problem(exc: GitError) -> Optional[str]:

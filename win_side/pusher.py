@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 from studio.errors import FatalError
 from win_side.repo import PushRejected, RemoteUnreachable, WorkerRepo
+from win_side.threads import keep_running
 from win_side.throttle import Throttle, try_again
 
 log = logging.getLogger("renderloop.worker")
@@ -45,15 +46,19 @@ class Pusher:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            if self.throttle.waiting:
-                self.throttle.wait(self._stop)
-                continue
-            self._wake.wait(timeout=5.0)
-            if self._stop.is_set():
-                return
-            self._wake.clear()
-            self.push_pending()
+        keep_running("pusher", self._turn, self._stop)
+
+    def _turn(self) -> bool:
+        """One turn of the thread's loop; False when stopping."""
+        if self.throttle.waiting:
+            self.throttle.wait(self._stop)
+            return True
+        self._wake.wait(timeout=5.0)
+        if self._stop.is_set():
+            return False
+        self._wake.clear()
+        self.push_pending()
+        return True
 
     def push_pending(self) -> bool:
         """Push everything that waits; True when the remote has it all."""

@@ -65,7 +65,7 @@ class Summary:
     failed: int = 0
     refused: int = 0  # batches whose renders folder leaves the studio
     pushed: bool = True
-    unreachable: Optional[str] = None  # why the last fetch failed, if it did
+    sync_error: Optional[str] = None  # why the last sync with the remote failed, if it did
 
 
 class Reconciler:
@@ -138,13 +138,14 @@ class Reconciler:
             self.repo.fetch()
         except RemoteUnreachable as exc:
             log.warning("cannot fetch (%s); working from the last known state", exc)
-            self.summary.unreachable = str(exc)
+            self.summary.sync_error = f"cannot fetch: {exc}"
             return
-        self.summary.unreachable = None
+        self.summary.sync_error = None
         try:
             self.repo.integrate()
         except FatalError as exc:
             log.error("%s", exc)
+            self.summary.sync_error = str(exc)
 
     def reconcile(self) -> Plan | None:
         """Plan against the clone as it is now and queue what is missing."""

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -32,6 +33,10 @@ _REJECTED = re.compile(
     r"failed to update ref|stale info|Updates were rejected",
     re.IGNORECASE,
 )
+
+
+LOCK_WAIT_SECONDS = 10.0  # for a git command that outlived a killed worker to finish
+_INVALID_PATH = re.compile(r"invalid path '(.+?)'")
 
 
 class PushRejected(Exception):
@@ -101,12 +106,7 @@ class WorkerRepo:
         """
         with self.lock:
             gitdir = git.git_dir(self.root)
-            # index.lock, HEAD.lock, ORIG_HEAD.lock, packed-refs.lock, the temporary
-            # next-index-<pid>.lock of `git commit -- paths`, and ref locks.
-            for stale in [*gitdir.glob("*.lock"), *(gitdir / "refs").rglob("*.lock")]:
-                if stale.is_file():
-                    log.info("removing %s left by an interrupted git command", stale.name)
-                    stale.unlink(missing_ok=True)
+            self._clear_locks(gitdir)
             if (gitdir / "rebase-merge").exists() or (gitdir / "rebase-apply").exists():
                 log.info("aborting a rebase left by an interrupted run")
                 git.run(self.root, "rebase", "--abort", check=False)
@@ -118,6 +118,37 @@ class WorkerRepo:
                     if is_temp_name(tmp.name):
                         tmp.unlink(missing_ok=True)
             return self._sort_uncommitted()
+
+    def _clear_locks(self, gitdir: Path) -> None:
+        """Remove the ``*.lock`` files a killed git left, once no git process works in this clone.
+
+        index.lock, HEAD.lock, ORIG_HEAD.lock, packed-refs.lock, the temporary
+        next-index-<pid>.lock of ``git commit -- paths``, and ref locks. A git
+        command that outlived a killed worker (on Windows, or after SIGKILL)
+        may still hold one: it is given LOCK_WAIT_SECONDS to finish.
+        """
+        locks = [p for p in [*gitdir.glob("*.lock"), *(gitdir / "refs").rglob("*.lock")] if p.is_file()]
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        waited = False
+        while locks:
+            running = git.running_in(self.root)
+            if not running:
+                for stale in locks:
+                    log.info("removing %s left by an interrupted git command", stale.relative_to(gitdir).as_posix())
+                    stale.unlink(missing_ok=True)
+                return
+            if time.monotonic() >= deadline:
+                raise FatalError(
+                    f"git (pid {', '.join(map(str, running))}) is still working in {self.root} after "
+                    f"{LOCK_WAIT_SECONDS:g} s and holds {', '.join(p.name for p in locks)}: "
+                    "let it finish or end it, then start again"
+                )
+            if not waited:
+                log.info("waiting for git (pid %s) to finish with %s", ", ".join(map(str, running)),
+                         ", ".join(p.name for p in locks))
+                waited = True
+            time.sleep(0.1)
+            locks = [p for p in locks if p.is_file()]
 
     def _sort_uncommitted(self) -> list[tuple[RenderRecord, list[str]]]:
         """Keep complete render pairs for committing; restore or delete the rest.
@@ -214,6 +245,9 @@ class WorkerRepo:
             conflicted = [p for p in git.out(self.root, "diff", "--name-only", "--diff-filter=U", "-z").split("\0") if p]
             if not conflicted or attempts > 1000 or any(not p.startswith(f"{RENDERS}/") for p in conflicted):
                 git.run(self.root, "rebase", "--abort", check=False)
+                invalid = _INVALID_PATH.search(err)
+                if invalid:
+                    raise FatalError(self._invalid_path(upstream, invalid.group(1)))
                 raise FatalError(
                     f"cannot rebase the worker's commits onto {upstream}: {err.strip() or 'conflict'}"
                     f" (conflicting files: {', '.join(conflicted) or 'none'})"
@@ -228,6 +262,13 @@ class WorkerRepo:
                     (self.root / rel).unlink(missing_ok=True)
             log.info("kept the worker's version of %s over a concurrent change", ", ".join(conflicted))
             code, _, err = git.run(self.root, "rebase", "--continue", check=False, env=env)
+
+    def _invalid_path(self, upstream: str, path: str) -> str:
+        """Git cannot check ``path`` out here (Windows forbids the name): which commit brought it."""
+        found = git.out(self.root, "--literal-pathspecs", "log", "-1", "--format=%h %s", f"HEAD..{upstream}", "--", path)
+        commit = f"commit {found}" if found else f"a commit on {upstream}"
+        return (f"{commit} adds {path!r}, a path git cannot check out on this machine (invalid path); "
+                f"rendering what the clone already has until it is renamed in a new commit")
 
     def unpushed(self) -> int:
         """How many local commits the remote does not have."""

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlparse
 from studio import git
 from studio.git import GitError
 from win_side.repo import WorkerRepo
+from win_side.threads import keep_running
 
 if TYPE_CHECKING:  # watchdog is imported only when watching
     from watchdog.observers.api import BaseObserver
@@ -116,16 +117,19 @@ class Watcher:
         log.info("watching %s for pushes (backstop check every %g s)", bare, self.backstop)
 
     def _run(self) -> None:
-        interval = self.backstop if self.mode == "watch" else self.poll
         if self.mode == "poll":
             log.info("polling %s every %g s", git.remote_url(self.repo.root, self.repo.remote), self.poll)
-        while not self._stop.is_set():
-            if self._event.wait(timeout=interval if self.mode == "watch" else self.poll):
-                if self._stop.is_set():
-                    return
-                self._stop.wait(DEBOUNCE)  # a push touches several files: let it settle
-                self._event.clear()
-            self.check()
+        keep_running("watcher", self._turn, self._stop)
+
+    def _turn(self) -> bool:
+        """One turn of the thread's loop; False when stopping."""
+        if self._event.wait(timeout=self.backstop if self.mode == "watch" else self.poll):
+            if self._stop.is_set():
+                return False
+            self._stop.wait(DEBOUNCE)  # a push touches several files: let it settle
+            self._event.clear()
+        self.check()
+        return True
 
     def check(self) -> bool:
         """Poke when the remote branch differs from what we last fetched."""

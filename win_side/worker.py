@@ -118,7 +118,7 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
     waiting = repo.unpushed() if options.push and repo.has_remote() else 0
     log.info("%d rendered, %d failed%s", summary.rendered, summary.failed,
              f", {waiting} commits wait to be pushed" if waiting else "")
-    if summary.unreachable and options.once:
+    if summary.sync_error and options.once:
         waits = f"; {waiting} commits could not be pushed; they wait in {studio.root}" if waiting else ""
-        raise FatalError(f"cannot fetch: {summary.unreachable}{waits}")
+        raise FatalError(f"{summary.sync_error}{waits}")
     return WorkerResult(studio.root, summary, waiting)
