@@ -12,16 +12,13 @@ from typing import Optional
 from mac_side.review import spec_line
 from mac_side.review_update import Outcome
 from studio.fsutil import write_text_atomic
-from studio.layout import Studio
+from studio.layout import REVIEW_HTML_NAME, Studio
 from studio.record import RenderRecord
-
-HTML_NAME = "review.html"
-
 
 def write_contact_sheet(studio: Studio, outcome: Outcome) -> Path:
     """``renders/<batch>/review.html``: a static grid of every image with its spec and verdict."""
     assert outcome.loaded is not None
-    path = studio.batch_dir(outcome.batch) / HTML_NAME
+    path = studio.batch_dir(outcome.batch) / REVIEW_HTML_NAME
     write_text_atomic(path, contact_sheet(outcome))
     return path
 

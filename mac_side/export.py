@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Optional
 
 from studio import git
-from studio.errors import FatalError
-from studio.fsutil import write_atomic
+from studio.errors import FatalError, InvalidFile
+from studio.fsutil import read_or_none, write_atomic
 from studio.layout import Studio, open_studio
 from studio.ledger import Ledger, LedgerLine, latest_by_slug
+from studio.limits import MAX_PNG_BYTES
 from studio.record import sha256_hex
 
 HISTORY_LIMIT = 200  # versions of one PNG searched for the kept one
@@ -68,7 +69,10 @@ def kept_png(studio: Studio, line: LedgerLine) -> tuple[Optional[bytes], str]:
         path = studio.png_path(line.batch, line.slug)
     except FatalError as exc:
         return None, str(exc)
-    current = path.read_bytes() if path.is_file() else None
+    try:
+        current = read_or_none(path, MAX_PNG_BYTES, studio.root)
+    except InvalidFile:  # a link (which could lead to any file of this machine), a device, too large
+        current = None
     if current is not None and (line.png_sha256 is None or sha256_hex(current) == line.png_sha256):
         return current, "kept"
     if line.png_sha256 is not None:

@@ -40,6 +40,7 @@ from studio.errors import InvalidFile, Problem
 from studio.fsutil import read_or_none, write_text_atomic
 from studio.ledger import Ledger, append, guard
 from studio.layout import BATCH_SUFFIXES, CONFIG_NAME, LEDGER_NAME, RENDERS, REVIEW_NAME, Studio, batch_id_problem
+from studio.limits import MAX_LEDGER_BYTES
 from studio.record import RenderRecord
 from studio.source import load_bytes
 from studio.winpath import windows_path_problem
@@ -107,7 +108,7 @@ def _fold_reviews(studio: Studio, reviews: list[str], index_ledger: bytes, confi
     """New ledger lines for the staged reviews, judged against the ledger they will be appended to."""
     total = Fold()
     base = index_ledger
-    working = read_or_none(studio.ledger_path)
+    working = read_or_none(studio.ledger_path, MAX_LEDGER_BYTES, studio.root, LEDGER_NAME)
     if working is not None and working != index_ledger:  # appended after an aborted commit, or edited
         unstaged = guard(index_ledger, working, LEDGER_NAME, "(unstaged change in the working tree)")
         total.problems += unstaged

@@ -47,7 +47,7 @@ def new_batch(repo: Path, batch: str, *, rerolls: bool, model: Optional[str], fo
     config = load_config(studio)
     if model is not None and model not in config.models:
         raise FatalError(f"unknown model {model!r}; renderloop.yaml has {', '.join(sorted(config.models))}")
-    path = studio.inside(studio.batches_dir / f"{batch}.yaml")
+    path = studio.inside(studio.batches_dir) / f"{batch}.yaml"
     rel = f"batches/{batch}.yaml"
     _check_free(studio, batch, path, force)
     if rerolls:

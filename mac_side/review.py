@@ -39,12 +39,10 @@ from studio.batch import LoadedBatch
 from studio.errors import Problem
 from studio.inventory import PngCheck, job_state
 from studio.layout import slug_problem
+from studio.limits import MAX_CUE_CHARS, MAX_CUES, MAX_REVIEW_BYTES
 from studio.ledger import VERDICTS
 from studio.record import RenderRecord
 
-MAX_CUES = 50
-MAX_CUE_CHARS = 300
-MAX_REVIEW_BYTES = 4 * 1024 * 1024
 
 HEADER_COMMENT = (
     "<!-- renderloop review: under each image, complete `verdict:` with keep, reroll or reject, "

@@ -21,6 +21,7 @@ from studio.fsutil import read_or_none, write_text_atomic
 from studio.inventory import png_in, records
 from studio.layout import REVIEW_NAME, Studio, batch_id_problem
 from studio.ledger import Ledger
+from studio.limits import MAX_LEDGER_BYTES, MAX_RECORD_BYTES, MAX_REVIEW_BYTES
 from studio.record import BatchErrorRecord, RenderRecord
 
 log = logging.getLogger("renderloop.review")
@@ -72,7 +73,7 @@ def batches_with_renders(studio: Studio) -> list[str]:
         return []
     found = []
     for folder in sorted(studio.renders_dir.iterdir()):
-        if not folder.is_dir() or batch_id_problem(folder.name) is not None:
+        if folder.is_symlink() or not folder.is_dir() or batch_id_problem(folder.name) is not None:
             continue
         if any(folder.glob("*.json")) or (folder / REVIEW_NAME).is_file():
             found.append(folder.name)
@@ -82,7 +83,8 @@ def batches_with_renders(studio: Studio) -> list[str]:
 def update_reviews(studio: Studio, batches: list[str], stage: bool) -> list[Outcome]:
     """Write or update the review of each batch; stage the ones written when ``stage``."""
     config = load_config(studio)
-    ledger = Ledger.lenient(read_or_none(studio.ledger_path) or b"")
+    raw = read_or_none(studio.ledger_path, MAX_LEDGER_BYTES, studio.root, studio.rel(studio.ledger_path))
+    ledger = Ledger.lenient(raw or b"")
     outcomes = [update_review(studio, config, batch, ledger) for batch in batches]
     written = [o.path for o in outcomes if o.path]
     if stage and written:
@@ -92,6 +94,11 @@ def update_reviews(studio: Studio, batches: list[str], stage: bool) -> list[Outc
 
 def update_review(studio: Studio, config: StudioConfig, batch: str, ledger: Ledger) -> Outcome:
     outcome = Outcome(batch)
+    try:
+        review_path = studio.review_path(batch)  # renders/<batch> must be a real folder
+    except FatalError as exc:
+        outcome.problem = f"{exc}: no review written"
+        return outcome
     path = next((p for p in studio.batch_files() if p.stem == batch), None)
     if path is None:
         outcome.problem = f"no batch file batches/{batch}.yaml: no review written"
@@ -105,10 +112,14 @@ def update_review(studio: Studio, config: StudioConfig, batch: str, ledger: Ledg
     outcome.worker_problem = batch_error(studio, batch)
     outcome.records = records(studio, batch)
     outcome.facts = outline(loaded, outcome.records, png_in(studio))
-    review_path = studio.review_path(batch)
     old_text = None
-    if review_path.is_file():
-        old_text, problems = decode(review_path.read_bytes(), studio.rel(review_path))
+    try:
+        raw = read_or_none(review_path, MAX_REVIEW_BYTES, studio.root, studio.rel(review_path))
+    except InvalidFile as exc:  # a link, a device, a FIFO, too large
+        outcome.problem = f"{exc.problems[0]}: the review was left as it is"
+        return outcome
+    if raw is not None:
+        old_text, problems = decode(raw, studio.rel(review_path))
         if problems:
             outcome.problem = f"{problems[0]}: the review was left as it is"
             return outcome
@@ -127,12 +138,12 @@ def update_review(studio: Studio, config: StudioConfig, batch: str, ledger: Ledg
 
 def batch_error(studio: Studio, batch: str) -> Optional[str]:
     """The first problem the worker reported for an unreadable batch file, if any."""
-    raw = read_or_none(studio.batch_error_path(batch))
-    if raw is None:
-        return None
     try:
+        raw = read_or_none(studio.batch_error_path(batch), MAX_RECORD_BYTES, studio.root)
+        if raw is None:
+            return None
         record = BatchErrorRecord.model_validate_json(raw)
-    except ValueError:
+    except (ValueError, FatalError):
         return None
     first = record.problems[0] if record.problems else None
     return f"{record.path}:{first.line}: {first.message}" if first else f"{record.path}: invalid"

@@ -3,25 +3,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field, ValidationError, field_validator
 
 from studio.config import StudioConfig, _Strict  # one meaning of strict for the files people write
 from studio.errors import InvalidFile, Problem
 from studio.layout import BATCH_SUFFIXES, Slug, Studio, batch_id_problem
-from studio.source import Document, load_bytes, load_file, problems_from
+from studio.limits import (
+    MAX_ARCHETYPE_CHARS, MAX_CUE_CHARS, MAX_CUES, MAX_NEGATIVE_CHARS, MAX_PROMPT_CHARS, MAX_PROMPTS, MAX_SIDE,
+    MAX_STEPS, Limits, SamplerName, control_problem,
+)
+from studio.source import Document, dotted, load_bytes, load_file, problems_from
 from studio.spec import SEED_MAX, Spec, apply_cues, derive_seed
 
 Backend = Literal["comfyui", "fal", "mflux", "placeholder"]
-MAX_PROMPT_CHARS = 20_000
 
 
-def _no_control_characters(value: str) -> str:
-    """Text sent to a backend: line breaks and tabs are fine, other control characters are not."""
-    for ch in value:
-        if (ord(ch) < 32 and ch not in "\n\t") or 127 <= ord(ch) < 160:
-            raise ValueError(f"control character {ch!r} is not allowed in {value[:40]!r}")
+def _no_control_characters(value: str, *, multiline: bool = False) -> str:
+    """Text sent to a backend: line breaks and tabs only where ``multiline``; other control characters never."""
+    problem = control_problem(value, multiline=multiline)
+    if problem:
+        raise ValueError(problem)
     return value
 
 
@@ -29,27 +32,27 @@ class _SharedSettings(_Strict):
     """Settings a batch sets for all its prompts and a prompt may override."""
 
     model: Optional[str] = None
-    width: Optional[int] = Field(default=None, gt=0, le=65536)
-    height: Optional[int] = Field(default=None, gt=0, le=65536)
-    steps: Optional[int] = Field(default=None, gt=0, le=1000)
-    negative: Optional[str] = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    width: Optional[int] = Field(default=None, gt=0, le=MAX_SIDE)
+    height: Optional[int] = Field(default=None, gt=0, le=MAX_SIDE)
+    steps: Optional[int] = Field(default=None, gt=0, le=MAX_STEPS)
+    negative: Optional[str] = Field(default=None, max_length=MAX_NEGATIVE_CHARS)
     cfg: Optional[float] = Field(default=None, ge=0, le=100)  # an int is fine, a string is not
-    sampler: Optional[str] = None
-    scheduler: Optional[str] = None
+    sampler: Optional[SamplerName] = None
+    scheduler: Optional[SamplerName] = None
     backend: Optional[Backend] = None
 
     @field_validator("negative")
     @classmethod
     def _negative(cls, value: Optional[str]) -> Optional[str]:
-        return value if value is None else _no_control_characters(value)
+        return value if value is None else _no_control_characters(value, multiline=True)
 
 
 class PromptEntry(_SharedSettings):
     slug: Slug
     prompt: str = Field(max_length=MAX_PROMPT_CHARS)
     seed: Optional[int] = Field(default=None, ge=0, le=SEED_MAX)
-    archetype: Optional[str] = Field(default=None, max_length=80)
-    cues: list[str] = Field(default_factory=list, max_length=50)
+    archetype: Optional[str] = Field(default=None, max_length=MAX_ARCHETYPE_CHARS)
+    cues: list[Annotated[str, Field(max_length=MAX_CUE_CHARS)]] = Field(default_factory=list, max_length=MAX_CUES)
 
     @field_validator("slug", mode="before")
     @classmethod
@@ -63,7 +66,7 @@ class PromptEntry(_SharedSettings):
     def _prompt(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("prompt is empty")
-        return _no_control_characters(value)
+        return _no_control_characters(value, multiline=True)
 
     @field_validator("cues")
     @classmethod
@@ -80,7 +83,7 @@ class PromptEntry(_SharedSettings):
 
 class Batch(_SharedSettings):
     version: Literal[1]
-    prompts: list[PromptEntry] = Field(max_length=10_000)
+    prompts: list[PromptEntry] = Field(max_length=MAX_PROMPTS)
 
     @field_validator("prompts")
     @classmethod
@@ -128,14 +131,15 @@ def load_batch(studio: Studio, path: Path, config: StudioConfig) -> LoadedBatch:
     """Load, validate and resolve a batch file from disk, or raise InvalidFile."""
     display = studio.rel(path)
     _check_name(path, display)
-    return resolve(load_file(path, display), batch_id_of(path), config)
+    doc = load_file(path, display, max_bytes=config.limits.batch_bytes, root=studio.root)
+    return resolve(doc, batch_id_of(path), config)
 
 
 def load_batch_bytes(raw: bytes, rel: str, config: StudioConfig) -> LoadedBatch:
     """The same for bytes (a staged file, a file at a commit)."""
     path = Path(rel)
     _check_name(path, rel)
-    doc = load_bytes(raw, rel, json_syntax=path.suffix.lower() == ".json")
+    doc = load_bytes(raw, rel, json_syntax=path.suffix.lower() == ".json", max_bytes=config.limits.batch_bytes)
     return resolve(doc, batch_id_of(path), config)
 
 
@@ -153,7 +157,7 @@ def resolve(doc: Document, batch_id: str, config: StudioConfig) -> LoadedBatch:
         batch = Batch.model_validate(doc.data)
     except ValidationError as exc:
         raise InvalidFile(problems_from(exc, doc)) from None
-    problems: list[Problem] = []
+    problems: list[Problem] = _limit_problems(doc, batch, config.limits)
     jobs: list[Job] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(batch.prompts):
@@ -175,6 +179,28 @@ def resolve(doc: Document, batch_id: str, config: StudioConfig) -> LoadedBatch:
         # a bad batch-level default is one problem, however many prompts rely on it
         raise InvalidFile(sorted(dict.fromkeys(problems), key=lambda p: p.line))
     return LoadedBatch(batch_id, doc.path, batch, tuple(jobs))
+
+
+def _limit_problems(doc: Document, batch: Batch, limits: Limits) -> list[Problem]:
+    """What exceeds the lower limits this studio's renderloop.yaml sets (the schema holds renderloop's own)."""
+    problems = []
+    if len(batch.prompts) > limits.prompts_per_batch:
+        problems.append(doc.problem(("prompts", limits.prompts_per_batch), (
+            f"prompts: {len(batch.prompts)} prompts; renderloop.yaml limits.prompts_per_batch allows at most "
+            f"{limits.prompts_per_batch}")))
+    sources: list[tuple[tuple[Any, ...], _SharedSettings]] = [((), batch)]
+    sources += [(("prompts", index), entry) for index, entry in enumerate(batch.prompts)]
+    for loc, source in sources:
+        texts = [(name, getattr(source, name, None)) for name in ("prompt", "negative", "sampler", "scheduler")]
+        texts += [("cues", cue) for cue in getattr(source, "cues", [])]
+        for name, value in texts:
+            key = "cue_chars" if name == "cues" else f"{name}_chars"
+            limit = getattr(limits, key)
+            if value is not None and len(value) > limit:
+                problems.append(doc.problem(loc + (name,), (
+                    f"{dotted(loc + (name,))}: {len(value)} characters; renderloop.yaml limits.{key} allows at "
+                    f"most {limit}")))
+    return problems
 
 
 def _resolve_spec(

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from studio.errors import InvalidFile, Problem
 from studio.layout import Studio
+from studio.limits import MAX_BATCH_BYTES, MAX_STEPS, Limits, Pixels, SamplerName, Side
 from studio.models import BUILTIN, BUILTIN_MODELS, GRAPH_NAMES, BuiltinModel
 from studio.source import Document, load_file, problems_from
 from studio.workflow import BIND_FIELDS, BindingError, parse_workflow_bytes, read_workflow
@@ -134,13 +135,13 @@ class MfluxModel(_Strict):
 class ModelSettings(_Strict):
     width: int = Field(default=1024, gt=0)
     height: int = Field(default=1024, gt=0)
-    steps: Optional[int] = Field(default=None, gt=0, le=1000)
+    steps: Optional[int] = Field(default=None, gt=0, le=MAX_STEPS)
     cfg: Optional[float] = Field(default=None, ge=0)
-    sampler: Optional[str] = None
-    scheduler: Optional[str] = None
+    sampler: Optional[SamplerName] = None
+    scheduler: Optional[SamplerName] = None
     min_side: int = Field(default=64, gt=0)
-    max_side: int = Field(default=4096, gt=0)
-    max_pixels: int = Field(default=4_194_304, gt=0)
+    max_side: Side = 4096  # at most studio.limits.MAX_SIDE: a studio lowers the ceilings, never raises them
+    max_pixels: Pixels = 4_194_304
     comfyui: Optional[ComfyUIModel] = None
     fal: Optional[FalModel] = None
     mflux: Optional[MfluxModel] = None
@@ -225,6 +226,7 @@ class StudioConfig(_Strict):
     models: dict[str, ModelSettings]
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
+    limits: Limits = Field(default_factory=Limits)
 
     @field_validator("models")
     @classmethod
@@ -237,10 +239,9 @@ class StudioConfig(_Strict):
 def load_config(studio: Studio) -> StudioConfig:
     """Read and validate ``renderloop.yaml`` and the workflows it names; errors name the line."""
     path = studio.config_path
-    display = studio.rel(path) if path.exists() else path.name
-    if not path.is_file():
-        raise InvalidFile([Problem(display, 1, "no renderloop.yaml here: run `renderloop init` first")])
-    doc = load_file(path, display)
+    if not studio.is_studio():
+        raise InvalidFile([Problem(path.name, 1, "no renderloop.yaml here: run `renderloop init` first")])
+    doc = load_file(path, studio.rel(path), max_bytes=MAX_BATCH_BYTES, root=studio.root)
     config = parse_config(doc)
     check_workflows(config, doc, lambda rel: read_workflow(studio, rel))
     return config

@@ -1,11 +1,22 @@
-"""Atomic file writes: a temporary file in the same folder, then os.replace."""
+"""Atomic file writes, and the one bounded, link-safe read of repository content.
+
+Writes: a temporary file in the same folder, then os.replace.  Reads: every
+file renderloop reads from a studio (batch files, renderloop.yaml, workflows,
+records, reviews, the ledger) may have been pushed by someone else, so
+:func:`read_bounded` refuses symbolic links, devices, FIFOs and folders, and
+files over their size limit, before reading a byte, and never blocks.
+"""
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
+
+from studio.errors import InvalidFile, Problem
 
 # Windows refuses os.replace while another process (an editor, the indexer,
 # an antivirus scanner) holds the target open; that passes within moments.
@@ -58,9 +69,145 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
-def read_or_none(path: Path) -> bytes | None:
-    """The file's bytes, or None when it (or a folder on its way) does not exist."""
+# Opening never follows a link (where the platform can refuse one) and never
+# waits: a FIFO opened for reading blocks until a writer comes, unless O_NONBLOCK.
+_OPEN_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+_CHUNK = 1024 * 1024
+
+
+class RefusedFile(InvalidFile):
+    """A file renderloop will not read: a link, a device, a FIFO, a folder, or too large."""
+
+    def __init__(self, display: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__([Problem(display, 1, reason)])
+
+
+def read_bounded(path: Path, limit: int, root: Optional[Path] = None, display: Optional[str] = None) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them, read without following a link.
+
+    Raises FileNotFoundError (or NotADirectoryError) when there is no such
+    file, and :class:`RefusedFile` naming ``display`` (default: the path as
+    given) when it is a symbolic link, a device, a FIFO or a folder, when a
+    folder on its way below ``root`` is a link, or when it holds more than
+    ``limit`` bytes.  The type is checked with lstat before opening, the file
+    is opened with O_NOFOLLOW|O_NONBLOCK where the platform has them and
+    checked again with fstat, and no more than ``limit + 1`` bytes are read.
+    """
+    shown = display or str(path)
+    if root is not None:
+        why = path_problem(path.parent, root)
+        if why:
+            raise RefusedFile(shown, why)
+    before = os.lstat(path)
+    why = _kind_problem(path, before.st_mode) or _size_problem(before.st_size, limit)
+    if why:
+        raise RefusedFile(shown, why)
     try:
-        return path.read_bytes()
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if os.path.islink(path):  # replaced by a link since the lstat
+            raise RefusedFile(shown, _kind_problem(path, stat.S_IFLNK) or "the file is a symbolic link") from None
+        raise
+    try:
+        after = os.fstat(fd)
+        why = _kind_problem(path, after.st_mode) or _size_problem(after.st_size, limit)
+        if not why and before.st_ino and after.st_ino and (before.st_dev, before.st_ino) != (after.st_dev, after.st_ino):
+            why = "the file was replaced while it was being opened"
+        if why:
+            raise RefusedFile(shown, why)
+        data = _read_at_most(fd, limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # it grew after the checks
+        raise RefusedFile(shown, _size_problem(len(data), limit) or "the file is too large")
+    return data
+
+
+def read_or_none(path: Path, limit: int, root: Optional[Path] = None, display: Optional[str] = None) -> bytes | None:
+    """:func:`read_bounded`, or None when the file (or a folder on its way) does not exist."""
+    try:
+        return read_bounded(path, limit, root, display)
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+def path_problem(path: Path, root: Path) -> Optional[str]:
+    """Why ``path`` is no safe folder under ``root``, or None.
+
+    Every part of ``path`` below ``root`` that exists must be a real folder:
+    not a symbolic link (which could lead anywhere, inside the studio or out
+    of it), not a file.  Parts that do not exist yet are fine (they will be
+    created as folders).
+    """
+    try:
+        rel = Path(os.path.abspath(path)).relative_to(root)
+    except ValueError:
+        return f"{path} is outside the studio {root}"
+    current = root
+    for part in rel.parts:
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if stat.S_ISLNK(mode):
+            return f"{_shown(current, root)} is a symbolic link ({_target(current)}); renderloop never reads or writes through a link"
+        if not stat.S_ISDIR(mode):
+            return f"{_shown(current, root)} is {_kind_name(mode)} where a folder belongs"
+    return None
+
+
+def _kind_problem(path: Path, mode: int) -> Optional[str]:
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return f"the file is a symbolic link ({_target(path)}); renderloop reads only regular files, never through a link"
+    return f"the file is {_kind_name(mode)}, not a regular file; renderloop reads only regular files"
+
+
+def _kind_name(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return "a regular file" if stat.S_ISREG(mode) else "a special file"
+
+
+def _size_problem(size: int, limit: int) -> Optional[str]:
+    if size <= limit:
+        return None
+    return f"file is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB"
+
+
+def _target(path: Path) -> str:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return "its target is unreadable"
+    return f"to {target[:80]!r}"
+
+
+def _shown(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _read_at_most(fd: int, count: int) -> bytes:
+    chunks: list[bytes] = []
+    left = count
+    while left > 0:
+        chunk = os.read(fd, min(left, _CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)

@@ -10,9 +10,9 @@ from typing import Callable, Literal, Union
 from studio.batch import Job, LoadedBatch, batch_id_of, load_batch, load_batch_bytes
 from studio.config import StudioConfig
 from studio.errors import InvalidFile, Problem
-from studio.layout import Studio
+from studio.layout import BATCH_ERROR_NAME, Studio
 from studio.record import RenderRecord, try_read_record
-from studio.source import MAX_BYTES
+from studio.fsutil import RefusedFile, path_problem, read_bounded
 
 
 @dataclass
@@ -54,10 +54,10 @@ _cache: "OrderedDict[tuple[str, str, str], Union[LoadedBatch, InvalidFile]]" = O
 
 def _load_cached(studio: Studio, path: Path, config: StudioConfig, settings: str) -> Union[LoadedBatch, InvalidFile]:
     try:
-        raw = path.read_bytes() if path.stat().st_size <= MAX_BYTES else None
-    except OSError:
-        raw = None
-    if raw is None:  # too large or unreadable: let the loader say why
+        raw = read_bounded(path, config.limits.batch_bytes, studio.root, studio.rel(path))
+    except RefusedFile as exc:  # a link, a device, a FIFO, too large: that batch's error
+        return exc
+    except OSError:  # unreadable: let the loader say why
         try:
             return load_batch(studio, path, config)
         except InvalidFile as exc:
@@ -77,12 +77,14 @@ def _load_cached(studio: Studio, path: Path, config: StudioConfig, settings: str
 
 
 def records(studio: Studio, batch: str) -> dict[str, RenderRecord]:
-    """The readable render records of a batch, by slug."""
+    """The readable render records of a batch, by slug (none when its folder is a link or a file)."""
     folder = studio.renders_dir / batch
     found: dict[str, RenderRecord] = {}
-    if not folder.is_dir():
+    if path_problem(folder, studio.root) or not folder.is_dir():
         return found
     for path in sorted(folder.glob("*.json")):
+        if path.name == BATCH_ERROR_NAME:
+            continue
         record = _read_record_cached(path)
         if record is not None and record.slug == path.stem and record.batch == batch:
             found[record.slug] = record
@@ -96,7 +98,7 @@ _RECORDS_SIZE = 20_000
 def _read_record_cached(path: Path) -> RenderRecord | None:
     """A record, parsed again only when its file changed (size, modification time or inode)."""
     try:
-        info = path.stat()
+        info = path.lstat()  # a link's own stamp: the record reader refuses links anyway
     except OSError:
         return None
     stamp = (info.st_mtime_ns, info.st_size, info.st_ino)  # replaced files get a new inode

@@ -1,7 +1,9 @@
 """Where everything lives in a studio, and the rules that keep paths inside it."""
 from __future__ import annotations
 
+import os
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Annotated
 from pydantic import AfterValidator
 
 from studio.errors import FatalError
+from studio.fsutil import path_problem
 
 CONFIG_NAME = "renderloop.yaml"
 BATCHES = "batches"
@@ -17,6 +20,7 @@ RENDERS = "renders"
 LEDGER_NAME = "ledger.jsonl"
 HOOKS = "hooks"
 REVIEW_NAME = "review.md"
+REVIEW_HTML_NAME = "review.html"
 BATCH_ERROR_NAME = "batch-error.json"
 BATCH_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -30,6 +34,10 @@ _WINDOWS_DEVICES = frozenset(
     | {f"com{i}" for i in range(10)}
     | {f"lpt{i}" for i in range(10)}
 )
+# Files renderloop keeps in renders/<batch>/ beside each slug's .png and .json:
+# a slug named like one of them would overwrite it (or be taken for it).
+_RESERVED_FILES = (BATCH_ERROR_NAME, REVIEW_NAME, REVIEW_HTML_NAME)
+RESERVED_SLUGS: dict[str, str] = {name.split(".")[0]: name for name in _RESERVED_FILES}
 
 
 def slug_problem(value: object) -> str | None:
@@ -47,6 +55,11 @@ def slug_problem(value: object) -> str | None:
         )
     if value in _WINDOWS_DEVICES:
         return f"slug {value!r} is a Windows device name"
+    if value in RESERVED_SLUGS:
+        return (
+            f"slug {value!r} is reserved: renders/<batch>/{RESERVED_SLUGS[value]} is renderloop's own file; "
+            "choose another slug"
+        )
     return None
 
 
@@ -113,18 +126,35 @@ class Studio:
         return self.root / HOOKS
 
     def is_studio(self) -> bool:
-        return self.config_path.is_file()
+        """True when renderloop.yaml is here (whatever it is: reading it says what is wrong with it)."""
+        return os.path.lexists(self.config_path)
 
     def rel(self, path: Path) -> str:
-        """``path`` relative to the studio, with forward slashes (as git names it)."""
-        return Path(path).resolve().relative_to(self.root).as_posix()
+        """``path`` relative to the studio, with forward slashes (as git names it).
+
+        The last part is never followed: a link's own name is what git knows.
+        """
+        path = Path(os.path.abspath(path))
+        for candidate in (path, path.parent.resolve() / path.name):
+            try:
+                return candidate.relative_to(self.root).as_posix()
+            except ValueError:
+                continue
+        raise FatalError(f"{path} is outside the studio {self.root}")
 
     def batch_files(self) -> list[Path]:
-        """Every batch file, sorted by name."""
+        """Every batch file, sorted by name: anything in batches/ with a batch suffix but a folder.
+
+        A link, a device or a FIFO named like a batch file is listed: reading it
+        says why it is refused, as that batch's error.
+        """
+        why = path_problem(self.batches_dir, self.root)
+        if why:
+            raise FatalError(f"{why}: batch files are read only from a real batches/ folder")
         if not self.batches_dir.is_dir():
             return []
         return sorted(
-            p for p in self.batches_dir.iterdir() if p.is_file() and p.suffix.lower() in BATCH_SUFFIXES
+            p for p in self.batches_dir.iterdir() if p.suffix.lower() in BATCH_SUFFIXES and not _real_folder(p)
         )
 
     def batch_dir(self, batch: str) -> Path:
@@ -143,18 +173,15 @@ class Studio:
         return self.batch_dir(batch) / BATCH_ERROR_NAME
 
     def inside(self, path: Path) -> Path:
-        """``path`` if it stays inside the studio once links are followed; refuse it otherwise.
+        """``path`` if every part of it below the studio is a real folder (or not there yet); refuse it otherwise.
 
-        A ``renders`` folder that is a symbolic link to somewhere else would
-        make the worker write outside the studio: that is refused.
+        A ``renders`` or ``renders/<batch>`` that is a symbolic link would make
+        the worker write where it leads: out of the studio, into ``.git`` or
+        ``hooks/``.  One that is a file cannot hold renders.  Both are refused.
         """
-        resolved = Path(path).resolve()
-        try:
-            resolved.relative_to(self.root)
-        except ValueError:
-            raise FatalError(
-                f"{path}: refusing to write outside the studio {self.root} (it resolves to {resolved})"
-            ) from None
+        why = path_problem(Path(path), self.root)
+        if why:
+            raise FatalError(f"refusing to write outside the studio's own folders: {why}")
         return path
 
 
@@ -173,6 +200,13 @@ def open_studio(repo: Path, *, require_git: bool = False) -> Studio:
     if not studio.is_studio():
         raise FatalError(f"{studio.root} is not a renderloop studio (no renderloop.yaml): run `renderloop init`")
     return studio
+
+
+def _real_folder(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _checked_slug(slug: str) -> str:

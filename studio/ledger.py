@@ -19,7 +19,9 @@ from typing import Iterable, Literal, Optional, TypeGuard
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from studio.errors import FatalError, InvalidFile, Problem
+from studio.fsutil import read_or_none
 from studio.layout import LEDGER_NAME, Slug
+from studio.limits import MAX_LEDGER_BYTES
 
 log = logging.getLogger("renderloop.ledger")
 
@@ -124,9 +126,8 @@ class Ledger:
     @classmethod
     def read(cls, path: Path) -> "Ledger":
         """The ledger at ``path`` read leniently (empty when there is none); lines left out are logged."""
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        raw = read_or_none(path, MAX_LEDGER_BYTES, None, path.name)  # a link, a device, too large: refused
+        if raw is None:
             return cls()
         ledger = cls.lenient(raw, path.name)
         if ledger.problems:
@@ -177,6 +178,8 @@ def append(path: Path, lines: list[LedgerLine]) -> None:
     """Add ``lines`` at the end of the ledger: append mode, the existing bytes are never rewritten."""
     if not lines:
         return
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise FatalError(f"{path.name}: not a regular file (a link, a folder or a device): nothing appended to it")
     if path.exists() and path.stat().st_size:
         with path.open("rb") as f:
             f.seek(-1, 2)

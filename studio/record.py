@@ -9,6 +9,9 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from studio.errors import InvalidFile
+from studio.fsutil import read_bounded
+from studio.limits import MAX_RECORD_BYTES
 from studio.spec import Spec
 
 ErrorKind = Literal["invalid-spec", "missing-model", "backend-error", "out-of-memory", "timeout"]
@@ -82,8 +85,12 @@ def sha256_hex(data: bytes) -> str:
 
 
 def try_read_record(path: Path) -> RenderRecord | None:
-    """A record, or None when it is absent or unreadable (a worker will redo it)."""
+    """A record, or None when it is absent or unreadable (a worker will redo it).
+
+    Unreadable includes a link, a device, a FIFO and a file over MAX_RECORD_BYTES:
+    read with :func:`studio.fsutil.read_bounded`, never followed, never waited on.
+    """
     try:
-        return RenderRecord.model_validate_json(path.read_bytes())
-    except (OSError, ValueError, ValidationError):
+        return RenderRecord.model_validate_json(read_bounded(path, MAX_RECORD_BYTES))
+    except (OSError, ValueError, ValidationError, InvalidFile):
         return None

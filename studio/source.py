@@ -3,9 +3,15 @@
 Batch files and ``renderloop.yaml`` are written by people, so every error
 must name the file, the line and the value.  This module loads a file into
 plain data plus a map from each value's location (``("prompts", 2, "slug")``)
-to its line, refuses what could hurt (huge files, anchors that expand into
-huge documents, tags that would build Python objects), and turns pydantic's
-validation errors into ``path:line: message`` problems.
+to its line, refuses what could hurt (links, devices and huge files, anchors
+that expand into huge documents, tags that would build Python objects), and
+turns pydantic's validation errors into ``path:line: message`` problems.
+
+YAML is read with the YAML 1.2 core rules for plain values, stricter still
+for numbers: an integer is decimal digits (no ``1:30`` sexagesimal, ``0x400``
+hex, ``0o17`` octal or ``1_024`` underscores: those stay text, and the schema
+refuses text where a number belongs), a boolean is ``true`` or ``false``
+(``yes``, ``on``, ``n`` are text), and dates are text.
 """
 from __future__ import annotations
 
@@ -20,14 +26,15 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from studio.errors import InvalidFile, Problem
+from studio.fsutil import read_bounded
+from studio.limits import CONTROL_IN_FILE, MAX_BATCH_BYTES
 
-MAX_BYTES = 2 * 1024 * 1024
+MAX_BYTES = MAX_BATCH_BYTES
 MAX_NODES = 200_000
 MAX_DEPTH = 64  # nesting; PyYAML's scanner slows down quadratically with depth
 MAX_NUMBER_DIGITS = 100  # Python refuses to read integers past 4300 digits
 
 Loc = tuple[Any, ...]
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control characters but tab, LF and CR
 
 
 @dataclass
@@ -51,14 +58,18 @@ class Document:
         return Problem(self.path, self.line_of(loc), message)
 
 
-def load_file(path: Path, display: str, *, max_bytes: int = MAX_BYTES) -> Document:
-    """Load a YAML or JSON file (chosen by suffix) or raise :class:`InvalidFile`."""
+def load_file(path: Path, display: str, *, max_bytes: int = MAX_BYTES, root: Path | None = None) -> Document:
+    """Load a YAML or JSON file (chosen by suffix) or raise :class:`InvalidFile`.
+
+    The file is read with :func:`studio.fsutil.read_bounded`: a link (on the
+    way below ``root`` too), a device, a FIFO or a file over ``max_bytes`` is
+    refused as this file's problem.
+    """
     try:
-        size = path.stat().st_size
+        raw = read_bounded(path, max_bytes, root, display)
     except OSError as exc:
         raise InvalidFile([Problem(display, 1, f"cannot read the file: {exc.strerror or exc}")]) from exc
-    _check_bytes(size, display, max_bytes)
-    return load_bytes(path.read_bytes(), display, json_syntax=path.suffix.lower() == ".json", max_bytes=max_bytes)
+    return load_bytes(raw, display, json_syntax=path.suffix.lower() == ".json", max_bytes=max_bytes)
 
 
 def load_bytes(raw: bytes, display: str, *, json_syntax: bool, max_bytes: int = MAX_BYTES) -> Document:
@@ -89,7 +100,7 @@ def _decode(raw: bytes, display: str) -> str:
         raise InvalidFile(
             [Problem(display, line, f"not valid UTF-8: byte {bad[:1].hex()} in {bad!r}; save the file as UTF-8")]
         ) from None
-    bad_char = _CONTROL.search(text)
+    bad_char = CONTROL_IN_FILE.search(text)
     if bad_char:
         number = text.count("\n", 0, bad_char.start()) + 1
         raise InvalidFile(
@@ -166,12 +177,57 @@ class _TooDeep(Exception):
         self.line = line
 
 
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+DECIMAL_INT = re.compile(r"[-+]?[0-9]+")
+_DECIMAL_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
+_SPECIAL_FLOAT = re.compile(r"[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)")
+# YAML 1.2 core schema for plain values (numbers: decimal only, see the module's docstring).
+_RESOLVERS: list[tuple[str, re.Pattern[str], list[str]]] = [
+    (_BOOL, re.compile(r"(?:true|True|TRUE|false|False|FALSE)\Z"), list("tTfF")),
+    (_INT, re.compile(DECIMAL_INT.pattern + r"\Z"), list("-+0123456789")),
+    (_FLOAT, re.compile(f"(?:{_DECIMAL_FLOAT.pattern}|{_SPECIAL_FLOAT.pattern})\\Z"), list("-+.0123456789")),
+    (_NULL, re.compile(r"(?:~|null|Null|NULL|)\Z"), ["~", "n", "N", ""]),
+]
+
+
 class _Loader(yaml.SafeLoader):
-    """The safe loader, refusing nesting past MAX_DEPTH before it gets slow."""
+    """The safe loader with YAML 1.2 plain values, refusing nesting past MAX_DEPTH before it gets slow."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT, _FLOAT, _NULL, _TIMESTAMP)]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self._depth = 0
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:  # also for an explicit !!int
+        value = self.construct_scalar(node)
+        if not DECIMAL_INT.fullmatch(value):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{value!r} is not a decimal integer", node.start_mark)
+        return int(value)
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        value = self.construct_scalar(node)
+        if _SPECIAL_FLOAT.fullmatch(value):
+            return float(value.replace(".", "").lower())
+        if not _DECIMAL_FLOAT.fullmatch(value):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{value!r} is not a decimal number", node.start_mark)
+        return float(value)
+
+    def construct_yaml_bool(self, node: yaml.ScalarNode) -> bool:
+        value = self.construct_scalar(node)
+        if value.lower() not in ("true", "false"):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{value!r} is not a boolean: write true or false", node.start_mark)
+        return value.lower() == "true"
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
@@ -181,6 +237,13 @@ class _Loader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+for _tag, _regexp, _first in _RESOLVERS:
+    _Loader.add_implicit_resolver(_tag, _regexp, _first)
+_Loader.add_constructor(_INT, _Loader.construct_yaml_int)
+_Loader.add_constructor(_FLOAT, _Loader.construct_yaml_float)
+_Loader.add_constructor(_BOOL, _Loader.construct_yaml_bool)
 
 
 def _load_yaml(text: str, display: str) -> Document:
@@ -312,6 +375,9 @@ def describe_error(error: ErrorDetails, loc: Loc) -> str:
         return f"unknown key {loc[-1]!r}" + (f" in {dotted(loc[:-1])}" if loc[:-1] else "")
     if kind == "missing":
         return f"missing required key {loc[-1]!r}" + (f" in {dotted(loc[:-1])}" if loc[:-1] else "")
+    yaml11 = _yaml11_hint(kind, value)
+    if yaml11:
+        return f"{where}: {yaml11}" if where else yaml11
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -319,6 +385,24 @@ def describe_error(error: ErrorDetails, loc: Loc) -> str:
         return f"{where}: {message}" if where else message  # the message already names the value
     shown = _short(value)
     return f"{where}: {message} (got {shown})" if where else f"{message} (got {shown})"
+
+
+# Numbers and booleans as YAML 1.1 wrote them; YAML 1.2 (and renderloop) reads them as text.
+_YAML11_NUMBER = re.compile(
+    r"[-+]?(?:0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|[0-9][0-9_]*_[0-9_]*(?:\.[0-9_]*)?)"
+)
+_YAML11_BOOL = frozenset({"yes", "no", "on", "off", "y", "n"})
+
+
+def _yaml11_hint(kind: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    if kind in ("int_type", "float_type") and _YAML11_NUMBER.fullmatch(value):
+        return (f"{value!r} is not read as a number: write it in plain decimal digits, like 1024 "
+                "(YAML 1.2 reads sexagesimal 1:30, hex 0x400, octal 0o17 and underscores 1_024 as text)")
+    if kind == "bool_type" and value.lower() in _YAML11_BOOL:
+        return f"{value!r} is not read as a boolean: write true or false"
+    return None
 
 
 def dotted(loc: Loc) -> str:

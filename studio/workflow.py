@@ -18,13 +18,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from studio.errors import FatalError, InvalidFile, Problem
+from studio.fsutil import read_or_none
 from studio.layout import Studio
+from studio.limits import MAX_WORKFLOW_BYTES
 from studio.source import Document, load_bytes
 
 BIND_FIELDS = ("prompt", "negative", "seed", "width", "height", "steps")
 TEXT_FIELDS = ("prompt", "negative")
 SAVE_CLASS = "SaveImage"
-MAX_WORKFLOW_BYTES = 4 * 1024 * 1024
 
 Binding = Union[str, Sequence[str]]
 
@@ -168,8 +169,10 @@ def check_path(rel: str) -> PurePosixPath:
 def workflow_path(studio: Studio, rel: str) -> Path:
     """The workflow file ``rel`` inside the studio; refuses paths that leave it (links included)."""
     pure = check_path(rel)
+    path = studio.root.joinpath(*pure.parts)
     try:
-        return studio.inside(studio.root.joinpath(*pure.parts))
+        studio.inside(path.parent)  # the file itself is checked as it is read
+        return path
     except FatalError as exc:
         raise BindingError(f"workflow {rel!r} leaves the studio: {exc}") from None
 
@@ -184,9 +187,12 @@ def parse_workflow_bytes(raw: bytes, rel: str) -> Workflow:
 
 
 def read_workflow(studio: Studio, rel: str) -> Optional[bytes]:
-    """The bytes of workflow ``rel`` in the working tree, None when there is no such file."""
+    """The bytes of workflow ``rel`` in the working tree, None when there is no such file.
+
+    A link, a device, a FIFO or a file over MAX_WORKFLOW_BYTES raises InvalidFile naming it.
+    """
     path = workflow_path(studio, rel)
-    return path.read_bytes() if path.is_file() else None
+    return read_or_none(path, MAX_WORKFLOW_BYTES, studio.root, check_path(rel).as_posix())
 
 
 def load_workflow(studio: Studio, rel: str) -> Workflow:

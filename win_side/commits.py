@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from pathlib import Path
 
 from studio import git
 from studio.clock import utcnow
 from studio.errors import InvalidFile
-from studio.fsutil import write_atomic, write_text_atomic
+from studio.fsutil import read_bounded, write_atomic, write_text_atomic
+from studio.layout import Studio
+from studio.limits import MAX_BATCH_BYTES, MAX_RECORD_BYTES
 from studio.record import BatchErrorRecord, BatchProblem, RenderRecord, sha256_hex
 from win_side import faults
 from win_side.repo import WorkerRepo, existing_or_tracked
@@ -66,8 +70,8 @@ def record_batch_error(repo: WorkerRepo, batch: str, path: Path, error: InvalidF
     """Commit ``renders/<batch>/batch-error.json`` for a bad batch file, once per version of it."""
     studio = repo.studio
     target = studio.batch_error_path(batch)
-    file_sha = sha256_hex(path.read_bytes()) if path.exists() else ""
-    existing = _read_batch_error(target)
+    file_sha = _fingerprint(studio, path)
+    existing = _read_batch_error(studio, target)
     if existing is not None and existing.file_sha == file_sha:
         return None
     record = BatchErrorRecord(
@@ -104,8 +108,24 @@ def clear_batch_error(repo: WorkerRepo, batch: str, worker: str) -> str | None:
         return commit_paths(repo, message, [studio.rel(target)])
 
 
-def _read_batch_error(path: Path) -> BatchErrorRecord | None:
+def _fingerprint(studio: Studio, path: Path) -> str:
+    """What identifies this version of a bad batch file: its bytes' sha256, or, for a file
+    renderloop does not read (a link, a device, too large), what it is and where it leads."""
     try:
-        return BatchErrorRecord.model_validate_json(path.read_bytes())
-    except (OSError, ValueError):
+        return sha256_hex(read_bounded(path, MAX_BATCH_BYTES, studio.root))
+    except FileNotFoundError:
+        return ""
+    except (OSError, InvalidFile):
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return ""
+        target = os.readlink(path) if stat.S_ISLNK(info.st_mode) else ""
+        return sha256_hex(f"{info.st_mode}:{info.st_size}:{info.st_mtime_ns}:{target}".encode("utf-8"))
+
+
+def _read_batch_error(studio: Studio, path: Path) -> BatchErrorRecord | None:
+    try:
+        return BatchErrorRecord.model_validate_json(read_bounded(path, MAX_RECORD_BYTES, studio.root))
+    except (OSError, ValueError, InvalidFile):
         return None

@@ -11,7 +11,6 @@ another try.
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -25,7 +24,7 @@ from win_side.backends.mflux import MfluxBackend
 from win_side.progress import Progress
 from win_side.reconcile import ReconcileOptions, Reconciler, Summary
 from win_side.repo import RemoteUnreachable, WorkerRepo
-from win_side.worker import StopSwitch, open_studio
+from win_side.worker import StopSwitch, checked_worker_name, open_studio
 
 log = logging.getLogger("renderloop.local")
 
@@ -53,7 +52,7 @@ def render_locally(
         cooldown_seconds=cooldown, min_available_gb=min_available_gb, timeout_seconds=timeout,
     )
     backend = MfluxBackend(options)  # says how to install mflux before anything else happens
-    name = socket.gethostname()
+    name = checked_worker_name(None)
     clone.acquire()
     gave_up: list[str] = []
     try:

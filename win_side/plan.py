@@ -70,7 +70,7 @@ def error_records(studio: Studio) -> list[str]:
 
 
 def escapes(studio: Studio, batch_id: str) -> str | None:
-    """Why the worker must not write into ``renders/<batch_id>`` (a link out of the studio), or None."""
+    """Why the worker must not write into ``renders/<batch_id>`` (a link, or a file), or None."""
     if batch_id_problem(batch_id) is not None:
         return None  # an invalid name is reported as such
     try:

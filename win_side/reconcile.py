@@ -63,7 +63,7 @@ class _RecordCommon(TypedDict):
 class Summary:
     rendered: int = 0
     failed: int = 0
-    refused: int = 0  # batches whose renders folder leaves the studio
+    refused: int = 0  # batches whose renders folder is a link or a file
     pushed: bool = True
     sync_error: Optional[str] = None  # why the last sync with the remote failed, if it did
 
@@ -161,7 +161,7 @@ class Reconciler:
             with self._state:
                 self.desired = plan.desired
             for batch, why in sorted(plan.refused.items()):
-                log.error("batch %s is not rendered: %s; remove that link", batch, why)
+                log.error("batch %s is not rendered: %s; renders/%s must be a real folder", batch, why, batch)
             self.summary.refused = len(plan.refused)
             self._record_batch_errors(plan)
         self.progress.planned(plan.totals)

@@ -15,6 +15,7 @@ from typing import Optional
 from studio import git, layout
 from studio.config import load_config
 from studio.errors import FatalError
+from studio.limits import worker_name_problem
 from studio.layout import Studio
 from win_side.backends import make_backend
 from win_side.backends.base import BackendOptions
@@ -85,7 +86,7 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
     config = load_config(studio)
     repo = WorkerRepo(studio)
     git.run_no_repository_code(repo.state)
-    worker_name = options.name or config.worker.name or socket.gethostname()
+    worker_name = checked_worker_name(options.name, config.worker.name)
     backend_options = BackendOptions(
         config=config,
         studio_root=studio.root,
@@ -122,3 +123,17 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
         waits = f"; {waiting} commits could not be pushed; they wait in {studio.root}" if waiting else ""
         raise FatalError(f"{summary.sync_error}{waits}")
     return WorkerResult(studio.root, summary, waiting)
+
+
+def checked_worker_name(flag: Optional[str], configured: Optional[str] = None) -> str:
+    """The worker's name (``--name``, else the settings, else the host name), or a clear error.
+
+    It goes into every record and commit trailer: a plain token, so that no
+    name can add a line (a forged trailer) or hide characters.
+    """
+    candidates = ((flag, "--name"), (configured, "worker.name"), (socket.gethostname(), "the host name"))
+    name, source = next(((value, where) for value, where in candidates if value), ("", "the host name"))
+    problem = worker_name_problem(name)
+    if problem:
+        raise FatalError(f"{source}: {problem}" + ("" if source == "--name" else "; give one with --name"))
+    return name

@@ -68,8 +68,8 @@ def worker(options: WorkerOptions) -> int:
     finally:
         progress.close()
     if result.summary.refused and options.once:
-        print(f"renderloop: error: {result.summary.refused} batch(es) not rendered: their renders folder leaves the "
-              "studio (see above)", file=sys.stderr)
+        print(f"renderloop: error: {result.summary.refused} batch(es) not rendered: their renders folder is a "
+              "link or a file, not a real folder (see above)", file=sys.stderr)
         return 1
     if result.waiting and not result.summary.pushed:
         print(f"renderloop: error: {result.waiting} commits could not be pushed; they wait in {result.root}",
