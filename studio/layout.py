@@ -37,7 +37,9 @@ _WINDOWS_DEVICES = frozenset(
 # Files renderloop keeps in renders/<batch>/ beside each slug's .png and .json:
 # a slug named like one of them would overwrite it (or be taken for it).
 _RESERVED_FILES = (BATCH_ERROR_NAME, REVIEW_NAME, REVIEW_HTML_NAME)
-RESERVED_SLUGS: dict[str, str] = {name.split(".")[0]: name for name in _RESERVED_FILES}
+RESERVED_SLUGS: dict[str, str] = {}  # slug -> the file it would be taken for
+for _name in _RESERVED_FILES:
+    RESERVED_SLUGS.setdefault(_name.split(".")[0], _name)
 
 
 def slug_problem(value: object) -> str | None:
