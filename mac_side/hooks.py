@@ -37,10 +37,10 @@ from studio import git
 from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
 from studio.config import StudioConfig, check_workflows, parse_config
 from studio.errors import InvalidFile, Problem
-from studio.fsutil import read_or_none, write_text_atomic
+from studio.fsutil import RefusedFile, link_problem, read_or_none, size_problem, write_text_atomic
 from studio.ledger import Ledger, append, guard
 from studio.layout import BATCH_SUFFIXES, CONFIG_NAME, LEDGER_NAME, RENDERS, REVIEW_NAME, Studio, batch_id_problem
-from studio.limits import MAX_LEDGER_BYTES
+from studio.limits import MAX_BATCH_BYTES, MAX_LEDGER_BYTES, MAX_RECORD_BYTES, MAX_REVIEW_BYTES, MAX_WORKFLOW_BYTES
 from studio.record import RenderRecord
 from studio.source import load_bytes
 from studio.winpath import windows_path_problem
@@ -79,7 +79,7 @@ def run_hook(name: str, args: list[str]) -> Said:
 
 def pre_commit(studio: Studio) -> Said:
     root = studio.root
-    staged = git.staged_files(root)
+    staged = git.staged_files(root) + _type_changes(root)
     config = functools.cache(lambda: _staged_config(root))  # most commits touch no batch or review
     problems = [Problem(rel, 1, f"the Windows worker cannot check this path out: {why}")
                 for rel in staged if (why := windows_path_problem(rel))]
@@ -139,19 +139,46 @@ def _stage_ledger(root: Path) -> None:
         git.run(root, "add", "--", LEDGER_NAME, env={"GIT_INDEX_FILE": str(real_next)})
 
 
+def _type_changes(root: Path) -> list[str]:
+    """Paths whose kind changed in the index (a file replaced by a link): checked like any change."""
+    text = git.out(root, "diff", "--cached", "--name-only", "--diff-filter=T", "-z", "--no-renames")
+    return [p for p in text.split("\0") if p]
+
+
+def staged_bytes(root: Path, rel: str, limit: int) -> Optional[bytes]:
+    """A staged file's bytes (None: not staged), bounded like every read of the studio.
+
+    A link or a submodule is refused as that file's error, and so is a blob over
+    ``limit``, whose size is asked of git before a byte of it is read.
+    """
+    entry = git.out(root, "ls-files", "--stage", "--", rel).split()
+    if not entry:
+        return None
+    mode, blob = entry[0], entry[1]
+    if mode == "120000":
+        target = (git.show(root, blob) or b"")[:80].decode("utf-8", "replace")
+        raise RefusedFile(rel, link_problem(f"to {target!r}"))
+    if mode not in ("100644", "100755"):
+        raise RefusedFile(rel, "the file is not a regular file; renderloop reads only regular files")
+    why = size_problem(int(git.out(root, "cat-file", "-s", blob).strip() or 0), limit)
+    if why:
+        raise RefusedFile(rel, why)
+    return git.show(root, blob)
+
+
 def _maybe_workflow(rel: str) -> bool:
     """A JSON file outside renders/ and batches/ may be a workflow renderloop.yaml binds."""
     return rel.endswith(".json") and not rel.startswith(("renders/", "batches/"))
 
 
 def _staged_config(root: Path) -> tuple[Optional[StudioConfig], list[Problem]]:
-    raw = git.show(root, f":{CONFIG_NAME}")
-    if raw is None:
-        return None, [Problem(CONFIG_NAME, 1, "renderloop.yaml is not in the commit: batch files cannot be checked")]
     try:
+        raw = staged_bytes(root, CONFIG_NAME, MAX_BATCH_BYTES)
+        if raw is None:
+            return None, [Problem(CONFIG_NAME, 1, "renderloop.yaml is not in the commit: batch files cannot be checked")]
         doc = load_bytes(raw, CONFIG_NAME, json_syntax=False)
         config = parse_config(doc)
-        check_workflows(config, doc, lambda rel: git.show(root, f":{rel}"))  # as they are staged
+        check_workflows(config, doc, lambda rel: staged_bytes(root, rel, MAX_WORKFLOW_BYTES))  # as they are staged
         return config, []
     except InvalidFile as exc:
         return None, exc.problems
@@ -161,9 +188,8 @@ def _batch_problems(root: Path, rel: str, config: StagedConfig) -> list[Problem]
     settings, problems = config()
     if settings is None:
         return problems
-    raw = git.show(root, f":{rel}") or b""
     try:
-        load_batch_bytes(raw, rel, settings)
+        load_batch_bytes(staged_bytes(root, rel, settings.limits.batch_bytes) or b"", rel, settings)
     except InvalidFile as exc:
         return exc.problems
     return []
@@ -176,7 +202,11 @@ def _is_review_path(rel: str) -> bool:
 
 def _fold_review(root: Path, rel: str, config: StagedConfig, ledger: Ledger, reviewer: Optional[str]) -> Fold:
     batch_id = rel.split("/")[1]
-    text, problems = decode(git.show(root, f":{rel}") or b"", rel)
+    try:
+        raw = staged_bytes(root, rel, MAX_REVIEW_BYTES) or b""
+    except RefusedFile as exc:
+        return Fold(problems=exc.problems)
+    text, problems = decode(raw, rel)
     if problems:
         return Fold(problems=problems)
     batch, problems = _staged_batch(root, batch_id, rel, config)
@@ -184,10 +214,10 @@ def _fold_review(root: Path, rel: str, config: StagedConfig, ledger: Ledger, rev
         return Fold(problems=problems)
 
     def record_of(slug: str) -> Optional[RenderRecord]:
-        raw = git.show(root, f":{RENDERS}/{batch_id}/{slug}.json")
         try:
+            raw = staged_bytes(root, f"{RENDERS}/{batch_id}/{slug}.json", MAX_RECORD_BYTES)
             return RenderRecord.model_validate_json(raw) if raw else None
-        except ValueError:
+        except (ValueError, RefusedFile):
             return None
 
     return fold(parse(text, rel), batch_id, batch, record_of, ledger, reviewer)
@@ -202,7 +232,7 @@ def _staged_batch(root: Path, batch_id: str, review: str, config: StagedConfig) 
     if settings is None:
         return None, problems
     try:
-        return load_batch_bytes(git.show(root, f":{paths[0]}") or b"", paths[0], settings), []
+        return load_batch_bytes(staged_bytes(root, paths[0], settings.limits.batch_bytes) or b"", paths[0], settings), []
     except InvalidFile as exc:
         first = exc.problems[0]
         return None, [Problem(review, 1, f"cannot check this review: its batch file is invalid ({first})")]

@@ -103,7 +103,7 @@ def read_bounded(path: Path, limit: int, root: Optional[Path] = None, display: O
         if why:
             raise RefusedFile(shown, why)
     before = os.lstat(path)
-    why = _kind_problem(path, before.st_mode) or _size_problem(before.st_size, limit)
+    why = _kind_problem(path, before.st_mode) or size_problem(before.st_size, limit)
     if why:
         raise RefusedFile(shown, why)
     try:
@@ -114,7 +114,7 @@ def read_bounded(path: Path, limit: int, root: Optional[Path] = None, display: O
         raise
     try:
         after = os.fstat(fd)
-        why = _kind_problem(path, after.st_mode) or _size_problem(after.st_size, limit)
+        why = _kind_problem(path, after.st_mode) or size_problem(after.st_size, limit)
         if not why and before.st_ino and after.st_ino and (before.st_dev, before.st_ino) != (after.st_dev, after.st_ino):
             why = "the file was replaced while it was being opened"
         if why:
@@ -123,7 +123,7 @@ def read_bounded(path: Path, limit: int, root: Optional[Path] = None, display: O
     finally:
         os.close(fd)
     if len(data) > limit:  # it grew after the checks
-        raise RefusedFile(shown, _size_problem(len(data), limit) or "the file is too large")
+        raise RefusedFile(shown, size_problem(len(data), limit) or "the file is too large")
     return data
 
 
@@ -165,8 +165,13 @@ def _kind_problem(path: Path, mode: int) -> Optional[str]:
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISLNK(mode):
-        return f"the file is a symbolic link ({_target(path)}); renderloop reads only regular files, never through a link"
+        return link_problem(_target(path))
     return f"the file is {_kind_name(mode)}, not a regular file; renderloop reads only regular files"
+
+
+def link_problem(target: str) -> str:
+    """Why a link is not read (``target``: where it leads, as shown)."""
+    return f"the file is a symbolic link ({target}); renderloop reads only regular files, never through a link"
 
 
 def _kind_name(mode: int) -> str:
@@ -183,7 +188,8 @@ def _kind_name(mode: int) -> str:
     return "a regular file" if stat.S_ISREG(mode) else "a special file"
 
 
-def _size_problem(size: int, limit: int) -> Optional[str]:
+def size_problem(size: int, limit: int) -> Optional[str]:
+    """Why a file of ``size`` bytes is not read, or None when it is within ``limit``."""
     if size <= limit:
         return None
     return f"file is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB"

@@ -387,3 +387,23 @@ def git_bytes(repo: Path, rev: str) -> bytes:
     import subprocess
 
     return subprocess.run(["git", "show", rev], cwd=repo, capture_output=True, check=True).stdout
+
+
+@pytest.mark.parametrize("rel, target", [
+    ("batches/evil.yaml", "/etc/passwd"),
+    ("renderloop.yaml", "/dev/zero"),
+    ("renders/good/review.md", "/dev/zero"),
+])
+def test_the_pre_commit_hook_refuses_a_staged_link(sandbox: Sandbox, rel: str, target: str) -> None:
+    if rel.startswith("renders/"):
+        rendered(sandbox)
+        git(sandbox.mac, "commit", "-q", "-am", "first review", "--no-verify")
+    path = sandbox.mac / rel
+    path.unlink(missing_ok=True)
+    os.symlink(target, path)
+    git(sandbox.mac, "add", rel)
+    head = git(sandbox.mac, "rev-parse", "HEAD").stdout
+    result = git(sandbox.mac, "commit", "-m", "a link", check=False)
+    assert result.returncode == 1
+    assert f"{rel}:1: " + LINK.format(target=target) in result.stderr.splitlines()
+    assert git(sandbox.mac, "rev-parse", "HEAD").stdout == head
