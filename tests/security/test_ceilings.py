@@ -16,19 +16,11 @@ from studio.config import StudioConfig, builtin_config, load_config
 from studio.errors import InvalidFile
 from studio.layout import Studio
 from studio.limits import CEILINGS, MAX_PIXELS, MAX_SIDE, Limits
-from tests.helpers import Sandbox, git
+from tests.helpers import Sandbox
+from tests.test_batch_schema import ONE, REL, only_problem
 from tests.security.helpers import GOOD, push, remote_files, run_worker
 
-REL = "batches/hero.yaml"
 CONFIG = builtin_config()
-# One prompt; tests append keys to it (line 6 is the first appended line).
-ONE = """\
-version: 1
-model: flux-schnell
-prompts:
-  - slug: harbor-at-dawn
-    prompt: "A harbor at dawn"
-"""
 MODEL = """\
 version: 1
 models:
@@ -36,19 +28,6 @@ models:
     width: 512
     height: 512
 """
-
-
-def problems(text: str | bytes, config: StudioConfig = CONFIG, rel: str = REL) -> list[str]:
-    raw = text.encode("utf-8") if isinstance(text, str) else text
-    with pytest.raises(InvalidFile) as caught:
-        load_batch_bytes(raw, rel, config)
-    return [str(p) for p in caught.value.problems]
-
-
-def only_problem(text: str | bytes, config: StudioConfig = CONFIG) -> str:
-    found = problems(text, config)
-    assert len(found) == 1, found
-    return found[0]
 
 
 def config_problem(tmp_path: Path, text: str) -> str:
@@ -165,7 +144,7 @@ def test_the_batch_file_size_ceiling_holds() -> None:
 def test_a_lowered_limit_is_enforced(tmp_path: Path, key: str, extra: str | None, line: int, where: str,
                                       length: int) -> None:
     config = config_with(tmp_path, "version: 1\nmodels:\n  flux-schnell: {}\nlimits:\n  " + key + ": 10\n")
-    assert only_problem(ONE + (extra or ""), config) == (
+    assert only_problem(ONE + (extra or ""), config=config) == (
         f"{REL}:{line}: {where}: {length} characters; renderloop.yaml limits.{key} allows at most 10"
     )
 
@@ -173,19 +152,19 @@ def test_a_lowered_limit_is_enforced(tmp_path: Path, key: str, extra: str | None
 def test_a_lowered_prompts_per_batch_is_enforced(tmp_path: Path) -> None:
     config = config_with(tmp_path, "version: 1\nmodels:\n  flux-schnell: {}\nlimits:\n  prompts_per_batch: 2\n")
     text = "version: 1\nmodel: flux-schnell\nprompts:\n" + "".join(f"  - {{slug: s{i}, prompt: x}}\n" for i in range(3))
-    assert only_problem(text, config) == (
+    assert only_problem(text, config=config) == (
         f"{REL}:6: prompts: 3 prompts; renderloop.yaml limits.prompts_per_batch allows at most 2"
     )
 
 
 def test_a_lowered_batch_size_is_enforced(tmp_path: Path) -> None:
     config = config_with(tmp_path, "version: 1\nmodels:\n  flux-schnell: {}\nlimits:\n  batch_bytes: 100\n")
-    assert only_problem(ONE + "#" * 100 + "\n", config) == f"{REL}:1: file is 0.0 MB; the limit is 0.0 MB"
+    assert only_problem(ONE + "#" * 100 + "\n", config=config) == f"{REL}:1: file is 0.0 MB; the limit is 0.0 MB"
 
 
 def test_a_lowered_max_side_is_enforced(tmp_path: Path) -> None:
     config = config_with(tmp_path, "version: 1\nmodels:\n  flux-schnell: {max_side: 1024}\n")
-    assert only_problem(ONE + "    width: 2048\n", config) == (
+    assert only_problem(ONE + "    width: 2048\n", config=config) == (
         f"{REL}:6: width 2048 is outside flux-schnell's range 64-1024"
     )
 

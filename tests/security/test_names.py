@@ -7,7 +7,7 @@ from studio.batch import load_batch_bytes
 from studio.config import builtin_config
 from studio.errors import InvalidFile
 from studio.layout import RESERVED_SLUGS, slug_problem
-from tests.helpers import Sandbox, cli, git
+from tests.helpers import Sandbox, git
 from tests.security.helpers import GOOD, batch_error, push, remote_files, run_worker
 
 REL = "batches/hero.yaml"

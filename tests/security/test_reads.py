@@ -312,32 +312,31 @@ def rendered(sandbox: Sandbox) -> None:
     git(sandbox.mac, "pull", "-q")
 
 
-def pull(sandbox: Sandbox) -> str:
+def reviewed(sandbox: Sandbox) -> None:
+    """A batch rendered, pulled, and its review committed and pushed by the person."""
+    rendered(sandbox)
+    git(sandbox.mac, "commit", "-q", "-am", "first review", "--no-verify")
+    git(sandbox.mac, "push", "-q")
+
+
+def new_render_and_links(sandbox: Sandbox, links: dict[str, str]) -> str:
+    """After a review: links pushed with a new prompt, rendered, pulled by the person. Returns the pull's output."""
+    reviewed(sandbox)
+    push(sandbox, links=links, files={"batches/good.yaml": GOOD + "  - slug: second\n    prompt: another\n"})
+    assert run_worker(sandbox).returncode == 0
     result = git(sandbox.mac, "pull", "--no-rebase")
     return result.stdout + result.stderr
 
 
 def test_a_review_linked_to_dev_zero_is_left_alone_with_a_message(sandbox: Sandbox) -> None:
-    rendered(sandbox)
-    git(sandbox.mac, "commit", "-q", "-am", "first review", "--no-verify")
-    git(sandbox.mac, "push", "-q")
-    push(sandbox, links={"renders/good/review.md": "/dev/zero"},
-         files={"batches/good.yaml": GOOD + "  - slug: second\n    prompt: another\n"})
-    assert run_worker(sandbox).returncode == 0
-    output = pull(sandbox)
+    output = new_render_and_links(sandbox, {"renders/good/review.md": "/dev/zero"})
     assert ("renderloop: good: renders/good/review.md:1: " + LINK.format(target="/dev/zero")
             + ": the review was left as it is") in output
     assert os.readlink(sandbox.mac / "renders/good/review.md") == "/dev/zero"
 
 
 def test_a_ledger_linked_to_dev_zero_is_the_hook_s_message(sandbox: Sandbox) -> None:
-    rendered(sandbox)
-    git(sandbox.mac, "commit", "-q", "-am", "first review", "--no-verify")
-    git(sandbox.mac, "push", "-q")
-    push(sandbox, links={"ledger.jsonl": "/dev/zero"},
-         files={"batches/good.yaml": GOOD + "  - slug: second\n    prompt: another\n"})
-    assert run_worker(sandbox).returncode == 0
-    output = pull(sandbox)
+    output = new_render_and_links(sandbox, {"ledger.jsonl": "/dev/zero"})
     assert "renderloop post-merge: ledger.jsonl:1: " + LINK.format(target="/dev/zero") in output
     assert "renderloop post-merge: no review written" in output
     status = cli("status", "--repo", str(sandbox.mac), timeout=30)
@@ -346,9 +345,7 @@ def test_a_ledger_linked_to_dev_zero_is_the_hook_s_message(sandbox: Sandbox) -> 
 
 
 def test_review_never_writes_through_a_linked_renders_folder(sandbox: Sandbox) -> None:
-    rendered(sandbox)
-    git(sandbox.mac, "commit", "-q", "-am", "first review", "--no-verify")
-    git(sandbox.mac, "push", "-q")
+    reviewed(sandbox)
     clone = attacker(sandbox)
     git(clone, "rm", "-rq", "renders/good")
     push(sandbox, links={"renders/good": "../hooks"})
@@ -396,8 +393,7 @@ def git_bytes(repo: Path, rev: str) -> bytes:
 ])
 def test_the_pre_commit_hook_refuses_a_staged_link(sandbox: Sandbox, rel: str, target: str) -> None:
     if rel.startswith("renders/"):
-        rendered(sandbox)
-        git(sandbox.mac, "commit", "-q", "-am", "first review", "--no-verify")
+        reviewed(sandbox)
     path = sandbox.mac / rel
     path.unlink(missing_ok=True)
     os.symlink(target, path)
