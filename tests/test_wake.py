@@ -82,7 +82,8 @@ def test_a_bad_mac_is_refused_with_its_line(tmp_path: Path, mac: str) -> None:
     assert "not a MAC address" in result.stderr
 
 
-@pytest.mark.parametrize("mac", ["001122334455", "11:22:33:44:55:56"])
+# (11:22:33:44:55:56 unquoted was a YAML 1.1 sexagesimal number; YAML 1.2 reads it as the text it is.)
+@pytest.mark.parametrize("mac", ["001122334455"])
 def test_an_unquoted_mac_read_as_a_number_asks_for_quotes(tmp_path: Path, mac: str) -> None:
     root = _studio_with(tmp_path, f"wake: {{mac: {mac}, broadcast: 127.0.0.1}}")
     result = cli("wake", "-C", str(root))
