@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from mac_side.ledger import append
 from studio.config import load_config
 from studio.errors import FatalError, InvalidFile
 from studio.fsutil import RefusedFile, read_bounded
 from studio.inventory import load_batches, records
 from studio.layout import Studio
-from studio.ledger import LedgerLine
+from studio.ledger import LedgerLine, append
 from studio.limits import MAX_BATCH_BYTES
 from tests.helpers import Sandbox, cli, git
 from tests.security.helpers import (
