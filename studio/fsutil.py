@@ -14,14 +14,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from studio.errors import InvalidFile, Problem
 
-# Windows refuses os.replace while another process (an editor, the indexer,
-# an antivirus scanner) holds the target open; that passes within moments.
-_REPLACE_ATTEMPTS = 20
-_REPLACE_DELAY = 0.05
+# Windows refuses os.replace while another process holds the target open: an
+# image viewer, OneDrive syncing the folder, an antivirus scan. That passes,
+# but can take seconds: retried with backoff for about 10 s in all.
+REPLACE_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.5, 2.0, 2.5, 3.0)
+# The temporary file's name: short (``.rl-`` + 8 random characters + ``.tmp``),
+# so it never makes a path longer than the file it becomes (Windows' 260 limit).
+TEMP_PREFIX = ".rl-"
+TEMP_SUFFIX = ".tmp"
 
 # mkstemp creates files readable by the owner only; files renderloop writes
 # get the mode a plain open() would give (the umask read once, at import).
@@ -32,7 +36,7 @@ os.umask(_UMASK)
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -42,7 +46,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        _replace(tmp, path)
+        replace_retrying(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -53,20 +57,33 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, text.replace("\r\n", "\n").encode("utf-8"))
 
 
-def _replace(src: Path, dst: Path) -> None:
-    for attempt in range(_REPLACE_ATTEMPTS):
+def replace_retrying(
+    src: Path, dst: Path, *,
+    replace: Callable[[Path, Path], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    windows: bool | None = None,
+) -> None:
+    """``os.replace``, retried on Windows while another process holds ``dst`` (about 10 s).
+
+    Still failing after that, the PermissionError is raised: the caller keeps
+    what it was writing (the worker keeps a finished image in its state folder).
+    ``replace``, ``sleep`` and ``windows`` are for tests.
+    """
+    replace = replace or os.replace
+    windows = sys.platform == "win32" if windows is None else windows
+    for delay in (*REPLACE_DELAYS, None):
         try:
-            os.replace(src, dst)
+            replace(src, dst)
             return
         except PermissionError:
-            if sys.platform != "win32" or attempt == _REPLACE_ATTEMPTS - 1:
+            if not windows or delay is None:
                 raise
-            time.sleep(_REPLACE_DELAY)
+            sleep(delay)
 
 
 def is_temp_name(name: str) -> bool:
-    """True for the temporary files write_atomic leaves behind if killed."""
-    return name.startswith(".") and name.endswith(".tmp")
+    """True for the temporary files write_atomic leaves behind if killed (and older ones, ``.<name>.<random>.tmp``)."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
 # Opening never follows a link (where the platform can refuse one) and never

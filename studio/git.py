@@ -172,7 +172,8 @@ def environment(
     ssh = _batch_ssh(env.get("GIT_SSH_COMMAND") or ("" if env.get("GIT_SSH") else ssh_command or "ssh"))
     if ssh:
         env["GIT_SSH_COMMAND"] = ssh
-    settings = [("credential.interactive", "never")]
+    # core.longpaths: Git for Windows reads and writes paths past 260 characters (other gits ignore it)
+    settings = [("credential.interactive", "never"), ("core.longpaths", "true")]
     if setup.no_hooks is not None:
         settings += [("core.hooksPath", str(setup.no_hooks)), ("core.fsmonitor", "false")]
     count = int(env.get("GIT_CONFIG_COUNT") or 0)

@@ -25,6 +25,9 @@ BATCH_ERROR_NAME = "batch-error.json"
 BATCH_SUFFIXES = (".yaml", ".yml", ".json")
 
 SLUG_MAX = 80
+# The longest path the worker writes inside a studio: renders/<batch>/<slug>.json,
+# both names at their limit (temporary files have shorter names than that).
+LONGEST_OUTPUT = len(f"{RENDERS}/") + SLUG_MAX + len("/") + SLUG_MAX + len(".json")
 _SLUG_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 # Batch ids name a file and a folder: the same alphabet as slugs, and
 # underscores, which people use in file names.

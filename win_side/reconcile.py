@@ -26,6 +26,7 @@ from win_side import faults
 from win_side.backends.base import Backend, RenderFailed, RenderRequest, RenderResult
 from win_side.commits import clear_batch_error, commit_paths, commit_render, record_batch_error, render_message
 from win_side.jobqueue import Item, RenderOutcome, RenderQueue
+from win_side.pending import PendingRenders
 from win_side.plan import Plan, make_plan
 from win_side.progress import Progress
 from win_side.pusher import Pusher
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # the worker builds the watcher; this module only starts and 
 log = logging.getLogger("renderloop.worker")
 
 Key = tuple[str, str]
+PENDING_RETRY = 60.0  # seconds between attempts to write renders kept after a write failed
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Summary:
     refused: int = 0  # batches whose renders folder is a link or a file
     pushed: bool = True
     sync_error: Optional[str] = None  # why the last sync with the remote failed, if it did
+    pending: int = 0  # finished renders that could not be written into the studio yet
 
 
 class Reconciler:
@@ -86,6 +89,8 @@ class Reconciler:
         self.outcomes: queue.Queue[Optional[RenderOutcome]] = queue.Queue()
         self.renders = RenderQueue(backend.lanes, self.outcomes.put)
         self.pusher = Pusher(repo, on_integrated=self.poke) if options.push and repo.has_remote() else None
+        self.pending = PendingRenders(repo.state)
+        self._told: set[tuple[str, str, str]] = set()  # write failures already logged
         self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
 
     # -- lifecycle -------------------------------------------------------
@@ -109,6 +114,7 @@ class Reconciler:
         if self.pusher:
             self.pusher.stop()
             self.summary.pushed = self.pusher.flush(push_timeout)
+        self.summary.pending = len(self.pending)
         self.backend.close()
 
     def wait_idle(self) -> None:
@@ -128,6 +134,25 @@ class Reconciler:
             commit_paths(self.repo, render_message(record), paths)
             log.info("committed %s/%s, finished before an interruption", record.batch, record.slug)
         if complete and self.pusher:
+            self.pusher.request()
+        self.commit_pending()
+
+    def commit_pending(self) -> None:
+        """Write and commit the renders an earlier write failure left waiting in the state folder."""
+        committed = 0
+        for record, png in self.pending.entries():
+            try:
+                commit_render(self.repo, record, png)
+            except Exception as exc:  # still failing: it keeps waiting, and is not rendered again
+                reason = (record.batch, record.slug, _one_line(str(exc)))
+                log.log(logging.DEBUG if reason in self._told else logging.WARNING,
+                        "still cannot write %s/%s into the studio (%s); it waits in %s", *reason, self.pending.folder)
+                self._told.add(reason)
+                continue
+            self.pending.drop((record.batch, record.slug))
+            committed += 1
+            log.info("committed %s/%s, kept after an earlier write failed", record.batch, record.slug)
+        if committed and self.pusher:
             self.pusher.request()
 
     def sync(self) -> None:
@@ -149,6 +174,7 @@ class Reconciler:
 
     def reconcile(self) -> Plan | None:
         """Plan against the clone as it is now and queue what is missing."""
+        self.commit_pending()
         with self.repo.lock:
             try:
                 config = load_config(self.repo.studio)
@@ -186,7 +212,7 @@ class Reconciler:
         with self._state:
             for job in jobs:
                 key = (job.batch, job.slug)
-                if self.active.get(key) == job.spec_hash:
+                if self.active.get(key) == job.spec_hash or self.pending.holds(key, job.spec_hash):
                     continue
                 if key in self.active:  # the spec changed while it waited: replace it
                     self.renders.drop(lambda waiting: waiting.key == key)  # called at once: no late binding
@@ -241,7 +267,13 @@ class Reconciler:
                 return
             record, png = self._record(outcome)
             faults.point("rendered")
-            commit_render(self.repo, record, png)
+            try:
+                commit_render(self.repo, record, png)
+            except Exception as exc:  # a path too long, a file held open, a git error: keep the render
+                where = self.pending.keep(record, png)
+                log.error("could not write %s/%s into the studio (%s); kept it in %s, committed on a later pass",
+                          *key, _one_line(str(exc)), where)
+                return
             if record.status == "done":
                 self.summary.rendered += 1
             else:
@@ -307,7 +339,11 @@ class Reconciler:
         try:
             self.sync()
             self.reconcile()
+            retried = time.monotonic()
             while not self.stopping.is_set():
+                if self.pending.waiting() and time.monotonic() - retried > PENDING_RETRY:
+                    retried = time.monotonic()
+                    self.poke()  # a render waits to be written: try again now and then, even if nothing moves
                 if not self.poked.wait(timeout=0.5):
                     continue
                 self.poked.clear()

@@ -19,6 +19,7 @@ from studio.limits import worker_name_problem
 from studio.layout import Studio
 from win_side.backends import make_backend
 from win_side.backends.base import BackendOptions
+from win_side.longpaths import path_budget_problem
 from win_side.progress import Progress
 from win_side.reconcile import ReconcileOptions, Reconciler, Summary
 from win_side.repo import WorkerRepo
@@ -52,6 +53,7 @@ class WorkerResult:
     root: Path  # the worker's clone
     summary: Summary
     waiting: int  # commits not pushed
+    state: Path  # the clone's private state folder (renders kept after a write failed wait in its pending/)
 
 
 class StopSwitch:
@@ -96,6 +98,9 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
         comfyui_urls=options.comfyui or list(config.worker.comfyui),
         fal_url=options.fal_url or config.worker.fal_url,
     )
+    problem = path_budget_problem(studio.root)
+    if problem:
+        log.warning("%s", problem)
     repo.acquire()
     try:
         backend = make_backend(options.backend, backend_options)
@@ -122,7 +127,7 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
     if summary.sync_error and options.once:
         waits = f"; {waiting} commits could not be pushed; they wait in {studio.root}" if waiting else ""
         raise FatalError(f"{summary.sync_error}{waits}")
-    return WorkerResult(studio.root, summary, waiting)
+    return WorkerResult(studio.root, summary, waiting, repo.state)
 
 
 def checked_worker_name(flag: Optional[str], configured: Optional[str] = None) -> str:

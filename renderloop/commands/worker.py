@@ -67,6 +67,10 @@ def worker(options: WorkerOptions) -> int:
             result = run_worker(options, progress, switch)
     finally:
         progress.close()
+    if result.summary.pending:
+        print(f"renderloop: error: {result.summary.pending} finished render(s) could not be written into the "
+              f"studio (see above); they are kept in {result.state / 'pending'} and committed by the next run",
+              file=sys.stderr)
     if result.summary.refused and options.once:
         print(f"renderloop: error: {result.summary.refused} batch(es) not rendered: their renders folder is a "
               "link or a file, not a real folder (see above)", file=sys.stderr)
@@ -75,4 +79,4 @@ def worker(options: WorkerOptions) -> int:
         print(f"renderloop: error: {result.waiting} commits could not be pushed; they wait in {result.root}",
               file=sys.stderr)
         return 1
-    return 0
+    return 1 if result.summary.pending else 0
