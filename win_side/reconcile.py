@@ -27,6 +27,7 @@ from win_side.backends.base import Backend, RenderFailed, RenderRequest, RenderR
 from win_side.commits import clear_batch_error, commit_paths, commit_render, record_batch_error, render_message
 from win_side.jobqueue import Item, RenderOutcome, RenderQueue
 from win_side.pending import PendingRenders
+from win_side.power import CLOCK, Power, keep_awake_for
 from win_side.plan import Plan, make_plan
 from win_side.progress import Progress
 from win_side.pusher import Pusher
@@ -73,7 +74,7 @@ class Summary:
 
 class Reconciler:
     def __init__(self, repo: WorkerRepo, backend: Backend, options: ReconcileOptions,
-                 progress: Optional[Progress] = None) -> None:
+                 progress: Optional[Progress] = None, power: Optional[Power] = None) -> None:
         self.repo = repo
         self.backend = backend
         self.options = options
@@ -92,10 +93,13 @@ class Reconciler:
         self.pending = PendingRenders(repo.state)
         self._told: set[tuple[str, str, str]] = set()  # write failures already logged
         self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
+        # awake while images are queued; a resume re-checks the remote
+        self.power = power or Power(CLOCK, keep_awake_for(), on_resume=self.poke)
 
     # -- lifecycle -------------------------------------------------------
 
     def start(self) -> None:
+        self.power.start()
         self.renders.start()
         self._committer.start()
         if self.pusher:
@@ -116,6 +120,7 @@ class Reconciler:
             self.summary.pushed = self.pusher.flush(push_timeout)
         self.summary.pending = len(self.pending)
         self.backend.close()
+        self.power.stop()
 
     def wait_idle(self) -> None:
         """Block until every planned image is committed (or we are stopping)."""
@@ -226,6 +231,7 @@ class Reconciler:
             for request in fresh:
                 self.active[request.key] = request.spec_hash
                 self._idle.clear()
+            self.power.busy(True)
         for request in fresh:
             failure = failures.get(request.key)
             if failure is not None:
@@ -289,6 +295,7 @@ class Reconciler:
                     del self.active[key]
                 if not self.active:
                     self._idle.set()
+                    self.power.busy(False)
 
     def _record(self, outcome: RenderOutcome) -> tuple[RenderRecord, Optional[bytes]]:
         request = outcome.item.request

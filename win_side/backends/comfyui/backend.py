@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from win_side.backends.comfyui import errors
 from win_side.backends.comfyui.client import BadAnswer, ComfyClient, FileGone, Rejected, ServerDown
 from win_side.backends.comfyui.events import EventStream, Watch
 from win_side.backends.comfyui.graphs import Graph, builtin_graph, filename_prefix, workflow_graph
+from win_side.power import CLOCK
 from win_side.throttle import Throttle
 
 log = logging.getLogger("renderloop.comfyui")
@@ -124,6 +124,7 @@ class ComfyLane:
         self.events = EventStream(url, self.client_id)
         self.lacking: dict[str, list[str]] = {}  # model -> what this server lacks (from preflight)
         self.peers: list[ComfyLane] = []
+        self.clock = CLOCK.now  # time awake: a render spanning a sleep keeps its time limit
 
     def accepts(self, request: RenderRequest) -> bool:
         """False when preflight found this server lacks the model's files or nodes."""
@@ -138,7 +139,7 @@ class ComfyLane:
                progress: Optional[ReportProgress] = None) -> RenderResult:
         graph = self.builder.graph(request)
         self._leave_to_peers(request)
-        deadline = time.monotonic() + self.timeout
+        deadline = self.clock() + self.timeout
         for attempt in range(MAX_RESUBMITS + 1):
             if cancel.is_set():
                 raise Cancelled(request.slug)
@@ -154,13 +155,13 @@ class ComfyLane:
         prompt_id = str(uuid.uuid4())
         ids = {"server": self.url, "prompt_id": prompt_id}
         watch = self.events.watch(prompt_id)  # before submitting: no message can be missed
-        submitted = time.monotonic()
+        submitted = self.clock()
         try:
             self._submit(request, graph, prompt_id, ids)
             entry = self._wait(request, watch, cancel, progress, deadline, ids)
             if entry is LOST:
                 raise _Again(graph, f"the server lost prompt {prompt_id} (restarted?)")
-            return self._result(request, graph, entry, ids, time.monotonic() - submitted)
+            return self._result(request, graph, entry, ids, self.clock() - submitted)
         finally:
             self.events.unwatch(prompt_id)
 
@@ -194,7 +195,7 @@ class ComfyLane:
         polls = Throttle(POLL)  # while the socket is down or the server does not answer
         bad = 0
         down_since: Optional[float] = None
-        next_check = time.monotonic() + (SAFETY_CHECK if self.events.connected else POLL[0])
+        next_check = self.clock() + (SAFETY_CHECK if self.events.connected else POLL[0])
         shown: Optional[float] = None
         while True:
             watch.changed.clear()
@@ -204,7 +205,7 @@ class ComfyLane:
             if progress is not None and watch.fraction is not None and watch.fraction != shown:
                 shown = watch.fraction
                 _report(progress, shown)
-            now = time.monotonic()
+            now = self.clock()
             if now > deadline:
                 self._forget(prompt_id, interrupt=True)
                 raise RenderFailed("timeout", f"no image from ComfyUI at {self.url} after {self.timeout:g} s",
