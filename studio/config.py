@@ -206,7 +206,7 @@ class WorkerSettings(_Strict):
     name: Optional[str] = None
     comfyui: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8188"])
     window: int = Field(default=2, ge=1, le=64)
-    poll_seconds: float = Field(default=2.0, gt=0)
+    poll_seconds: Optional[float] = Field(default=None, gt=0)  # None: 12 s (a remote on this disk is watched)
     backstop_seconds: float = Field(default=60.0, gt=0)
     fal_url: Optional[str] = None
     wake: Optional[WakeSettings] = None
@@ -309,7 +309,7 @@ worker:
   # name: studio-pc           # defaults to this machine's host name
   comfyui: [http://127.0.0.1:8188]
   window: 2                   # prompts queued ahead on each server
-  poll_seconds: 2             # how often to ask the remote for new commits
+  # poll_seconds: 12          # how often to ask a remote over the network (one on this disk is watched)
   # wake: {mac: "AA:BB:CC:DD:EE:FF", broadcast: 192.168.1.255, port: 9}
 
 local:                        # `renderloop local`: mflux on this Mac, one run at a time

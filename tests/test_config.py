@@ -65,7 +65,7 @@ def test_a_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, "models:\n  tiny: {}\n"))
     tiny = config.models["tiny"]
     assert (config.version, tiny.width, tiny.height, tiny.steps, tiny.min_side, tiny.max_side) == (1, 1024, 1024, None, 64, 4096)
-    assert (config.worker.window, config.worker.poll_seconds, config.worker.comfyui) == (2, 2.0, ["http://127.0.0.1:8188"])
+    assert (config.worker.window, config.worker.poll_seconds, config.worker.comfyui) == (2, None, ["http://127.0.0.1:8188"])
     assert config.local.cooldown_seconds == 15.0 and config.worker.wake is None
 
 

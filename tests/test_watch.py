@@ -34,3 +34,16 @@ def test_a_push_pokes_and_reading_the_refs_does_not(sandbox: Sandbox) -> None:
         assert len(checks) <= 3  # one push, a few events, debounced: not a loop
     finally:
         watcher.stop()
+
+
+def test_a_remote_over_the_network_is_polled_gently_by_default(sandbox: Sandbox) -> None:
+    from win_side.watch import NETWORK_POLL
+
+    repo = WorkerRepo(Studio.at(sandbox.worker))
+    assert Watcher(repo, lambda: None, poll=None, backstop=60).mode == "watch"  # on this disk: watched
+    for url in ("ssh://studio-pc/C:/studio.git", "ana@studio-pc:studio.git", "https://example.com/studio.git"):
+        git(sandbox.worker, "remote", "set-url", "origin", url)
+        watcher = Watcher(repo, lambda: None, poll=None, backstop=60)
+        assert (watcher.mode, watcher.poll) == ("poll", NETWORK_POLL)
+        assert 10 <= NETWORK_POLL <= 15  # git.exe + credential manager, or a full ssh handshake, each check
+        assert Watcher(repo, lambda: None, poll=3, backstop=60).poll == 3  # asked for: as asked

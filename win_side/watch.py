@@ -8,8 +8,10 @@ push shows up as ``refs/heads/<b>.lock`` renamed onto the ref (no
 says whether the branch really moved.  Watchdog can drop events (on Windows
 especially), so a slow periodic check runs as a backstop.
 
-Otherwise the remote is polled with ``git ls-remote`` every few seconds,
-and only a moved ref leads to a fetch.
+Otherwise the remote is polled with ``git ls-remote`` and only a moved ref
+leads to a fetch. Each check starts git and, on Windows, the credential
+manager or a whole ssh handshake: by default every :data:`NETWORK_POLL`
+seconds, gentle on both machines.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:  # watchdog is imported only when watching
 log = logging.getLogger("renderloop.worker")
 
 DEBOUNCE = 0.015
+NETWORK_POLL = 12.0  # seconds between checks of a remote not on this disk, unless told otherwise
 # inotify reports files being opened and closed unwritten: reads, not pushes.
 _READS = frozenset({"opened", "closed_no_write"})
 
@@ -59,10 +62,10 @@ def local_remote_repo(repo: WorkerRepo) -> Optional[Path]:
 class Watcher:
     """Calls ``poke`` soon after the remote branch moves."""
 
-    def __init__(self, repo: WorkerRepo, poke: Callable[[], None], poll: float, backstop: float) -> None:
+    def __init__(self, repo: WorkerRepo, poke: Callable[[], None], poll: Optional[float], backstop: float) -> None:
         self.repo = repo
         self.poke = poke
-        self.poll = poll
+        self.poll = poll or NETWORK_POLL
         self.backstop = backstop
         self.bare = local_remote_repo(repo) if repo.has_remote() else None
         self.mode = "none" if not repo.has_remote() else ("watch" if self.bare else "poll")

@@ -19,7 +19,7 @@ def add_parser(sub: Subcommands) -> None:
     p.add_argument("--backend", choices=tuple(BACKENDS), default="comfyui", help="where images are rendered")
     p.add_argument("--once", action="store_true", help="reconcile once and exit")
     p.add_argument("--poll", type=float, default=None, metavar="SECONDS",
-                   help="seconds between remote checks (default: renderloop.yaml, else 2)")
+                   help="seconds between checks of a remote over the network (default: renderloop.yaml, else 12)")
     p.add_argument("--window", type=int, default=None, metavar="N",
                    help="images queued ahead on each server (default: renderloop.yaml, else 2)")
     p.add_argument("--comfyui", action="append", default=[], metavar="URL",
