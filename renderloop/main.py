@@ -24,6 +24,7 @@ from renderloop.commands import (
     wake,
     worker,
 )
+from renderloop.console import replace_unencodable
 from renderloop.error_handler import Exit, error_handler
 from renderloop.output import show_warnings
 from studio import __version__
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    replace_unencodable()  # a console code page that cannot show a character gets '?', never an error
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -25,7 +25,7 @@ PENDING = ".git/renderloop/pending"
 
 def worker_in_process(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, *extra: str) -> int:
     """``renderloop worker --once`` in this process, so a test can inject what Windows does."""
-    monkeypatch.setenv("GIT_CONFIG_COUNT", "0")  # the worker adds its settings here; restored after the test
+    del monkeypatch  # (the git setup the run leaves is reset between tests by conftest)
     return main(["worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once", *extra])
 
 
