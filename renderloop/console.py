@@ -41,23 +41,28 @@ class ConsoleMode(Protocol):
 
 
 class _WindowsConsoleMode:
-    def __init__(self) -> None:
-        if sys.platform != "win32":
-            raise OSError("a Windows console exists on Windows only")
-        import ctypes
+    """The mode of this process's console input (QuickEdit belongs to the input)."""
 
-        self._ctypes = ctypes
-        self._kernel32 = ctypes.windll.kernel32
-        self._handle = self._kernel32.GetStdHandle(-10)  # STD_INPUT_HANDLE: QuickEdit belongs to the input
+    STD_INPUT_HANDLE = -10
 
     def get(self) -> Optional[int]:
-        mode = self._ctypes.c_uint32()
-        if not self._kernel32.GetConsoleMode(self._handle, self._ctypes.byref(mode)):
+        if sys.platform != "win32":
+            return None
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        mode = ctypes.c_uint32()
+        if not kernel32.GetConsoleMode(kernel32.GetStdHandle(self.STD_INPUT_HANDLE), ctypes.byref(mode)):
             return None  # no console, or input redirected
         return int(mode.value)
 
     def set(self, mode: int) -> bool:
-        return bool(self._kernel32.SetConsoleMode(self._handle, mode))
+        if sys.platform != "win32":
+            return False
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        return bool(kernel32.SetConsoleMode(kernel32.GetStdHandle(self.STD_INPUT_HANDLE), mode))
 
 
 def quick_edit_off(console: Optional[ConsoleMode] = None, windows: Optional[bool] = None) -> bool:

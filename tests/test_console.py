@@ -94,3 +94,14 @@ def test_the_log_file_rotates(tmp_path: Path) -> None:
     assert names == ["worker.log", "worker.log.1", "worker.log.2"]
     assert all(p.stat().st_size <= 2000 for p in path.parent.iterdir())
     assert "line 199 of the worker's log, 港" in path.read_text(encoding="utf-8")
+
+
+def test_the_worker_keeps_its_log_in_the_file_asked_for(sandbox: Sandbox, tmp_path: Path) -> None:
+    commit_batch(sandbox, text=CJK_BATCH)
+    log_file = tmp_path / "logs" / "worker.log"
+    result = cli("worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once",
+                 "--log-file", str(log_file), env=cp1252())
+    assert result.returncode == 0, result.stderr
+    text = log_file.read_text(encoding="utf-8")
+    assert "hero/harbor done" in text and "1 rendered, 0 failed" in text
+    assert "1 rendered, 0 failed" in result.stderr  # and on the console as before

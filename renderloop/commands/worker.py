@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 from renderloop.options import above_zero, add_command, add_repo, at_least_zero
 from win_side.backends import BACKENDS
@@ -30,6 +32,8 @@ def add_parser(sub: Subcommands) -> None:
     p.add_argument("--name", default=None, help="this worker's name in records and commits (default: host name)")
     p.add_argument("--no-push", action="store_true", help="commit but do not push")
     p.add_argument("--retry-failed", action="store_true", help="render failed images again")
+    p.add_argument("--log-file", type=Path, default=None, metavar="PATH",
+                   help="also write the log to PATH (rotated at 5 MB, 3 kept): for Task Scheduler")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,21 +56,28 @@ def run(args: argparse.Namespace) -> int:
             name=args.name,
             push=not args.no_push,
             retry_failed=args.retry_failed,
-        )
+        ),
+        log_file=args.log_file,
     )
 
 
-def worker(options: WorkerOptions) -> int:
+def worker(options: WorkerOptions, log_file: Optional[Path] = None) -> int:
+    from renderloop.console import log_to_file, quick_edit_off
     from renderloop.progress import StopOnSignals, make_progress
     from win_side.worker import StopSwitch, run_worker
 
+    quick_edit_off()  # a click in the console would freeze the worker
     switch = StopSwitch()
     progress = make_progress()
+    logged = log_to_file(log_file) if log_file is not None else None
     try:
         with StopOnSignals(switch):
             result = run_worker(options, progress, switch)
     finally:
         progress.close()
+        if logged is not None:
+            logged.close()
+            logging.getLogger("renderloop").removeHandler(logged)
     if result.summary.pending:
         print(f"renderloop: error: {result.summary.pending} finished render(s) could not be written into the "
               f"studio (see above); they are kept in {result.state / 'pending'} and committed by the next run",
