@@ -115,5 +115,5 @@ def test_the_worker_keeps_the_machine_awake_while_images_are_queued(
     recorder = Recorder()
     monkeypatch.setattr(reconcile, "keep_awake_for", lambda: recorder)
     commit_batch(sandbox)
-    assert worker_in_process(sandbox, monkeypatch, "--placeholder-seconds", "0.3") == 0
+    assert worker_in_process(sandbox, "--placeholder-seconds", "0.3") == 0
     assert [c[0] for c in recorder.calls] == ["hold", "release"]

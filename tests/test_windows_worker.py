@@ -23,9 +23,8 @@ from win_side import commits
 PENDING = ".git/renderloop/pending"
 
 
-def worker_in_process(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, *extra: str) -> int:
+def worker_in_process(sandbox: Sandbox, *extra: str) -> int:
     """``renderloop worker --once`` in this process, so a test can inject what Windows does."""
-    del monkeypatch  # (the git setup the run leaves is reset between tests by conftest)
     return main(["worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once", *extra])
 
 
@@ -50,7 +49,7 @@ def test_a_path_too_long_keeps_the_render_and_the_next_run_commits_it(
     commit_batch(sandbox)
     too_long = OSError(errno.ENAMETOOLONG, "File name too long")
     failed = fail_writes(monkeypatch, "night-train.png", 1, too_long)
-    assert worker_in_process(sandbox, monkeypatch) == 1
+    assert worker_in_process(sandbox) == 1
     err = capsys.readouterr().err
     assert failed and "1 finished render(s) could not be written" in err
     assert len(render_commits(sandbox.worker)) == 2  # the other two went on
@@ -77,7 +76,7 @@ def test_a_render_that_still_cannot_be_written_waits_and_is_not_rendered_again(
 ) -> None:
     commit_batch(sandbox)
     fail_writes(monkeypatch, "night-train.png", 99, OSError(errno.ENAMETOOLONG, "File name too long"))
-    assert worker_in_process(sandbox, monkeypatch) == 1
+    assert worker_in_process(sandbox) == 1
     kept = {p.name: p.stat().st_mtime_ns for p in (sandbox.worker / PENDING).iterdir()}
     rendered: list[str] = []
     from win_side.backends import placeholder
@@ -85,7 +84,7 @@ def test_a_render_that_still_cannot_be_written_waits_and_is_not_rendered_again(
     real_paint = placeholder.paint
     monkeypatch.setattr(placeholder, "paint", lambda request: rendered.append(request.slug) or real_paint(request))
     capsys.readouterr()
-    assert worker_in_process(sandbox, monkeypatch) == 1
+    assert worker_in_process(sandbox) == 1
     assert rendered == []  # it waits; it is not rendered again
     assert {p.name: p.stat().st_mtime_ns for p in (sandbox.worker / PENDING).iterdir()} == kept
     assert capsys.readouterr().err.count("still cannot write hero/night-train") == 1  # said once per run
@@ -134,13 +133,13 @@ def test_a_file_held_past_the_retries_keeps_the_render(
 
     monkeypatch.setattr(fsutil, "replace_retrying",
                         functools.partial(real, replace=replace, sleep=slept.append, windows=True))
-    assert worker_in_process(sandbox, monkeypatch) == 1
+    assert worker_in_process(sandbox) == 1
     assert sum(slept) >= 10
     kept = [RenderRecord.model_validate_json(p.read_bytes()) for p in (sandbox.worker / PENDING).glob("*.json")]
     assert [r.slug for r in kept] == ["harbor-at-dawn"]
     assert not list((sandbox.worker / "renders/hero").glob(".*.tmp"))
     monkeypatch.setattr(fsutil, "replace_retrying", real)  # the viewer let go
-    assert worker_in_process(sandbox, monkeypatch) == 0
+    assert worker_in_process(sandbox) == 0
     assert len(render_commits(sandbox.worker)) == 3
     assert git(sandbox.worker, "status", "--porcelain").stdout == ""
 
@@ -177,7 +176,7 @@ def test_the_worker_warns_at_start_and_runs_git_with_long_paths(
     deep = sandbox.root / ("d" * 100)
     git(sandbox.root, "clone", "-q", str(sandbox.remote), str(deep))
     sandbox.worker = deep
-    assert worker_in_process(sandbox, monkeypatch) == 0
+    assert worker_in_process(sandbox) == 0
     err = capsys.readouterr().err
     assert f"paths in {deep} can reach {len(str(deep)) + 175} characters" in err
     assert "longpaths" not in (deep / ".git/config").read_text()  # the clone's settings are untouched...
