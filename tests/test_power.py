@@ -60,6 +60,9 @@ def test_a_gap_far_longer_than_a_tick_is_sleep_and_does_not_count() -> None:
     assert clock.now() - before < 1.0 and len(resumed) == 2
     fake.offset += 30  # a slow moment, not a sleep: counted
     assert 30 <= clock.now() - before < 31 and len(resumed) == 2
+    fake.sleep_windows(600)  # nobody ticked (no worker running), then a worker starts
+    clock.resync()
+    assert 630 <= clock.now() - before < 632 and len(resumed) == 2  # counted, and not said to be a sleep
 
 
 def test_a_render_spanning_a_sleep_is_not_a_timeout(tmp_path: Path) -> None:

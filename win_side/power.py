@@ -49,6 +49,11 @@ class AwakeClock:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
+    def resync(self) -> None:
+        """Start watching from now: a gap since the last reading (nobody was ticking) is not sleep."""
+        with self._lock:
+            self._last = (self._monotonic(), self._wall())
+
     def now(self) -> float:
         slept = 0.0
         with self._lock:
@@ -149,6 +154,7 @@ class Power:
         return self._held
 
     def start(self) -> None:
+        self.clock.resync()  # the clock was not ticked before: that gap is not a sleep
         self.clock.on_resume(self._resumed)
         self._thread.start()
 
