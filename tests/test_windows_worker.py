@@ -154,7 +154,8 @@ def test_temporary_names_are_short(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_the_path_budget_is_checked_against_windows_limit(tmp_path: Path) -> None:
     from studio.layout import LONGEST_OUTPUT
-    from win_side.longpaths import MAX_PATH, path_budget_problem
+    from studio.winpath import MAX_PATH
+    from win_side.longpaths import path_budget_problem
 
     fits = Path("C:/" + "s" * (MAX_PATH - 1 - LONGEST_OUTPUT - 3))
     too_long = Path(str(fits) + "x")

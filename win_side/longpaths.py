@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from studio.layout import LONGEST_OUTPUT
-
-MAX_PATH = 259  # characters of a path Windows accepts without long-path support (260 with the closing NUL)
+from studio.winpath import MAX_PATH
 _KEY = r"SYSTEM\CurrentControlSet\Control\FileSystem"
 ENABLE_COMMAND = (
     r"reg add HKLM\SYSTEM\CurrentControlSet\Control\FileSystem /v LongPathsEnabled /t REG_DWORD /d 1 /f"
