@@ -4,12 +4,21 @@ The packet is 6 bytes of 0xFF followed by the worker's MAC address 16 times
 (102 bytes), sent over UDP to ``worker.wake`` in ``renderloop.yaml``: the
 LAN's broadcast address and port (default 9).  The worker must have
 Wake-on-LAN enabled in its firmware and network driver.
+
+:func:`wait_for_hub` then asks the studio's ``origin`` (the hub on the worker)
+with ``git ls-remote`` until it answers or the time is up, so that
+``renderloop wake --wait && git push`` pushes once the box is up.
 """
 from __future__ import annotations
 
 import socket
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
+from studio import git
 from studio.config import WakeSettings, load_config
 from studio.errors import FatalError
 from studio.layout import open_studio
@@ -48,3 +57,55 @@ def wake(repo: Path) -> tuple[WakeSettings, int]:
     if settings is None:
         raise FatalError(NO_SETTINGS)
     return settings, send_magic_packet(settings)
+
+
+ATTEMPT_TIMEOUT = 10.0  # the longest one ``git ls-remote`` may take (a booting host drops packets)
+EVERY = 2.0  # seconds between two asks
+
+
+@dataclass(frozen=True)
+class HubWait:
+    """How waiting for the hub ended."""
+
+    answered: bool
+    seconds: float  # waited
+    remote: str  # origin's URL
+    problem: str  # the last reason it did not answer ("" when it did)
+
+
+def wait_for_hub(
+    repo: Path, timeout: float, tick: Callable[[float, str], None] = lambda waited, problem: None, *,
+    every: float = EVERY, stop: Optional[threading.Event] = None,
+) -> HubWait:
+    """Ask the studio's ``origin`` until it answers (True) or ``timeout`` seconds pass.
+
+    ``tick(waited, problem)`` is called after each failed ask: the command
+    shows progress with it.  Every ask is prompt-free and deadline-bound
+    (``studio.git``), so the wait never exceeds ``timeout`` by more than a moment.
+    """
+    studio = open_studio(repo)
+    url = git.remote_url(studio.root, "origin")
+    if url is None:
+        raise FatalError(f"{studio.root}: no remote named origin to wait for (the hub on the worker)")
+    stop = stop or threading.Event()
+    started = time.monotonic()
+    deadline = started + timeout
+    problem = ""
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            git.run(studio.root, "ls-remote", "--heads", "origin", timeout=max(0.5, min(ATTEMPT_TIMEOUT, remaining)))
+            return HubWait(True, time.monotonic() - started, url, "")
+        except git.GitError as exc:
+            problem = git.remote_problem(exc) or _last_line(exc)
+        waited = time.monotonic() - started
+        if time.monotonic() + 0.05 >= deadline:
+            return HubWait(False, waited, url, problem)
+        tick(waited, problem)
+        if stop.wait(max(0.0, min(every, deadline - time.monotonic()))):
+            return HubWait(False, time.monotonic() - started, url, "stopped")
+
+
+def _last_line(exc: git.GitError) -> str:
+    lines = [line for line in exc.stderr.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else str(exc)

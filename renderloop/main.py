@@ -14,6 +14,7 @@ from renderloop.commands import (
     export,
     follow,
     hook,
+    hub,
     init,
     ledger,
     local,
@@ -29,7 +30,7 @@ from renderloop.error_handler import Exit, error_handler
 from renderloop.output import show_warnings
 from studio import __version__
 
-COMMANDS = (init, new, status, review, ledger, stats, export, follow, worker, local, wake, demo, hook)
+COMMANDS = (init, new, status, review, ledger, stats, export, follow, worker, hub, local, wake, demo, hook)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -106,3 +106,70 @@ def test_magic_packet_shape() -> None:
     assert packet == b"\xff" * 6 + mac * 16
     with pytest.raises(ValueError):
         magic_packet(b"\x00" * 5)
+
+
+def test_wake_wait_returns_once_the_hub_answers(tmp_path: Path, receiver: socket.socket) -> None:
+    import threading
+
+    from tests.helpers import git
+
+    port = receiver.getsockname()[1]
+    root = _studio_with(tmp_path, f'wake: {{mac: "aa-bb-cc-dd-ee-0f", broadcast: 127.0.0.1, port: {port}}}')
+    hub = tmp_path / "hub.git"  # not there yet: the worker is still asleep
+    git(root, "remote", "add", "origin", str(hub))
+    timer = threading.Timer(2.5, lambda: git(tmp_path, "init", "-q", "--bare", str(hub)))
+    timer.start()
+    try:
+        result = cli("wake", "--wait", "--wait-timeout", "30", "-C", str(root))
+    finally:
+        timer.cancel()
+    assert result.returncode == 0, result.stderr
+    assert receiver.recvfrom(1024)[0] == magic_packet(bytes.fromhex("aabbccddee0f"))
+    lines = result.stdout.splitlines()
+    assert lines[1] == "waiting up to 30 s for origin to answer"
+    assert any("not yet" in line for line in lines[2:-1]), result.stdout  # progress while it slept
+    assert lines[-1].startswith(f"{hub} answers (after ")
+    waited = int(lines[-1].split("after ")[1].split(" s")[0])
+    assert 2 <= waited <= 10
+
+
+def test_wake_wait_gives_up_at_its_timeout(tmp_path: Path, receiver: socket.socket) -> None:
+    import time
+
+    from tests.helpers import git
+
+    port = receiver.getsockname()[1]
+    root = _studio_with(tmp_path, f'wake: {{mac: "aa-bb-cc-dd-ee-0f", broadcast: 127.0.0.1, port: {port}}}')
+    git(root, "remote", "add", "origin", str(tmp_path / "never.git"))
+    started = time.monotonic()
+    result = cli("wake", "--wait", "--wait-timeout", "3", "-C", str(root))
+    took = time.monotonic() - started
+    assert result.returncode == 1
+    assert receiver.recvfrom(1024)[0][:6] == b"\xff" * 6  # the packet went all the same
+    assert result.stderr.startswith(f"renderloop: error: {tmp_path / 'never.git'} did not answer within 3 s (")
+    assert "is the worker awake" in result.stderr
+    assert took < 15
+    assert cli("wake", "--wait", "--wait-timeout", "0", "-C", str(root)).stderr.strip() == (
+        "renderloop: error: --wait-timeout 0: give more than zero")
+
+
+def test_wake_wait_is_bounded_by_a_hub_that_accepts_and_never_speaks(tmp_path: Path, receiver: socket.socket) -> None:
+    import time
+
+    from tests.helpers import git
+
+    port = receiver.getsockname()[1]
+    root = _studio_with(tmp_path, f'wake: {{mac: "aa-bb-cc-dd-ee-0f", broadcast: 127.0.0.1, port: {port}}}')
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections are accepted by the kernel; nothing ever answers ssh's greeting
+    try:
+        git(root, "remote", "add", "origin", f"ssh://ana@127.0.0.1:{silent.getsockname()[1]}/studio.git")
+        started = time.monotonic()
+        result = cli("wake", "--wait", "--wait-timeout", "3", "-C", str(root))
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert result.returncode == 1, result.stdout
+    assert "did not answer within 3 s" in result.stderr
+    assert took < 12

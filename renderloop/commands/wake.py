@@ -1,27 +1,57 @@
-"""``renderloop wake``: send a Wake-on-LAN packet to the configured worker."""
+"""``renderloop wake``: send a Wake-on-LAN packet to the configured worker (and wait for its hub)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
-from renderloop.options import add_command, add_repo
+from renderloop.options import above_zero, add_command, add_repo
 
 if TYPE_CHECKING:
     from renderloop.options import Subcommands
 
+WAIT_TIMEOUT = 120.0
+
 
 def add_parser(sub: Subcommands) -> None:
-    add_repo(add_command(sub, "wake", "send a Wake-on-LAN packet to the configured worker", run))
+    p = add_command(sub, "wake", "send a Wake-on-LAN packet to the configured worker", run)
+    add_repo(p)
+    p.add_argument("--wait", action="store_true",
+                   help="then wait until the studio's origin (the hub on the worker) answers: "
+                        "`renderloop wake --wait && git push`")
+    p.add_argument("--wait-timeout", type=float, default=WAIT_TIMEOUT, metavar="SECONDS",
+                   help=f"give up waiting after this long (default {WAIT_TIMEOUT:g})")
 
 
 def run(args: argparse.Namespace) -> int:
-    return wake(args.repo)
+    above_zero("--wait-timeout", args.wait_timeout)
+    return wake(args.repo, wait=args.wait_timeout if args.wait else None)
 
 
-def wake(repo: Path) -> int:
-    from mac_side.wake import wake as send
+def wake(repo: Path, wait: Optional[float] = None) -> int:
+    from mac_side.wake import wait_for_hub, wake as send
 
     settings, sent = send(repo)
-    print(f"sent a Wake-on-LAN packet ({sent} bytes) for {settings.mac} to {settings.broadcast}:{settings.port}")
+    print(f"sent a Wake-on-LAN packet ({sent} bytes) for {settings.mac} to {settings.broadcast}:{settings.port}",
+          flush=True)
+    if wait is None:
+        return 0
+    tty = sys.stdout.isatty()
+    print(f"waiting up to {wait:g} s for origin to answer", end="" if tty else "\n", flush=True)
+
+    def tick(waited: float, problem: str) -> None:
+        if tty:
+            print(".", end="", flush=True)
+        else:
+            print(f"  {waited:.0f} s: not yet ({problem})", flush=True)
+
+    outcome = wait_for_hub(repo, wait, tick)
+    if tty:
+        print()
+    if not outcome.answered:
+        print(f"renderloop: error: {outcome.remote} did not answer within {wait:g} s ({outcome.problem}); "
+              "is the worker awake and its SSH server running?", file=sys.stderr)
+        return 1
+    print(f"{outcome.remote} answers (after {outcome.seconds:.0f} s)")
     return 0
