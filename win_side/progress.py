@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from studio.record import RenderRecord
 
@@ -45,12 +45,22 @@ def _duration(seconds: Optional[float]) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+BatchEnd = Callable[[str, int, int, int], None]  # batch, done, failed, total
+
+
 class Progress:
-    """Counts per batch; plain log lines. ``RichProgress`` adds live bars."""
+    """Counts per batch; plain log lines. ``RichProgress`` adds live bars.
+
+    ``on_batch_end(batch, done, failed, total)`` is called once when an image
+    finished by this run leaves a batch with nothing pending (the worker's
+    notifications hang on it).
+    """
 
     def __init__(self) -> None:
         self.batches: dict[str, BatchCounts] = {}
         self._lock = threading.Lock()
+        self.on_batch_end: Optional[BatchEnd] = None
+        self._ended: set[str] = set()
 
     def planned(self, totals: dict[str, tuple[int, int, int]]) -> None:
         with self._lock:
@@ -61,8 +71,10 @@ class Progress:
                         counts = self.batches[batch] = BatchCounts()
                     counts.total, counts.done, counts.failed = total, done, failed
                     self._update(batch, counts)
-                if total - done - failed > 0 and counts.finished_here == 0:
-                    counts.started = time.monotonic()
+                if total - done - failed > 0:
+                    self._ended.discard(batch)
+                    if counts.finished_here == 0:
+                        counts.started = time.monotonic()
 
     def finished(self, record: RenderRecord, lane: str) -> None:
         with self._lock:
@@ -74,6 +86,10 @@ class Progress:
             counts.finished_here += 1
             counts.total = max(counts.total, counts.done + counts.failed)
             self._update(record.batch, counts)
+            ended = counts.done + counts.failed >= counts.total and record.batch not in self._ended
+            if ended:
+                self._ended.add(record.batch)
+            snapshot = (counts.done, counts.failed, counts.total)
         if record.status == "done":
             what = f"done in {record.render_seconds or 0:.1f} s on {lane}"
         else:
@@ -84,6 +100,11 @@ class Progress:
             record.batch, record.slug, what, counts.done, counts.total, counts.failed,
             counts.rate(), _duration(counts.eta()),
         )
+        if ended and self.on_batch_end is not None:
+            try:
+                self.on_batch_end(record.batch, *snapshot)
+            except Exception:  # noqa: BLE001 - telling someone never stops the worker
+                log.warning("could not report the end of %s", record.batch, exc_info=True)
 
     def _update(self, batch: str, counts: BatchCounts) -> None:
         pass

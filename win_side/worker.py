@@ -20,6 +20,7 @@ from studio.layout import Studio
 from win_side.backends import make_backend
 from win_side.backends.base import BackendOptions
 from win_side.longpaths import path_budget_problem
+from win_side.notify import FORMATS, Notifier, batch_end_callback
 from win_side.progress import Progress
 from win_side.reconcile import ReconcileOptions, Reconciler, Summary
 from win_side.repo import WorkerRepo
@@ -41,6 +42,9 @@ class WorkerOptions:
     name: Optional[str] = None
     push: bool = True
     retry_failed: bool = False
+    # From this machine only (flags; machine settings' worker.notify), never the repository:
+    notify: Optional[str] = None  # a webhook told when a batch ends
+    notify_format: str = "json"  # win_side.notify.FORMATS
 
 
 def open_studio(repo: Path) -> Studio:
@@ -101,6 +105,8 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
     problem = path_budget_problem(studio.root)
     if problem:
         log.warning("%s", problem)
+    notifier = _notifier(options)
+    progress.on_batch_end = batch_end_callback(notifier, worker_name)
     repo.acquire()
     try:
         backend = make_backend(options.backend, backend_options)
@@ -121,6 +127,8 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
             summary = reconciler.run_forever(watcher)
     finally:
         repo.release()
+        if notifier is not None:
+            notifier.stop()
     waiting = repo.unpushed() if options.push and repo.has_remote() else 0
     log.info("%d rendered, %d failed%s", summary.rendered, summary.failed,
              f", {waiting} commits wait to be pushed" if waiting else "")
@@ -128,6 +136,20 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
         waits = f"; {waiting} commits could not be pushed; they wait in {studio.root}" if waiting else ""
         raise FatalError(f"{summary.sync_error}{waits}")
     return WorkerResult(studio.root, summary, waiting, repo.state)
+
+
+def _notifier(options: WorkerOptions) -> Optional[Notifier]:
+    if not options.notify:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(options.notify)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FatalError(f"--notify {options.notify!r}: give an http(s) URL, like https://ntfy.sh/my-studio")
+    fmt = next((f for f in FORMATS if f == options.notify_format), None)
+    if fmt is None:
+        raise FatalError(f"--notify-format {options.notify_format!r}: choose from {', '.join(FORMATS)}")
+    return Notifier(options.notify, fmt).start()
 
 
 def checked_worker_name(flag: Optional[str], configured: Optional[str] = None) -> str:

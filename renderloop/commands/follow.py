@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from renderloop.options import above_zero, add_command, add_repo, at_least_zero
 
@@ -26,10 +26,14 @@ def run(args: argparse.Namespace) -> int:
     return follow(args.repo, poll=args.poll, timeout=args.timeout)
 
 
-def follow(repo: Path, *, poll: float = 2.0, timeout: Optional[float] = None) -> int:
+def follow(repo: Path, *, poll: float = 2.0, timeout: Optional[float] = None,
+           notify: Optional[Callable[[str, str], bool]] = None) -> int:
+    """Follow, then tell the desktop (``notify(title, body)``, default: mac_side.desktop) and print the reviews."""
+    from mac_side.desktop import notify_desktop
     from mac_side.follow import GaveUp, Pulled, Reviewed, Started, Trouble, follow as events
 
     display: Optional[_Display] = None
+    reviewed: list[tuple[str, str, Optional[str]]] = []  # batch, summary, review path
     try:
         for event in events(repo, poll=poll, timeout=timeout):
             if isinstance(event, Started):
@@ -52,6 +56,9 @@ def follow(repo: Path, *, poll: float = 2.0, timeout: Optional[float] = None) ->
                 display.update(event.statuses)
             elif isinstance(event, Reviewed) and display is not None:
                 display.note(event.outcome.line())
+                # the hook may have written it during the pull already: "(unchanged)" is noise on the desktop
+                reviewed.append((event.outcome.batch, event.outcome.line().removesuffix(" (unchanged)"),
+                                 event.outcome.path))
             elif isinstance(event, GaveUp):
                 if display is not None:
                     display.close()
@@ -62,6 +69,13 @@ def follow(repo: Path, *, poll: float = 2.0, timeout: Optional[float] = None) ->
     finally:
         if display is not None:
             display.close()
+    if reviewed:
+        paths = [path for _, _, path in reviewed if path]
+        if paths:
+            print("Review: " + ", ".join(paths))
+        title = f"renderloop: {', '.join(batch for batch, _, _ in reviewed)} rendered"
+        body = "; ".join(line for _, line, _ in reviewed)
+        (notify or notify_desktop)(title, body)
     return 0
 
 

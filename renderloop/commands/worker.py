@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Optional
 
 from renderloop.options import above_zero, add_command, add_repo, at_least_zero
 from win_side.backends import BACKENDS
+from win_side.notify import FORMATS
 
 if TYPE_CHECKING:
     from renderloop.options import Subcommands
@@ -32,6 +33,10 @@ def add_parser(sub: Subcommands) -> None:
     p.add_argument("--name", default=None, help="this worker's name in records and commits (default: host name)")
     p.add_argument("--no-push", action="store_true", help="commit but do not push")
     p.add_argument("--retry-failed", action="store_true", help="render failed images again")
+    p.add_argument("--notify", default=None, metavar="URL",
+                   help="POST to this webhook when a batch is done or failed (ntfy, Discord, Slack: docs/setup.md)")
+    p.add_argument("--notify-format", choices=FORMATS, default="json",
+                   help="the body of that POST (default json: carries Slack's text and Discord's content too)")
     p.add_argument("--log-file", type=Path, default=None, metavar="PATH",
                    help="also write the log to PATH (rotated at 5 MB, 3 kept): for Task Scheduler")
 
@@ -56,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
             name=args.name,
             push=not args.no_push,
             retry_failed=args.retry_failed,
+            notify=args.notify,
+            notify_format=args.notify_format,
         ),
         log_file=args.log_file,
     )
