@@ -65,6 +65,9 @@ class RichProgress(Progress):
 
 def make_progress() -> Progress:
     """Bars on a terminal, plain lines in a log or a pipe; the log lines of every renderloop logger shown."""
+    if sys.stderr is None:  # pythonw.exe (a Task Scheduler task): no console; --log-file keeps the log
+        install_handler(logging.NullHandler(), logging.INFO)
+        return Progress()
     if sys.stderr.isatty():
         progress = RichProgress()
         install_handler(progress.handler, logging.INFO)

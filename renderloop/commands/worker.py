@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from renderloop.options import above_zero, add_command, add_repo, at_least_zero
+from studio.errors import NotConfigured
 from win_side.backends import BACKENDS
 from win_side.notify import FORMATS
 
@@ -39,11 +40,26 @@ def add_parser(sub: Subcommands) -> None:
                    help="the body of that POST (default json: carries Slack's text and Discord's content too)")
     p.add_argument("--log-file", type=Path, default=None, metavar="PATH",
                    help="also write the log to PATH (rotated at 5 MB, 3 kept): for Task Scheduler")
+    service = p.add_argument_group("start at logon, restart on failure")
+    service.add_argument("--install", action="store_true",
+                         help="register the worker with these flags: a Task Scheduler task (Windows), a systemd "
+                              "user unit (Linux), a launchd agent (macOS)")
+    service.add_argument("--uninstall", action="store_true", help="remove what --install registered")
+    service.add_argument("--print", action="store_true", dest="print_only",
+                         help="with --install: show the definition, register nothing")
+    p.set_defaults(worker_parser=p)
+
+
+SERVICE_FLAGS = ("install", "uninstall", "print_only", "debug", "once")
 
 
 def run(args: argparse.Namespace) -> int:
     from win_side.worker import WorkerOptions
 
+    if args.install or args.uninstall:
+        return service(args)
+    if args.print_only:
+        raise NotConfigured("--print goes with --install: it shows the definition --install would register")
     above_zero("--poll", args.poll)
     above_zero("--window", args.window, "give 1 or more")
     at_least_zero("--placeholder-seconds", args.placeholder_seconds)
@@ -98,3 +114,54 @@ def worker(options: WorkerOptions, log_file: Optional[Path] = None) -> int:
               file=sys.stderr)
         return 1
     return 1 if result.summary.pending else 0
+
+
+def service_flags(args: argparse.Namespace) -> list[str]:
+    """The worker flags given, as a service runs them: paths absolute, the --install family left out."""
+    parser: argparse.ArgumentParser = args.worker_parser
+    flags: list[str] = []
+    for action in parser._actions:
+        dest = action.dest
+        if dest in SERVICE_FLAGS or dest in ("help", "worker_parser") or not action.option_strings:
+            continue
+        value = getattr(args, dest, None)
+        option = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+        if dest == "repo":
+            flags += [option, str(Path(value).resolve())]
+        elif value == action.default or value is None or value == []:
+            continue
+        elif isinstance(action, argparse._StoreTrueAction):
+            flags.append(option)
+        else:
+            for item in value if isinstance(value, list) else [value]:
+                item = Path(item).absolute() if isinstance(item, Path) else item
+                flags += [option, item if isinstance(item, str) else f"{item:g}" if isinstance(item, float) else str(item)]
+    return flags
+
+
+def service(args: argparse.Namespace) -> int:
+    from win_side.service import definition, install, this_platform, uninstall
+
+    if args.install and args.uninstall:
+        raise NotConfigured("--install and --uninstall: choose one")
+    if args.once:
+        raise NotConfigured("--install registers a worker that keeps running: leave out --once")
+    repo = Path(args.repo).resolve()
+    defn = definition(this_platform(), service_flags(args), repo)
+    if args.uninstall:
+        removed = uninstall(defn)
+        print(f"removed {defn.path}" if removed else f"nothing to remove: {defn.path} does not exist")
+        return 0
+    if args.print_only:
+        print(f"# {defn.path}")
+        print(defn.text.replace("\r\n", "\n"), end="")
+        print("# registered with: " + "; ".join(" ".join(c) for c in defn.register))
+        return 0
+    if not (repo / "renderloop.yaml").is_file():
+        raise NotConfigured(f"{repo}: no renderloop.yaml here: give the worker's clone with --repo")
+    install(defn)
+    print(f"wrote {defn.path}")
+    for command in defn.register:
+        print(f"ran: {' '.join(command)}")
+    print("The worker starts at logon and is restarted after a failure; `renderloop worker --uninstall` removes it.")
+    return 0
