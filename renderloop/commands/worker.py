@@ -127,7 +127,7 @@ def service_flags(args: argparse.Namespace) -> list[str]:
         value = getattr(args, dest, None)
         option = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
         if dest == "repo":
-            flags += [option, str(Path(value).resolve())]
+            flags += [option, str(Path(value or ".").resolve())]
         elif value == action.default or value is None or value == []:
             continue
         elif isinstance(action, argparse._StoreTrueAction):
