@@ -44,3 +44,22 @@ def test_worker_renders_through_comfyui_and_records_missing_models(sandbox: Sand
     assert not (folder / "night-train.png").exists()
     assert len(prompts) == 2  # the flux image was never submitted
     assert git(sandbox.worker, "rev-parse", "HEAD").stdout == git(sandbox.remote, "rev-parse", "main").stdout
+
+
+def test_retry_failed_on_an_unchanged_failure_does_not_crash(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Issue 11: the retried failure's record equals the old one; there is nothing to commit, and that is fine."""
+    sandbox.write("batches/hero.yaml", BATCH_YAML)
+    git(sandbox.mac, "add", "batches/hero.yaml")
+    git(sandbox.mac, "commit", "-q", "-m", "batch hero")
+    git(sandbox.mac, "push", "-q")
+    with ComfyServer(tmp_path / "comfyui", models=ZIT_FILES, render_seconds=0.05) as server:
+        args = ("worker", "--repo", str(sandbox.worker), "--backend", "comfyui", "--comfyui", server.url,
+                "--once", "--name", "studio-pc")
+        assert cli(*args, timeout=120).returncode == 0
+        before = git(sandbox.worker, "rev-parse", "HEAD").stdout
+        result = cli(*args, "--retry-failed", timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+    assert git(sandbox.worker, "rev-parse", "HEAD").stdout == before  # the same failure: no new commit
+    night = RenderRecord.model_validate_json((sandbox.worker / "renders/hero/night-train.json").read_bytes())
+    assert night.status == "failed" and night.error is not None and night.error.kind == "missing-model"

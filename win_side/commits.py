@@ -34,8 +34,9 @@ def render_message(record: RenderRecord) -> str:
     )
 
 
-def commit_render(repo: WorkerRepo, record: RenderRecord, png: bytes | None) -> str:
-    """Write the PNG (if done) then its record, atomically, and commit both. Returns the commit.
+def commit_render(repo: WorkerRepo, record: RenderRecord, png: bytes | None) -> str | None:
+    """Write the PNG (if done) then its record, atomically, and commit both. Returns the commit
+    (None when the files are exactly as committed already: a retried failure that failed the same way).
 
     The PNG is written first and the record last: a record on disk always
     has its image, and a kill in between leaves a PNG that recovery removes.
@@ -55,11 +56,16 @@ def commit_render(repo: WorkerRepo, record: RenderRecord, png: bytes | None) -> 
         return commit_paths(repo, render_message(record), [studio.rel(png_path), studio.rel(record_path)])
 
 
-def commit_paths(repo: WorkerRepo, message: str, paths: list[str]) -> str:
-    """Stage exactly ``paths`` (additions, changes, deletions) and commit only them."""
+def commit_paths(repo: WorkerRepo, message: str, paths: list[str]) -> str | None:
+    """Stage exactly ``paths`` (additions, changes, deletions) and commit only them.
+
+    None when they are exactly as committed already (nothing to commit).
+    """
     with repo.lock:
         paths = existing_or_tracked(repo.root, paths)
         git.run(repo.root, "add", "--all", "--", *paths)
+        if paths and git.ok(repo.root, "diff", "--cached", "--quiet", "HEAD", "--", *paths):
+            return None
         faults.point("commit")
         sha = git.commit(repo.root, message, *paths)
         faults.point("after-commit")

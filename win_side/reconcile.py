@@ -274,7 +274,8 @@ class Reconciler:
             record, png = self._record(outcome)
             faults.point("rendered")
             try:
-                commit_render(self.repo, record, png)
+                if commit_render(self.repo, record, png) is None:
+                    log.info("%s/%s: the same record as committed already; nothing to commit", *key)
             except Exception as exc:  # a path too long, a file held open, a git error: keep the render
                 where = self.pending.keep(record, png)
                 log.error("could not write %s/%s into the studio (%s); kept it in %s, committed on a later pass",
