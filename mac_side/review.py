@@ -374,7 +374,9 @@ def spec_line(record: RenderRecord) -> str:
     if spec.steps is not None:
         parts.append(f"{spec.steps} steps")
     where = f"on {_escape(record.worker)}"
-    if record.render_seconds is not None and record.status == "done":
+    if record.cached and record.status == "done":
+        where = f"from cache {where}"
+    elif record.render_seconds is not None and record.status == "done":
         where = f"{record.render_seconds:.1f} s {where}"
     parts.append(where)
     if record.cost_usd:

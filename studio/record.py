@@ -42,13 +42,14 @@ class RenderRecord(BaseModel):
     queued_at: Optional[datetime] = None
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
-    render_seconds: Optional[float] = None
+    render_seconds: Optional[float] = None  # None when cached
+    cached: Optional[bool] = None  # true: the backend answered from its cache (nothing executed)
     png_sha256: Optional[str] = None
     cost_usd: Optional[float] = None
     error: Optional[RenderError] = None
 
     def to_json(self) -> str:
-        return dump_json(self)
+        return dump_json(self, omit_none=("cached",))
 
 
 class BatchProblem(BaseModel):
@@ -75,9 +76,16 @@ class BatchErrorRecord(BaseModel):
         return dump_json(self)
 
 
-def dump_json(model: BaseModel) -> str:
-    """Records as files: two-space indent, fields in schema order, LF at the end."""
-    return json.dumps(model.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+def dump_json(model: BaseModel, omit_none: tuple[str, ...] = ()) -> str:
+    """Records as files: two-space indent, fields in schema order, LF at the end.
+
+    ``omit_none``: optional fields left out while unset (added later; older records stay byte-identical).
+    """
+    data = model.model_dump(mode="json")
+    for name in omit_none:
+        if data.get(name) is None:
+            data.pop(name, None)
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def sha256_hex(data: bytes) -> str:

@@ -199,6 +199,16 @@ def test_out_of_memory_fails_that_image_and_others_go_on(backend: ComfyUIBackend
     assert lane.render(request("small"), threading.Event()).png.startswith(b"\x89PNG")
 
 
+def test_cpu_out_of_memory_is_out_of_memory(backend: ComfyUIBackend, comfy: ComfyServer) -> None:
+    """Issue 11: torch on the CPU says so with DefaultCPUAllocator (ComfyUI's --cpu, or offloaded weights)."""
+    comfy.fail_next("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+                    "you tried to allocate 4194304000 bytes.", "RuntimeError", "VAEDecode")
+    with pytest.raises(RenderFailed) as caught:
+        lane_of(backend).render(request("huge"), threading.Event())
+    assert caught.value.kind == "out-of-memory"
+    assert caught.value.message.startswith("out of memory in VAEDecode (node 8): RuntimeError: ")
+
+
 def test_execution_error_carries_comfyuis_message(backend: ComfyUIBackend, comfy: ComfyServer) -> None:
     comfy.fail_next("Error while deserializing header: header too small\n",
                     "safetensors._safetensors_rust.SafetensorError", "VAELoader")
@@ -346,6 +356,8 @@ def test_the_same_spec_again_is_served_from_comfyuis_cache(backend: ComfyUIBacke
     first = lane.render(request("twice"), threading.Event())
     second = lane.render(request("twice"), threading.Event())
     assert second.png == first.png and len(comfy.output_files()) == 1
+    assert not first.cached and first.render_seconds > 0
+    assert second.cached  # issue 11: said so, not passed off as a 0.0 s render
 
 
 def test_a_cached_result_whose_file_is_gone_is_rendered_again(backend: ComfyUIBackend, comfy: ComfyServer) -> None:

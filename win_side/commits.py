@@ -22,7 +22,8 @@ log = logging.getLogger("renderloop.worker")
 def render_message(record: RenderRecord) -> str:
     """``render(batch): slug [model, 17.8 s]`` and the trailers of SPEC section 4."""
     if record.status == "done":
-        summary = f"[{record.spec.model}, {record.render_seconds or 0:.1f} s]"
+        took = "cached" if record.cached else f"{record.render_seconds or 0:.1f} s"
+        summary = f"[{record.spec.model}, {took}]"
     else:
         summary = f"failed [{record.error.kind if record.error else 'error'}]"
     return (

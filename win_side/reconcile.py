@@ -271,7 +271,8 @@ class Reconciler:
                 log.info("%s/%s changed while it rendered; discarded, will render the new spec", *key)
                 self.poke()
                 return
-            record, png = self._record(outcome)
+            record, png = render_record(request, outcome.result, queued_at=outcome.item.queued_at,
+                                        backend=self.backend.name, worker=self.options.worker)
             faults.point("rendered")
             try:
                 if commit_render(self.repo, record, png) is None:
@@ -297,33 +298,6 @@ class Reconciler:
                 if not self.active:
                     self._idle.set()
                     self.power.busy(False)
-
-    def _record(self, outcome: RenderOutcome) -> tuple[RenderRecord, Optional[bytes]]:
-        request = outcome.item.request
-        result = outcome.result
-        if isinstance(result, RenderResult):
-            try:
-                check_png(result.png)
-            except NotPng:
-                result = RenderFailed("backend-error", "the backend returned something that is not a PNG",
-                                      detail=repr(result.png[:32]), backend_ids=result.backend_ids)
-        common = _RecordCommon(
-            batch=request.batch, slug=request.slug, spec=request.spec, spec_hash=request.spec_hash,
-            backend=self.backend.name, worker=self.options.worker, queued_at=outcome.item.queued_at,
-        )
-        if isinstance(result, RenderResult):
-            record = RenderRecord(
-                status="done", backend_ids=result.backend_ids, started_at=result.started_at,
-                finished_at=result.finished_at, render_seconds=round(result.render_seconds, 2),
-                png_sha256=sha256_hex(result.png), cost_usd=result.cost_usd, **common,
-            )
-            return record, result.png
-        record = RenderRecord(
-            status="failed", backend_ids=result.backend_ids,
-            error=RenderError(kind=result.kind, message=_one_line(result.message), detail=result.detail),
-            **common,
-        )
-        return record, None
 
     # -- the two ways to run ---------------------------------------------------
 
@@ -365,6 +339,42 @@ class Reconciler:
             watcher.stop()
             self.stop()
         return self.summary
+
+
+def render_record(request: RenderRequest, result: RenderResult | RenderFailed, *, queued_at: Optional[datetime],
+                  backend: str, worker: str) -> tuple[RenderRecord, Optional[bytes]]:
+    """The record of one image (and its PNG when done).
+
+    Timestamps are whole seconds, and a backend computes the start back from
+    the finish: a start before the queueing is rounding, so it is the queueing.
+    A cached answer (nothing executed) says so, with no render time.
+    """
+    if isinstance(result, RenderResult):
+        try:
+            check_png(result.png)
+        except NotPng:
+            result = RenderFailed("backend-error", "the backend returned something that is not a PNG",
+                                  detail=repr(result.png[:32]), backend_ids=result.backend_ids)
+    common = _RecordCommon(
+        batch=request.batch, slug=request.slug, spec=request.spec, spec_hash=request.spec_hash,
+        backend=backend, worker=worker, queued_at=queued_at,
+    )
+    if isinstance(result, RenderResult):
+        started = result.started_at if queued_at is None else max(result.started_at, queued_at)
+        record = RenderRecord(
+            status="done", backend_ids=result.backend_ids, started_at=started,
+            finished_at=max(result.finished_at, started),
+            render_seconds=None if result.cached else round(result.render_seconds, 2),
+            cached=True if result.cached else None,
+            png_sha256=sha256_hex(result.png), cost_usd=result.cost_usd, **common,
+        )
+        return record, result.png
+    record = RenderRecord(
+        status="failed", backend_ids=result.backend_ids,
+        error=RenderError(kind=result.kind, message=_one_line(result.message), detail=result.detail),
+        **common,
+    )
+    return record, None
 
 
 def _one_line(text: str) -> str:

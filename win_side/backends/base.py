@@ -52,6 +52,7 @@ class RenderResult:
     render_seconds: float
     backend_ids: dict[str, Any] = field(default_factory=dict)
     cost_usd: Optional[float] = None
+    cached: bool = False  # answered from the backend's cache: nothing executed, render_seconds means nothing
 
 
 class RenderFailed(Exception):

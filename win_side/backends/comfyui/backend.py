@@ -268,8 +268,8 @@ class ComfyLane:
         seconds = round(waited, 3) if seconds is None else seconds
         finished = utcnow()
         started = (finished - timedelta(seconds=seconds)).replace(microsecond=0)
-        return RenderResult(png=png, started_at=started, finished_at=finished,
-                            render_seconds=seconds, backend_ids=ids, cost_usd=0.0)
+        return RenderResult(png=png, started_at=started, finished_at=finished, render_seconds=seconds,
+                            backend_ids=ids, cost_usd=0.0, cached=errors.answered_from_cache(events, graph.save_node))
 
     def _forget(self, prompt_id: str, interrupt: bool = False) -> None:
         """Best effort: take our prompt off the server's queue (and stop it if it runs)."""

@@ -13,7 +13,9 @@ from win_side.backends.comfyui.client import Rejected
 from win_side.backends.comfyui.graphs import Graph
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
-OOM_MARKERS = ("outofmemoryerror", "out of memory", "allocation on device")
+OOM_MARKERS = ("outofmemoryerror", "out of memory", "allocation on device", "not enough memory",
+               "defaultcpuallocator")
+GPU_MARKERS = ("cuda", "allocation on device", "outofmemoryerror", "hip ", "mps")
 
 
 def is_model_file(class_type: str, value: Any) -> bool:
@@ -89,6 +91,12 @@ def render_seconds(events: dict[str, dict]) -> Optional[float]:
     return None
 
 
+def answered_from_cache(events: dict[str, dict], save_node: str) -> bool:
+    """ComfyUI executed nothing for the image: its SaveImage was answered from the execution cache."""
+    cached = events.get("execution_cached", {}).get("nodes")
+    return isinstance(cached, list) and save_node in [str(node) for node in cached]
+
+
 def execution_failed(events: dict[str, dict], status: dict, url: str, ids: dict) -> RenderFailed:
     error = events.get("execution_error")
     if error is not None:
@@ -98,7 +106,9 @@ def execution_failed(events: dict[str, dict], status: dict, url: str, ids: dict)
         detail = {key: error.get(key) for key in ("node_id", "node_type", "exception_type", "exception_message")}
         detail["traceback"] = (error.get("traceback") or [])[-2:]
         if any(marker in f"{exception_type} {message}".lower() for marker in OOM_MARKERS):
-            return RenderFailed("out-of-memory", f"out of GPU memory in {where}: {exception_type}: {message}",
+            text = f"{exception_type} {message}".lower()
+            memory = "GPU memory" if any(marker in text for marker in GPU_MARKERS) else "memory"
+            return RenderFailed("out-of-memory", f"out of {memory} in {where}: {exception_type}: {message}",
                                 detail=detail, backend_ids=ids)
         return RenderFailed("backend-error", f"{where} failed: {exception_type}: {message}",
                             detail=detail, backend_ids=ids)
