@@ -319,10 +319,32 @@ def test_test_endpoints_give_the_timeline_and_submission_times_to_another_proces
         timeline = requests.get(server.url + "/_test/timeline", timeout=5).json()
         submissions = requests.get(server.url + "/_test/submissions", timeout=5).json()
         perf, wall = requests.get(server.url + "/_test/clock", timeout=5).json()
-    assert [row[0] for row in timeline] == ids and all(end - start >= 0.02 for _, start, end in timeline)
+    assert [row[0] for row in timeline] == ids and all(end - start >= 0.02 for _, start, end, *_ in timeline)
     assert [row[0] for row in submissions] == ids  # the refused graph is not a submission
     assert before <= submissions[0][1] <= submissions[1][1] <= after
     assert timeline[-1][2] <= perf and after <= wall <= time.time()  # the timeline's clock, with the wall's
+
+
+def test_a_model_switch_costs_the_load_time_and_is_on_the_timeline(tmp_path: Path) -> None:
+    """Issue 11: consecutive prompts of different models make the server load weights (load_seconds)."""
+    graphs = {name: workflow_capture(f"{name}.api.json") for name in ("z-image-turbo", "flux-schnell")}
+    with ComfyServer(tmp_path, render_seconds=0.02, load_seconds=0.3, previews=False) as server:
+        for index, name in enumerate(["z-image-turbo", "z-image-turbo", "flux-schnell", "z-image-turbo"]):
+            graph = json.loads(json.dumps(graphs[name]))
+            for node in graph.values():  # every prompt unique: no cache
+                if node["class_type"] == "SaveImage":
+                    node["inputs"]["filename_prefix"] = f"t/{index}"
+                if "seed" in node["inputs"]:
+                    node["inputs"]["seed"] = index
+            answer = requests.post(server.url + "/prompt", json={"prompt": graph}, timeout=5)
+            assert answer.status_code == 200, answer.text
+        wait_for(lambda: len(server.timeline) == 4, timeout=10, what="four runs")
+        rows = requests.get(server.url + "/_test/timeline", timeout=5).json()
+    assert [t.switched for t in server.timeline] == [True, False, True, True] and server.switches() == 3
+    assert [row[4] for row in rows] == [True, False, True, True]
+    assert "z_image_turbo_bf16.safetensors" in rows[0][3] and "flux1-schnell.safetensors" in rows[2][3]
+    durations = [t.end - t.start for t in server.timeline]
+    assert durations[1] < 0.25 <= min(durations[0], durations[2], durations[3])
 
 
 def _basic_prompt(tag: str) -> dict:

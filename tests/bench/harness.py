@@ -176,7 +176,7 @@ class ServerProcess:
         """(prompt_id, start, end) of every execution, on the wall clock."""
         perf, wall = requests.get(self.url + "/_test/clock", timeout=10).json()
         rows = requests.get(self.url + "/_test/timeline", timeout=10).json()
-        return [(prompt_id, start - perf + wall, end - perf + wall) for prompt_id, start, end in rows]
+        return [(prompt_id, start - perf + wall, end - perf + wall) for prompt_id, start, end, *_ in rows]
 
     def submissions(self) -> list[tuple[str, float]]:
         return [tuple(row) for row in requests.get(self.url + "/_test/submissions", timeout=10).json()]

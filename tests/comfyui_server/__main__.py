@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8188)
     parser.add_argument("--render-seconds", type=float, default=1.0, help="time each prompt takes")
+    parser.add_argument("--load-seconds", type=float, default=0.0,
+                        help="time a prompt waits when its model differs from the one loaded (a switch)")
     parser.add_argument("--root", type=Path, help="folder for output/ and temp/ (default: a temporary folder)")
     parser.add_argument("--model", action="append", dest="models",
                         help="an installed model file name (repeat; default: the built-in graphs' files)")
@@ -24,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.setswitchinterval(0.0005)
     root = args.root or Path(tempfile.mkdtemp(prefix="comfyui-test-"))
     server = ComfyServer(root, models=args.models or DEFAULT_MODELS, render_seconds=args.render_seconds,
+                         load_seconds=args.load_seconds,
                          host=args.host, port=args.port, previews=not args.no_previews).start()
     print(f"ComfyUI test server at {server.url} (files in {root}); Ctrl+C to stop", flush=True)
     try:

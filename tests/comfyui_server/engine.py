@@ -69,6 +69,8 @@ class Timing:
     prompt_id: str
     start: float  # time.perf_counter()
     end: float
+    model: str = ""  # the model files its loaders name ("" when it loads none)
+    switched: bool = False  # it loaded them: the model of the previous execution differed
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Engine:
     send_binary: Callable[[Optional[str], bytes], None]
     wants_metadata: Callable[[str], bool]
     render_seconds: RenderTime = 0.0
+    load_seconds: float = 0.0  # charged when a prompt's model differs from the one loaded
     previews: bool = True
     lock: threading.Condition = field(default_factory=threading.Condition)
     pending: list = field(default_factory=list)
@@ -90,6 +93,7 @@ class Engine:
     client_id: Optional[str] = None
     last_node_id: Optional[str] = None
     faults: list[Fault] = field(default_factory=list)
+    loaded: str = ""  # the model in "VRAM": what the last execution loaded
     timeline: list[Timing] = field(default_factory=list)
     interrupt_flag: threading.Event = field(default_factory=threading.Event)
     stopping: bool = False
@@ -160,6 +164,7 @@ class Engine:
             self.number = 0
             self.client_id = None
             self.last_node_id = None
+            self.loaded = ""
             self.interrupt_flag.set()
             self.lock.notify_all()
 
@@ -176,6 +181,7 @@ class Engine:
                 generation = self.generation
             self.queue_updated()
             start = time.perf_counter()
+            model, loaded_before = model_of(entry.prompt), self.loaded
             try:
                 result = self._execute(entry, generation)
             except Aborted:
@@ -187,7 +193,8 @@ class Engine:
                 if len(self.history) > MAX_HISTORY:
                     self.history.pop(next(iter(self.history)))
                 self.history[entry.prompt_id] = {"prompt": entry.as_list(), **result}
-                self.timeline.append(Timing(entry.prompt_id, start, time.perf_counter()))
+                switched = bool(model) and model != loaded_before and self.loaded == model
+                self.timeline.append(Timing(entry.prompt_id, start, time.perf_counter(), model, switched))
             self.queue_updated()
             if self.client_id is not None:
                 self.send(self.client_id, "executing", {"node": None, "prompt_id": entry.prompt_id})
@@ -209,7 +216,10 @@ class Engine:
         worker = _busy_node(entry.prompt, fresh)
         new_cache: dict[str, Any] = {}
         current: Optional[str] = None
+        model = model_of(entry.prompt)
         try:
+            if fresh and model and model != self.loaded:
+                run.load(model)
             for node in order:
                 ui = self.cache.get(signatures[node]) if node in cached else None
                 if node in cached:
@@ -327,6 +337,12 @@ class _Run:
         if self.engine.interrupt_flag.is_set():
             raise Interrupted()
 
+    def load(self, model: str) -> None:
+        """Unload the model in VRAM and load this one: the configured load time."""
+        self.engine.loaded = ""
+        self._sleep(self.engine.load_seconds)
+        self.engine.loaded = model
+
     def node(self, node: str, busy: bool, fault: Optional[Fault]) -> Optional[dict]:
         spec = self.entry.prompt[node]
         pid = self.entry.prompt_id
@@ -398,6 +414,18 @@ class _Run:
 
 
 # ---------------------------------------------------------------- helpers
+MODEL_FILE = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft")
+
+
+def model_of(prompt: dict) -> str:
+    """What a prompt loads: the model files its loader nodes name, as one key ("" when none)."""
+    files = sorted(
+        str(value) for spec in prompt.values() if isinstance(spec, dict) and "Loader" in str(spec.get("class_type"))
+        for value in (spec.get("inputs") or {}).values() if isinstance(value, str) and value.endswith(MODEL_FILE)
+    )
+    return "+".join(files)
+
+
 def _ms() -> int:
     return int(time.time() * 1000)
 

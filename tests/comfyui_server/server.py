@@ -10,7 +10,9 @@ Failures can be injected: an execution error (out of memory...), a prompt
 that hangs, a restart (queue and history lost, files kept), sockets dropped
 mid-render, HTTP requests that hang, garbage answers.  ``timeline`` records
 (prompt_id, start, end) of every execution, for GPU idle-gap measurements;
-``submissions`` the wall-clock arrival of every accepted ``POST /prompt``,
+a prompt whose model (the files its loaders name) differs from the one
+loaded before it first waits ``load_seconds`` (a model switch, marked in the
+timeline); ``submissions`` the wall-clock arrival of every accepted ``POST /prompt``,
 for push-to-dispatch latency measured from another process.
 
 Stdlib only (``http.server`` + a small websocket), so it runs anywhere the
@@ -94,6 +96,7 @@ class ComfyServer:
         *,
         models: Iterable[str] = DEFAULT_MODELS,
         render_seconds: RenderTime = 0.0,
+        load_seconds: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
         previews: bool = True,
@@ -113,7 +116,7 @@ class ComfyServer:
         self.engine = Engine(
             output_dir=self.root / "output", temp_dir=self.root / "temp",
             send=self._send_json, send_binary=self._send_binary, wants_metadata=self._wants_metadata,
-            render_seconds=render_seconds, previews=previews,
+            render_seconds=render_seconds, load_seconds=load_seconds, previews=previews,
         )
         self.ws_enabled = True
         self.requests: list[tuple[str, str]] = []  # (method, path) of every HTTP request
@@ -214,6 +217,10 @@ class ComfyServer:
     @property
     def timeline(self) -> list:
         return list(self.engine.timeline)
+
+    def switches(self) -> int:
+        """How many executions loaded a model (the first load counts: nothing was loaded before it)."""
+        return sum(1 for timing in self.timeline if timing.switched)
 
     def idle_gaps(self) -> list[float]:
         """Seconds the "GPU" sat idle between consecutive executions."""
@@ -494,7 +501,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def get_timeline(self, path: str, query: dict, body: bytes) -> None:
         """Not ComfyUI: the execution timeline, for benchmarks running the server in another process."""
-        self._json([[t.prompt_id, t.start, t.end] for t in self.owner.timeline])
+        self._json([[t.prompt_id, t.start, t.end, t.model, t.switched] for t in self.owner.timeline])
 
     def get_submissions(self, path: str, query: dict, body: bytes) -> None:
         """Not ComfyUI: [prompt_id, wall-clock arrival] of every accepted POST /prompt."""
