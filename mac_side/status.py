@@ -6,17 +6,22 @@ and done with its PNG present, *failed* when its current record failed,
 *pending* otherwise (no record, an older spec, or a missing PNG: what the
 worker will render next), and *reviewed* when the ledger holds a verdict for
 its current spec.
+
+With the counts: the order the worker renders what is pending in (one model
+at a time, first needed first: ``studio.order``), so the person can read
+which batch completes when.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
 
-from studio.batch import LoadedBatch
+from studio.batch import Job, LoadedBatch
 from studio.config import load_config
 from studio.inventory import job_state, load_batches, png_in, records
 from studio.layout import Studio
 from studio.ledger import Ledger
+from studio.order import completion_order, render_order
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,23 @@ class BatchStatus:
     problem: Optional[str] = None  # the first problem of an invalid batch file
 
 
-def batch_statuses(studio: Studio) -> list[BatchStatus]:
+def order_lines(waiting: list[Job]) -> list[str]:
+    """What the worker renders next, model by model, and the order batches complete in."""
+    runs = render_order(waiting)
+    if not runs:
+        return []
+    lines = ["", "Render order (one model at a time, first needed first; a worker with several servers"
+             " renders some of these side by side):"]
+    for number, run in enumerate(runs, 1):
+        batches = ", ".join(f"{batch} {count}" for batch, count in run.batches().items())
+        plural = "" if len(run.jobs) == 1 else "s"
+        lines.append(f"  {number}. {run.model}: {len(run.jobs)} image{plural} ({batches})")
+    lines.append(f"Batches complete in this order: {', '.join(completion_order(waiting))}")
+    return lines
+
+
+def batch_statuses(studio: Studio, waiting: Optional[list[Job]] = None) -> list[BatchStatus]:
+    """Each batch's counts; ``waiting`` (when given) collects the pending images, in plan order."""
     config = load_config(studio)
     inventory = load_batches(studio, config)
     ledger = Ledger.read(studio.ledger_path)
@@ -41,11 +62,11 @@ def batch_statuses(studio: Studio) -> list[BatchStatus]:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             found.append(BatchStatus(batch_id, problem=f"{problems[0]}{more}"))
         else:
-            found.append(count(studio, inventory.batches[batch_id], ledger))
+            found.append(count(studio, inventory.batches[batch_id], ledger, waiting))
     return found
 
 
-def count(studio: Studio, loaded: LoadedBatch, ledger: Ledger) -> BatchStatus:
+def count(studio: Studio, loaded: LoadedBatch, ledger: Ledger, waiting: Optional[list[Job]] = None) -> BatchStatus:
     actual = records(studio, loaded.batch)
     rendered = failed = reviewed = 0
     has_png = png_in(studio)
@@ -55,6 +76,8 @@ def count(studio: Studio, loaded: LoadedBatch, ledger: Ledger) -> BatchStatus:
             rendered += 1
         elif state == "failed":
             failed += 1
+        elif waiting is not None:
+            waiting.append(job)
         if ledger.for_image(job.batch, job.slug, job.spec_hash) is not None:
             reviewed += 1
     total = len(loaded.jobs)

@@ -35,6 +35,12 @@ def test_status_follows_the_loop(sandbox: Sandbox) -> None:
     assert before.stdout.splitlines() == [
         "batch  prompts  pending  rendered  failed  reviewed",
         "hero         3        3         0       0         0",
+        "",
+        "Render order (one model at a time, first needed first; a worker with several servers renders some of"
+        " these side by side):",
+        "  1. z-image-turbo: 2 images (hero 2)",
+        "  2. flux-schnell: 1 image (hero 1)",
+        "Batches complete in this order: hero",
     ]
     assert cli("worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once").returncode == 0
     git(mac, "pull", "-q")
@@ -112,7 +118,25 @@ def test_invalid_batches_are_listed_with_their_first_problem(studio_root: Path, 
         "broken: invalid: batches/broken.yaml:3: width 513 is not a multiple of 8 (and 1 more)",
         "twice: invalid: batches/twice.json:1: batch 'twice' is defined twice, by batches/twice.json and "
         "batches/twice.yaml: keep one (and 1 more)",
+        "",
+        "Render order (one model at a time, first needed first; a worker with several servers renders some of"
+        " these side by side):",
+        "  1. z-image-turbo: 2 images (hero 2)",
+        "  2. flux-schnell: 1 image (hero 1)",
+        "Batches complete in this order: hero",
     ]
+
+
+def test_status_shows_the_render_order_and_which_batch_completes_first(
+        studio_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11: model by model, first needed first; a batch of the first model alone completes before one
+    that mixes models, though its file comes later."""
+    write_batch(studio_root, "a-mixed", BATCH_YAML)
+    write_batch(studio_root, "b-solo", BATCH_YAML.replace("    model: flux-schnell\n", ""))
+    assert status(studio_root) == 0
+    out = capsys.readouterr().out
+    assert "  1. z-image-turbo: 5 images (a-mixed 2, b-solo 3)\n  2. flux-schnell: 1 image (a-mixed 1)\n" in out
+    assert out.endswith("Batches complete in this order: b-solo, a-mixed\n")
 
 
 def test_records_of_slugs_no_longer_in_the_batch_are_ignored(studio_root: Path) -> None:

@@ -3,9 +3,10 @@
 Each lane (a ComfyUI server, fal, mflux, the placeholder) gets ``window``
 threads; each thread takes the next image, renders it (the backend queues it
 on the server, so with a window of 2 the next image is already waiting when
-one finishes) and hands the outcome to the committer.  The first free lane
-takes the next image.  A lane that is unavailable backs off on a capped
-schedule while the others go on.
+one finishes) and hands the outcome to the committer.  Which image a free
+lane takes is model affinity (``win_side.affinity``): everything waiting for
+the model its server has loaded first.  A lane that is unavailable backs off
+on a capped schedule while the others go on.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Callable, Optional, Sequence, Union
 
 from studio.clock import utcnow
 from win_side import faults
+from win_side.affinity import Affinity
 from win_side.backends.base import (
     BackendUnavailable,
     Cancelled,
@@ -39,6 +41,7 @@ class Item:
     request: RenderRequest
     queued_at: Optional[datetime] = None
     lane: str = ""
+    switched: bool = False  # taking it made the lane's server load another model
 
 
 @dataclass
@@ -48,32 +51,48 @@ class RenderOutcome:
 
 
 class JobQueue:
-    """A FIFO that also takes items back at the front (after a lane failed to start one)."""
+    """Waiting images in plan order (taken back at the front after a lane failed to start one);
+    each lane takes the one model affinity picks for it."""
 
     def __init__(self) -> None:
         self._items: collections.deque[Item] = collections.deque()
         self._cond = threading.Condition()
+        self.affinity = Affinity()
 
     def put(self, item: Item, front: bool = False) -> None:
         with self._cond:
             (self._items.appendleft if front else self._items.append)(item)
             self._cond.notify()
 
-    def get(self, timeout: float, accept: Optional[Callable[[RenderRequest], bool]] = None) -> Item | None:
-        """The first item (that ``accept`` takes, if given), waiting up to ``timeout``."""
+    def get(self, timeout: float, accept: Optional[Callable[[RenderRequest], bool]] = None, lane: str = "",
+            holds: Optional[Callable[[RenderRequest], bool]] = None) -> Item | None:
+        """The item ``lane`` should render next (one ``accept`` takes, if given), waiting up to ``timeout``."""
         with self._cond:
-            item = self._take(accept)
+            item = self._take(lane, accept, holds)
             if item is None:
                 self._cond.wait(timeout)
-                item = self._take(accept)
+                item = self._take(lane, accept, holds)
             return item
 
-    def _take(self, accept: Optional[Callable[[RenderRequest], bool]]) -> Item | None:
-        for item in self._items:
-            if accept is None or accept(item.request):
-                self._items.remove(item)
-                return item
-        return None
+    def _take(self, lane: str, accept: Optional[Callable[[RenderRequest], bool]],
+              holds: Optional[Callable[[RenderRequest], bool]]) -> Item | None:
+        index = self.affinity.choose(lane, [item.request for item in self._items], accept, holds)
+        if index is None:
+            return None
+        item = self._items[index]
+        del self._items[index]
+        item.switched = self.affinity.took(lane, item.request)
+        return item
+
+    def measured(self, lane: str, seconds: float, switched: bool) -> None:
+        with self._cond:
+            self.affinity.measured(lane, seconds, switched)
+
+    def release(self, lane: str) -> None:
+        """``lane`` takes nothing for a while: the others may take its model's images."""
+        with self._cond:
+            self.affinity.release(lane)
+            self._cond.notify_all()
 
     def remove(self, predicate: Callable[[Item], bool]) -> list[Item]:
         with self._cond:
@@ -119,7 +138,8 @@ class LaneRunner:
             if waiting:
                 self.throttle.wait(self.stop, limit=1.0)
                 continue
-            item = self.queue.get(timeout=0.5, accept=getattr(self.lane, "accepts", None))
+            item = self.queue.get(timeout=0.5, accept=getattr(self.lane, "accepts", None), lane=self.lane.name,
+                                  holds=getattr(self.lane, "holds", None))
             if item is None:
                 continue
             if self.stop.is_set():
@@ -140,6 +160,7 @@ class LaneRunner:
             return
         except BackendUnavailable as exc:
             self.queue.put(item, front=True)
+            self.queue.release(self.lane.name)
             self._back_off(exc)
             return
         except Exception as exc:  # a backend bug must not kill the lane
@@ -147,6 +168,8 @@ class LaneRunner:
             result = RenderFailed("backend-error", f"{type(exc).__name__}: {exc}")
         with self._state:
             self.throttle.succeed()
+        if isinstance(result, RenderResult) and not result.cached:
+            self.queue.measured(self.lane.name, result.render_seconds, item.switched)
         self.deliver(RenderOutcome(item, result))
 
     def _back_off(self, exc: BackendUnavailable) -> None:

@@ -24,10 +24,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def status(repo: Path) -> int:
-    from mac_side.status import batch_statuses
+    from mac_side.status import batch_statuses, order_lines
+    from studio.batch import Job
     from studio.layout import open_studio
 
-    found = batch_statuses(open_studio(repo))
+    waiting: list[Job] = []
+    found = batch_statuses(open_studio(repo), waiting)
     if not found:
         print("No batches yet: `renderloop new NAME` scaffolds batches/NAME.yaml.")
         return 0
@@ -35,6 +37,8 @@ def status(repo: Path) -> int:
     for item in found:
         if item.problem is not None:
             print(f"{item.batch}: invalid: {item.problem}")
+    for line in order_lines(waiting):
+        print(line)
     return 0
 
 
