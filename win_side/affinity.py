@@ -17,12 +17,16 @@ before it switches.  The rule, for a lane asking for its next image:
    (a lane never idles on a guess).
 
 A lane that backs off (its server is down) releases its model, so its
-images are not held for it.  Pure bookkeeping under the queue's lock; the
+images are not held for it.  ``RENDERLOOP_AFFINITY=off`` in the worker's
+environment turns all this off (file order, the first free lane takes the
+next image): for the benchmarks' comparison, and a way out should the rule
+ever misbehave on some machine.  Pure bookkeeping under the queue's lock; the
 measurements come from the renders themselves (a switch's render time
 includes the load).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -51,8 +55,9 @@ def model_of(request: RenderRequest) -> str:
 
 
 class Affinity:
-    def __init__(self) -> None:
+    def __init__(self, enabled: Optional[bool] = None) -> None:
         self.lanes: dict[str, LaneState] = {}
+        self.enabled = os.environ.get("RENDERLOOP_AFFINITY", "on").lower() != "off" if enabled is None else enabled
 
     def state(self, lane: str) -> LaneState:
         return self.lanes.setdefault(lane, LaneState())
@@ -65,6 +70,8 @@ class Affinity:
         usable = [i for i, request in enumerate(waiting) if accept is None or accept(request)]
         if not usable:
             return None
+        if not self.enabled:
+            return usable[0]
         if holds is not None:
             held = next((i for i in usable if holds(waiting[i])), None)
             if held is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import pytest
 
@@ -19,8 +19,8 @@ from tests.bench.harness import Rig, ServerProcess, WorkerProcess
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def start(render_seconds: float) -> ServerProcess:
-        server = ServerProcess(tmp_path / f"comfyui-{len(started)}", render_seconds)
+    def start(render_seconds: float, load_seconds: float = 0.0) -> ServerProcess:
+        server = ServerProcess(tmp_path / f"comfyui-{len(started)}", render_seconds, load_seconds)
         started.append(server)
         return server
 
@@ -33,8 +33,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 def start_worker() -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(rig: Rig, urls: list[str], *extra: str) -> WorkerProcess:
-        worker = WorkerProcess(rig, urls, *extra)
+    def start(rig: Rig, urls: list[str], *extra: str, env: Optional[dict[str, str]] = None) -> WorkerProcess:
+        worker = WorkerProcess(rig, urls, *extra, env=env)
         started.append(worker)
         return worker
 

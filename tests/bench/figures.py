@@ -68,9 +68,47 @@ class BatchRun:
 
 
 @dataclass
+class SwitchRun:
+    """Issue 11: one batch alternating models, on servers that charge a load per model switch."""
+
+    order: str  # "affine" or "file"
+    servers: int
+    images: int
+    models: int
+    load: float  # s per switch, as the servers charge it
+    switches: list[int]  # per server: executions that loaded a model (the first load counts)
+    images_per_server: list[int]
+    render: float  # median execution without a load
+    span: float  # first start to last end, all servers (wall clock)
+    end_to_end: float  # push -> the last render commit on the remote
+
+    @classmethod
+    def of(cls, order: str, servers: int, images: int, models: int, load: float,
+           executions: list[list[tuple]], pushed: float, completed: float,
+           timelines: list[list[tuple[str, float, float]]]) -> "SwitchRun":
+        plain = [end - start for rows in executions for _, start, end, _, switched in rows if not switched]
+        starts = [start for rows in timelines for _, start, _ in rows]
+        ends = [end for rows in timelines for _, _, end in rows]
+        return cls(order, servers, images, models, load,
+                   switches=[sum(1 for row in rows if row[4]) for rows in executions],
+                   images_per_server=[len(rows) for rows in executions],
+                   render=median(plain), span=max(ends) - min(starts), end_to_end=completed - pushed)
+
+    @property
+    def ideal(self) -> float:
+        """Every render plus one load per model, spread over the servers."""
+        return (self.images * self.render + self.models * self.load) / self.servers
+
+    @property
+    def over(self) -> float:
+        return (self.span - self.ideal) / self.ideal
+
+
+@dataclass
 class Results:
     dispatch: dict[str, list[float]] = field(default_factory=dict)  # "watch"/"poll" -> latencies (s)
     batches: dict[int, list[BatchRun]] = field(default_factory=dict)  # servers -> runs
+    switches: list[SwitchRun] = field(default_factory=list)
     load_before: str = ""
 
 
@@ -115,4 +153,10 @@ def summary() -> list[str]:
         e2e_ratio = median([r.end_to_end for r in one]) / median([r.end_to_end for r in two])
         lines.append(f"4. throughput, two servers over one: GPU side {gpu_ratio:.3f}x, end to end {e2e_ratio:.3f}x"
                      f"  [{_verdict(e2e_ratio >= GOAL_SCALING)}: >= 1.9x]")
+    for run in sorted(RESULTS.switches, key=lambda r: (r.servers, r.order)):
+        goal = (f"  [{_verdict(max(run.switches) <= run.models and run.over <= 0.03)}: switches <= models, "
+                f"<= 3 % over]" if run.order == "affine" else "")
+        lines.append(f"5. {run.images} images alternating {run.models} models, {run.servers} server(s), "
+                     f"{run.order} order: switches per server {run.switches}, GPU span {run.span:.2f} s vs "
+                     f"{run.ideal:.2f} s necessary ({run.over * 100:+.2f} %), end to end {run.end_to_end:.2f} s{goal}")
     return lines

@@ -51,10 +51,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def batch_yaml(slugs: list[str], tag: str) -> str:
+def batch_yaml(slugs: list[str], tag: str, models: tuple[str, ...] = (MODEL,)) -> str:
+    """A batch of ``slugs``; with several ``models``, prompt i uses models[i % len(models)]."""
     lines = ["version: 1", f"model: {MODEL}", "width: 512", "height: 384", "prompts:"]
     for index, slug in enumerate(slugs):
         lines += [f"  - slug: {slug}", f'    prompt: "{tag} benchmark image {index}, gouache"', f"    seed: {index + 1}"]
+        if models[index % len(models)] != MODEL:
+            lines.append(f"    model: {models[index % len(models)]}")
     return "\n".join(lines) + "\n"
 
 
@@ -94,13 +97,13 @@ class Rig:
         git(worker, "config", "user.email", "worker@example.com")
         return cls(root, remote, person, worker, pushes_log)
 
-    def commit_batch(self, name: str, count: int) -> list[str]:
+    def commit_batch(self, name: str, count: int, models: tuple[str, ...] = (MODEL,)) -> list[str]:
         """Pull the worker's commits, then commit ``batches/<name>.yaml`` with ``count`` prompts (not pushed)."""
         git(self.person, "pull", "--quiet", "--ff-only")
         slugs = [f"{name}-{i:03d}" for i in range(count)]
         path = self.person / "batches" / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(batch_yaml(slugs, name), encoding="utf-8", newline="\n")
+        path.write_text(batch_yaml(slugs, name, models), encoding="utf-8", newline="\n")
         git(self.person, "add", str(path))
         git(self.person, "commit", "--quiet", "--no-verify", "-m", f"batch {name}")
         return slugs
@@ -151,7 +154,7 @@ class Rig:
 class ServerProcess:
     """``python -m tests.comfyui_server`` at a fixed render time, in its own process."""
 
-    def __init__(self, root: Path, render_seconds: float) -> None:
+    def __init__(self, root: Path, render_seconds: float, load_seconds: float = 0.0) -> None:
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -159,7 +162,8 @@ class ServerProcess:
         self.log = (root / "server.log").open("w", encoding="utf-8")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.comfyui_server", "--port", str(self.port),
-             "--render-seconds", str(render_seconds), "--root", str(root / "files")],
+             "--render-seconds", str(render_seconds), "--load-seconds", str(load_seconds),
+             "--root", str(root / "files")],
             cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
         )
         wait_for(self._answers, 30, f"the test server at {self.url}", 0.05)
@@ -178,6 +182,10 @@ class ServerProcess:
         rows = requests.get(self.url + "/_test/timeline", timeout=10).json()
         return [(prompt_id, start - perf + wall, end - perf + wall) for prompt_id, start, end, *_ in rows]
 
+    def executions(self) -> list[tuple[str, float, float, str, bool]]:
+        """(prompt_id, start, end, model, switched) of every execution, on the server's own clock."""
+        return [tuple(row) for row in requests.get(self.url + "/_test/timeline", timeout=10).json()]
+
     def submissions(self) -> list[tuple[str, float]]:
         return [tuple(row) for row in requests.get(self.url + "/_test/submissions", timeout=10).json()]
 
@@ -189,14 +197,15 @@ class ServerProcess:
 class WorkerProcess:
     """``renderloop worker --backend comfyui`` on the rig's worker clone, until stopped."""
 
-    def __init__(self, rig: Rig, urls: list[str], *extra: str, window: int = 2) -> None:
+    def __init__(self, rig: Rig, urls: list[str], *extra: str, window: int = 2,
+                 env: Optional[dict[str, str]] = None) -> None:
         self.log_path = rig.root / f"worker-{len(list(rig.root.glob('worker-*.log')))}.log"
         self.log = self.log_path.open("w", encoding="utf-8")
         servers = [arg for url in urls for arg in ("--comfyui", url)]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "renderloop", "worker", "--repo", str(rig.worker), "--backend", "comfyui",
              *servers, "--window", str(window), "--name", "bench", *extra],
-            cwd=rig.worker, stdout=self.log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+            cwd=rig.worker, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
         wait_for(lambda: self._logged("watching ", "polling "), 60, "the worker to watch its remote", 0.05)
 
