@@ -196,6 +196,9 @@ class Reconciler:
             self.summary.refused = len(plan.refused)
             self._record_batch_errors(plan)
         self.progress.planned(plan.totals)
+        adopt = getattr(self.backend, "adopt", None)
+        if adopt is not None:  # before anything is submitted: prompts a killed run left on the backend
+            adopt({(job.batch, job.slug): job.spec_hash for job in plan.jobs})
         self._enqueue(plan.jobs, config)
         return plan
 

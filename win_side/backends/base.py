@@ -102,6 +102,10 @@ class Lane(Protocol):
 
 
 class Backend(Protocol):
+    """A backend may also define ``adopt(wanted: dict[key, spec_hash])``: called with every plan before
+    anything is queued, so it can re-attach to work a killed run left on it (ComfyUI's queue) and
+    withdraw what is no longer wanted."""
+
     name: str
 
     @property

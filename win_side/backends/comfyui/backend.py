@@ -14,6 +14,12 @@ Decisions, for the people reading the worker's log:
 * A server that vanishes while our prompt is on it is waited for (up to
   ``DOWN_GRACE`` seconds); when it is back and neither its queue nor its
   history knows the prompt (a restart), the prompt is submitted again.
+* On start, and when a server is found again after it was unreachable, the
+  lane reads its queue and history (``reattach``): prompts a killed worker
+  left there that are still wanted are waited for and their image taken
+  (no second execution); queued ones no longer wanted are deleted.  The
+  websocket clientId is stable per clone and server, so messages about
+  those prompts reach the new worker too.
 * ``/prompt`` refusing a graph fails that image: ``missing-model`` when only
   model files are missing, ``invalid-spec`` otherwise, naming node and
   input.  An ``execution_error`` fails it with ComfyUI's message
@@ -25,7 +31,7 @@ import logging
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -43,7 +49,7 @@ from win_side.backends.base import (
     RenderRequest,
     RenderResult,
 )
-from win_side.backends.comfyui import errors
+from win_side.backends.comfyui import errors, reattach
 from win_side.backends.comfyui.client import BadAnswer, ComfyClient, FileGone, Rejected, ServerDown
 from win_side.backends.comfyui.events import EventStream, Watch
 from win_side.backends.comfyui.graphs import Graph, builtin_graph, filename_prefix, workflow_graph
@@ -57,6 +63,7 @@ SAFETY_CHECK = 5.0  # a check even while the socket is up: no render waits on a 
 DOWN_GRACE = 60.0  # an in-flight render waits this long for a vanished server
 MAX_RESUBMITS = 3
 MAX_BAD_ANSWERS = 3
+HISTORY_SURVEYED = 1000  # the newest history entries read when re-attaching
 DEFAULT_TIMEOUT = 1800.0
 LOST = "lost"
 
@@ -113,22 +120,34 @@ class _Again(Exception):
 class ComfyLane:
     """One ComfyUI server."""
 
-    def __init__(self, url: str, window: int, builder: GraphBuilder, timeout: float) -> None:
+    def __init__(self, url: str, window: int, builder: GraphBuilder, timeout: float,
+                 client_id: Optional[str] = None, shared: Optional["_Shared"] = None) -> None:
         self.url = url
         self.name = url
         self.window = window
         self.builder = builder
         self.timeout = timeout
         self.client = ComfyClient(url)
-        self.client_id = uuid.uuid4().hex
+        self.client_id = client_id or uuid.uuid4().hex
         self.events = EventStream(url, self.client_id)
         self.lacking: dict[str, list[str]] = {}  # model -> what this server lacks (from preflight)
         self.peers: list[ComfyLane] = []
         self.clock = CLOCK.now  # time awake: a render spanning a sleep keeps its time limit
+        self.shared = shared or _Shared()
+        self.held: dict[tuple[str, str], tuple[str, str]] = {}  # key -> (spec_hash, prompt id) on this server
+        self.survey_needed = True  # at start, and after the server was unreachable
 
     def accepts(self, request: RenderRequest) -> bool:
-        """False when preflight found this server lacks the model's files or nodes."""
-        return not self.lacking.get(request.spec.model)
+        """False when preflight found this server lacks the model's files or nodes, or another server
+        holds the image's prompt already."""
+        if self.lacking.get(request.spec.model):
+            return False
+        return not any(peer.holds(request) for peer in self.peers)
+
+    def holds(self, request: RenderRequest) -> bool:
+        """This server has the image's prompt (re-attached): the lane takes it first."""
+        with self.shared.lock:
+            return self.held.get(request.key, ("", ""))[0] == request.spec_hash
 
     def close(self) -> None:
         self.events.close()
@@ -139,31 +158,46 @@ class ComfyLane:
                progress: Optional[ReportProgress] = None) -> RenderResult:
         graph = self.builder.graph(request)
         self._leave_to_peers(request)
+        if self.survey_needed:
+            self.survey()
+        with self.shared.lock:
+            spec_hash, held = self.held.pop(request.key, ("", ""))
+        adopt = held if spec_hash == request.spec_hash else None
         deadline = self.clock() + self.timeout
         for attempt in range(MAX_RESUBMITS + 1):
             if cancel.is_set():
                 raise Cancelled(request.slug)
             try:
-                return self._attempt(request, graph, cancel, progress, deadline)
+                return self._attempt(request, graph, cancel, progress, deadline, adopt)
             except _Again as again:
-                graph = again.graph
+                graph, adopt = again.graph, None
                 log.warning("ComfyUI at %s: %s; submitting %s/%s again", self.url, again.reason, *request.key)
         raise BackendUnavailable(f"ComfyUI at {self.url} lost {request.batch}/{request.slug} {MAX_RESUBMITS + 1} times")
 
     def _attempt(self, request: RenderRequest, graph: Graph, cancel: threading.Event,
-                 progress: Optional[ReportProgress], deadline: float) -> RenderResult:
-        prompt_id = str(uuid.uuid4())
+                 progress: Optional[ReportProgress], deadline: float, adopt: Optional[str] = None) -> RenderResult:
+        """Submit the graph and wait for its image; or, with ``adopt``, wait for that prompt already on the server."""
+        prompt_id = adopt or str(uuid.uuid4())
         ids = {"server": self.url, "prompt_id": prompt_id}
         watch = self.events.watch(prompt_id)  # before submitting: no message can be missed
         submitted = self.clock()
+        with self.shared.lock:
+            self.shared.inflight.add(prompt_id)
         try:
-            self._submit(request, graph, prompt_id, ids)
+            if adopt is None:
+                self._submit(request, graph, prompt_id, ids)
+            else:
+                log.info("ComfyUI at %s: re-attached to %s for %s/%s (submitted before a restart)",
+                         self.url, prompt_id, *request.key)
+                watch.done = True  # look at once: it may have finished while nobody watched
             entry = self._wait(request, watch, cancel, progress, deadline, ids)
             if entry is LOST:
                 raise _Again(graph, f"the server lost prompt {prompt_id} (restarted?)")
             return self._result(request, graph, entry, ids, self.clock() - submitted)
         finally:
             self.events.unwatch(prompt_id)
+            with self.shared.lock:
+                self.shared.inflight.discard(prompt_id)
 
     def _leave_to_peers(self, request: RenderRequest) -> None:
         lacks = self.lacking.get(request.spec.model)
@@ -180,6 +214,7 @@ class ComfyLane:
             raise errors.rejected(exc, self.url, ids) from None
         except ServerDown as exc:
             self._forget(prompt_id)  # a timed-out POST may still have queued it
+            self.survey_needed = True  # and if it did, the next survey finds it
             raise BackendUnavailable(str(exc)) from None
         except BadAnswer as exc:
             raise RenderFailed("backend-error", str(exc), backend_ids=ids) from None
@@ -218,6 +253,7 @@ class ComfyLane:
                     failed, down_since, bad = False, None, 0
                 except ServerDown as exc:
                     down_since = down_since or now
+                    self.survey_needed = True
                     if now - down_since > DOWN_GRACE:
                         raise BackendUnavailable(f"{exc}; gave up waiting after {DOWN_GRACE:g} s") from None
                     state = None
@@ -280,6 +316,36 @@ class ComfyLane:
         except (ServerDown, BadAnswer) as exc:
             log.debug("ComfyUI at %s: could not withdraw %s: %s", self.url, prompt_id, exc)
 
+    # ------------------------------------------------------------- re-attach
+    def survey(self) -> None:
+        """Read the server's queue and history: hold our prompts still wanted, withdraw the others."""
+        with self.shared.lock:
+            wanted, inflight = self.shared.wanted, set(self.shared.inflight)
+        if wanted is None:
+            return  # nothing planned yet: nothing to compare with
+        try:
+            found = reattach.survey(self.client.queue_items(), self.client.recent_history(HISTORY_SURVEYED),
+                                    wanted, inflight)
+        except (ServerDown, BadAnswer) as exc:
+            log.debug("ComfyUI at %s: cannot read its queue and history yet: %s", self.url, exc)
+            return
+        self.survey_needed = False
+        with self.shared.lock:
+            self.held = {key: (wanted[key], prompt_id) for key, prompt_id in found.held.items()}
+        if found.held:
+            log.info("ComfyUI at %s holds %d image(s) submitted before a restart; waiting for those, not "
+                     "submitting them again", self.url, len(found.held))
+        if found.delete or found.interrupt:
+            log.info("ComfyUI at %s: withdrawing %d prompt(s) of ours no longer wanted",
+                     self.url, len(found.delete) + len(found.interrupt))
+        try:
+            if found.delete:
+                self.client.delete(found.delete)
+            for prompt_id in found.interrupt:
+                self.client.interrupt(prompt_id)
+        except (ServerDown, BadAnswer) as exc:
+            log.warning("ComfyUI at %s: could not withdraw prompts no longer wanted: %s", self.url, exc)
+
     # ------------------------------------------------------------ preflight
     def inspect(self, graphs: dict[str, Graph]) -> Optional[dict[str, list[str]]]:
         """Per model, what this server lacks to run its graph (files, node types); None if it does not answer."""
@@ -295,6 +361,15 @@ class ComfyLane:
         return lacking
 
 
+@dataclass
+class _Shared:
+    """What the lanes of one backend share: the images the plan wants, the prompts being waited on."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    wanted: Optional[dict[tuple[str, str], str]] = None  # key -> spec_hash, from the last plan
+    inflight: set[str] = field(default_factory=set)
+
+
 class ComfyUIBackend:
     name = "comfyui"
 
@@ -308,7 +383,10 @@ class ComfyUIBackend:
             )
         self.builder = GraphBuilder(options.studio_root)
         timeout = options.timeout_seconds or DEFAULT_TIMEOUT
-        self._lanes = [ComfyLane(url, max(1, options.window), self.builder, timeout) for url in urls]
+        self.shared = _Shared()
+        self._lanes = [ComfyLane(url, max(1, options.window), self.builder, timeout,
+                                 client_id=stable_client_id(options.state_dir, url), shared=self.shared)
+                       for url in urls]
         for lane in self._lanes:
             lane.peers = [peer for peer in self._lanes if peer is not lane]
 
@@ -344,9 +422,25 @@ class ComfyUIBackend:
                             "ComfyUI", len(model_requests), model, failure.message)
         return failures
 
+    def adopt(self, wanted: dict[tuple[str, str], str]) -> None:
+        """The images the plan wants (key -> spec_hash): servers not surveyed since start or since they
+        were unreachable are surveyed now, before anything new is submitted."""
+        with self.shared.lock:
+            self.shared.wanted = dict(wanted)
+        due = [lane for lane in self._lanes if lane.survey_needed]
+        if due:
+            with ThreadPoolExecutor(max_workers=len(due)) as pool:
+                list(pool.map(lambda lane: lane.survey(), due))
+
     def close(self) -> None:
         for lane in self._lanes:
             lane.close()
+
+
+def stable_client_id(state_dir: Path, url: str) -> str:
+    """The websocket clientId of this clone's worker on ``url``: the same after a restart, so ComfyUI's
+    messages about prompts submitted before it reach the new worker."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"renderloop:{state_dir.resolve().as_posix()}|{url}").hex
 
 
 def _normalize(url: str) -> str:

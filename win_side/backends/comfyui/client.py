@@ -129,6 +129,24 @@ class ComfyClient:
             raise BadAnswer(f"ComfyUI at {self.url}: history of {prompt_id} is {_short(entry)}")
         return entry
 
+    def queue_items(self) -> dict[str, list]:
+        """GET /queue as ComfyUI answers it: ``queue_running`` and ``queue_pending`` lists of
+        ``[number, prompt_id, prompt, extra_data, outputs]``."""
+        answer = self.get_json("/queue", "GET /queue")
+        if not (isinstance(answer, dict) and isinstance(answer.get("queue_running"), list)
+                and isinstance(answer.get("queue_pending"), list)
+                and all(isinstance(item, list) and len(item) >= 4
+                        for item in answer["queue_running"] + answer["queue_pending"])):
+            raise BadAnswer(f"ComfyUI at {self.url} answered GET /queue with {_short(answer)}")
+        return answer
+
+    def recent_history(self, max_items: int) -> dict[str, Any]:
+        """The last ``max_items`` history entries by prompt id (GET /history?max_items=N)."""
+        answer = self.get_json(f"/history?max_items={max_items}", "GET /history")
+        if not isinstance(answer, dict):
+            raise BadAnswer(f"ComfyUI at {self.url} answered GET /history with {_short(answer)}")
+        return answer
+
     def queue(self) -> tuple[set[str], set[str]]:
         """The prompt ids running and pending."""
         answer = self.get_json("/queue", "GET /queue")
