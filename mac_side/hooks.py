@@ -35,7 +35,8 @@ from mac_side.review import decode, parse
 from mac_side.review_update import batches_with_renders, update_reviews
 from studio import git
 from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
-from studio.config import StudioConfig, check_workflows, parse_config
+from studio.capability import Capability, model_warnings, newest, range_problems
+from studio.config import StudioConfig, check_workflows, parse_config, workflow_nodes
 from studio.errors import InvalidFile, Problem
 from studio.fsutil import RefusedFile, link_problem, read_or_none, size_problem, write_text_atomic
 from studio.ledger import Ledger, append, guard
@@ -60,6 +61,7 @@ class Said:
 
     messages: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # shown, and the commit goes on
 
 
 def run_hook(name: str, args: list[str]) -> Said:
@@ -83,7 +85,13 @@ def pre_commit(studio: Studio) -> Said:
     config = functools.cache(lambda: _staged_config(root))  # most commits touch no batch or review
     problems = [Problem(rel, 1, f"the Windows worker cannot check this path out: {why}")
                 for rel in staged if (why := windows_path_problem(rel))]
-    problems += [p for rel in staged if is_batch_path(rel) for p in _batch_problems(root, rel, config)]
+    published = newest(root) if any(is_batch_path(rel) for rel in staged) else None
+    warnings: list[Problem] = []
+    for rel in staged:
+        if is_batch_path(rel):
+            found, warned = _batch_problems(root, rel, config, published)
+            problems += found
+            warnings += warned
     if CONFIG_NAME in staged or any(_maybe_workflow(rel) for rel in staged):
         problems += config()[1]  # the settings themselves (and the workflows they bind) are being changed
     head_ledger = (git.show(root, f"HEAD:{LEDGER_NAME}") or b"") if git.head(root) else b""
@@ -93,8 +101,8 @@ def pre_commit(studio: Studio) -> Said:
     result = _fold_reviews(studio, reviews, index_ledger, config) if reviews else Fold()
     problems += result.problems
     if problems:
-        return Said(problems=list(dict.fromkeys(problems)))
-    said = Said()
+        return Said(problems=list(dict.fromkeys(problems)), warnings=warnings)
+    said = Said(warnings=warnings)
     if result.lines:
         append(studio.ledger_path, result.lines)
         _stage_ledger(root)
@@ -178,21 +186,27 @@ def _staged_config(root: Path) -> tuple[Optional[StudioConfig], list[Problem]]:
             return None, [Problem(CONFIG_NAME, 1, "renderloop.yaml is not in the commit: batch files cannot be checked")]
         doc = load_bytes(raw, CONFIG_NAME, json_syntax=False)
         config = parse_config(doc)
-        check_workflows(config, doc, lambda rel: staged_bytes(root, rel, MAX_WORKFLOW_BYTES))  # as they are staged
+        check_workflows(config, doc, lambda rel: staged_bytes(root, rel, MAX_WORKFLOW_BYTES),  # as they are staged
+                        workflow_nodes(root, config))
         return config, []
     except InvalidFile as exc:
         return None, exc.problems
 
 
-def _batch_problems(root: Path, rel: str, config: StagedConfig) -> list[Problem]:
+def _batch_problems(root: Path, rel: str, config: StagedConfig,
+                    published: Optional[Capability]) -> tuple[list[Problem], list[Problem]]:
+    """Errors and warnings for a staged batch file: its schema, then what the newest worker to publish
+    its capability file (``workers/``) says its servers accept and can render."""
     settings, problems = config()
     if settings is None:
-        return problems
+        return problems, []
     try:
-        load_batch_bytes(staged_bytes(root, rel, settings.limits.batch_bytes) or b"", rel, settings)
+        loaded = load_batch_bytes(staged_bytes(root, rel, settings.limits.batch_bytes) or b"", rel, settings)
     except InvalidFile as exc:
-        return exc.problems
-    return []
+        return exc.problems, []
+    if published is None:
+        return [], []
+    return range_problems(loaded, published), model_warnings(loaded, published)
 
 
 def _is_review_path(rel: str) -> bool:

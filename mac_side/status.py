@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from studio.batch import Job, LoadedBatch
+from studio.capability import newest, rel_path
 from studio.config import load_config
 from studio.inventory import job_state, load_batches, png_in, records
 from studio.layout import Studio
@@ -48,6 +49,15 @@ def order_lines(waiting: list[Job]) -> list[str]:
         lines.append(f"  {number}. {run.model}: {len(run.jobs)} image{plural} ({batches})")
     lines.append(f"Batches complete in this order: {', '.join(completion_order(waiting))}")
     return lines
+
+
+def capability_warnings(studio: Studio, waiting: list[Job]) -> list[str]:
+    """Pending models the newest published worker (``workers/``) cannot render, and what it lacks."""
+    published = newest(studio.root)
+    if published is None:
+        return []
+    found = (published.cannot_render(model) for model in dict.fromkeys(job.spec.model for job in waiting))
+    return [f"warning: {why} ({rel_path(published.worker)})" for why in found if why]
 
 
 def batch_statuses(studio: Studio, waiting: Optional[list[Job]] = None) -> list[BatchStatus]:

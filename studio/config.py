@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Callable, Literal, Optional, Union
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Literal, Mapping, Optional, Sequence, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from studio.capability import newest, node_inputs
 from studio.errors import InvalidFile, Problem
 from studio.layout import Studio
 from studio.limits import MAX_BATCH_BYTES, MAX_STEPS, Limits, Pixels, SamplerName, Side
@@ -243,11 +245,20 @@ def load_config(studio: Studio) -> StudioConfig:
         raise InvalidFile([Problem(path.name, 1, "no renderloop.yaml here: run `renderloop init` first")])
     doc = load_file(path, studio.rel(path), max_bytes=MAX_BATCH_BYTES, root=studio.root)
     config = parse_config(doc)
-    check_workflows(config, doc, lambda rel: read_workflow(studio, rel))
+    check_workflows(config, doc, lambda rel: read_workflow(studio, rel), workflow_nodes(studio.root, config))
     return config
 
 
-def check_workflows(config: StudioConfig, doc: Document, read: Callable[[str], Optional[bytes]]) -> None:
+def workflow_nodes(root: Path, config: StudioConfig) -> dict[str, list[str]]:
+    """Input names per node type to check user workflows against: the newest published capability
+    file's (``workers/``), over ComfyUI's captured definitions.  Nothing is read without a workflow."""
+    if not any(model.comfyui is not None and model.comfyui.workflow for model in config.models.values()):
+        return {}
+    return node_inputs(newest(root))
+
+
+def check_workflows(config: StudioConfig, doc: Document, read: Callable[[str], Optional[bytes]],
+                    nodes: Optional[Mapping[str, Sequence[str]]] = None) -> None:
     """Load every user workflow the models name and check their bindings against it.
 
     ``read(rel)`` gives a workflow file's bytes (None: no such file): from the
@@ -265,7 +276,7 @@ def check_workflows(config: StudioConfig, doc: Document, read: Callable[[str], O
             raw = read(comfy.workflow)
             if raw is None:
                 raise BindingError(f"workflow file {comfy.workflow} does not exist")
-            workflow = parse_workflow_bytes(raw, comfy.workflow)
+            workflow = parse_workflow_bytes(raw, comfy.workflow, nodes)
         except BindingError as exc:
             problems.append(doc.problem(loc + ("workflow",), f"models.{name}.comfyui.workflow: {exc}"))
             continue

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Optional, Sequence, Union
 
+from studio.capability import unknown_input
 from studio.errors import FatalError, InvalidFile, Problem
 from studio.fsutil import read_or_none
 from studio.layout import Studio
@@ -124,8 +125,12 @@ class Workflow:
         return graph
 
 
-def parse_workflow(doc: Document) -> Workflow:
-    """Check the shape of an API-format graph; problems name the workflow file's lines."""
+def parse_workflow(doc: Document, nodes: Optional[Mapping[str, Sequence[str]]] = None) -> Workflow:
+    """Check the shape of an API-format graph; problems name the workflow file's lines.
+
+    ``nodes``: input names per node type (``studio.capability.node_inputs``); an input a node
+    type does not have is a problem (ComfyUI would ignore it and complain of another, missing).
+    """
     data = doc.data
     if isinstance(data, dict) and ("nodes" in data and "links" in data):
         raise InvalidFile([doc.problem((), "this is a UI workflow; in ComfyUI use Workflow > Export (API) to save the API format")])
@@ -139,6 +144,7 @@ def parse_workflow(doc: Document) -> Workflow:
             problems.append(doc.problem((node, "inputs"), f"node {node}: 'inputs' must be a mapping"))
         else:
             problems += _link_problems(doc, data, node, spec.get("inputs", {}))
+            problems += _name_problems(doc, node, spec, nodes or {})
     if problems:
         raise InvalidFile(problems)
     graph = {node: {**spec, "inputs": dict(spec.get("inputs", {}))} for node, spec in data.items()}
@@ -148,6 +154,15 @@ def parse_workflow(doc: Document) -> Workflow:
         found = f"{len(saves)} ({', '.join(saves)})" if saves else "none"
         raise InvalidFile([doc.problem((), f"renderloop takes the image from one SaveImage node; this workflow has {found}")])
     return workflow
+
+
+def _name_problems(doc: Document, node: str, spec: dict, nodes: Mapping[str, Sequence[str]]) -> list[Problem]:
+    problems = []
+    for name in spec.get("inputs", {}):
+        why = unknown_input(spec["class_type"], str(name), nodes)
+        if why:
+            problems.append(doc.problem((node, "inputs", name), f"node {node}: {why}"))
+    return problems
 
 
 def _link_problems(doc: Document, graph: dict, node: str, inputs: dict) -> list[Problem]:
@@ -177,13 +192,13 @@ def workflow_path(studio: Studio, rel: str) -> Path:
         raise BindingError(f"workflow {rel!r} leaves the studio: {exc}") from None
 
 
-def parse_workflow_bytes(raw: bytes, rel: str) -> Workflow:
+def parse_workflow_bytes(raw: bytes, rel: str, nodes: Optional[Mapping[str, Sequence[str]]] = None) -> Workflow:
     """A workflow from the bytes of ``rel`` (a file on disk, or staged in git); raises InvalidFile."""
     display = check_path(rel).as_posix()
     if len(raw) > MAX_WORKFLOW_BYTES:
         raise InvalidFile([Problem(display, 1, f"file is {len(raw) / 1e6:.1f} MB; the limit is "
                                                f"{MAX_WORKFLOW_BYTES / 1e6:.1f} MB")])
-    return parse_workflow(load_bytes(raw, display, json_syntax=True))
+    return parse_workflow(load_bytes(raw, display, json_syntax=True), nodes)
 
 
 def read_workflow(studio: Studio, rel: str) -> Optional[bytes]:

@@ -47,10 +47,10 @@ def test_survey_sorts_the_captured_queue_and_history() -> None:
     assert survey(answer, {}, {}, inflight={running[1]}).interrupt == []  # a prompt this process waits on
 
 
-def batch(seed_of_last: int = IMAGES) -> str:
+def batch(reroll: str = "") -> str:
     lines = ["version: 1", "model: z-image-turbo", "width: 512", "height: 384", "prompts:"]
     for index in range(IMAGES):
-        seed = seed_of_last if index == IMAGES - 1 else index + 1
+        seed = 999 if f"img-{index}" == reroll else index + 1
         lines += [f"  - slug: img-{index}", f'    prompt: "image {index}"', f"    seed: {seed}"]
     return "\n".join(lines) + "\n"
 
@@ -79,8 +79,7 @@ def test_a_killed_worker_restarted_causes_no_extra_execution(sandbox: Sandbox, t
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-        queued = server.posted_prompts()
-        assert len(server.timeline) == 0 and server.engine.queue_remaining() == queued >= 3  # N prompts orphaned
+        assert server.engine.queue_remaining() >= 2  # N prompts orphaned on the server (one of them running)
         restarted = cli(*worker_args(sandbox, server), timeout=120)
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
         executed = [t.prompt_id for t in server.timeline]
@@ -106,14 +105,14 @@ def test_a_queued_prompt_no_longer_wanted_is_deleted_not_executed(sandbox: Sandb
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         _, pending = server.engine.queue_lists()
-        stale = next(item[1] for item in pending
-                     if item[3]["extra_pnginfo"]["renderloop"]["slug"] == f"img-{IMAGES - 1}")
-        push_batch(sandbox, batch(seed_of_last=999))  # the person rerolls the last image meanwhile
+        last = max(pending, key=lambda item: item[0])  # the last to run
+        stale, slug = last[1], last[3]["extra_pnginfo"]["renderloop"]["slug"]
+        push_batch(sandbox, batch(reroll=slug))  # the person rerolls that image meanwhile
         git(sandbox.worker, "pull", "-q", "--rebase")
         restarted = cli(*worker_args(sandbox, server), timeout=120)
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
         executed = [t.prompt_id for t in server.timeline]
     assert stale not in executed  # deleted from the queue before it ran
     assert len(executed) == IMAGES and len(set(executed)) == IMAGES
-    last = RenderRecord.model_validate_json((sandbox.worker / f"renders/b1/img-{IMAGES - 1}.json").read_bytes())
-    assert last.spec.seed == 999 and last.backend_ids["prompt_id"] in executed
+    record = RenderRecord.model_validate_json((sandbox.worker / f"renders/b1/{slug}.json").read_bytes())
+    assert record.spec.seed == 999 and record.backend_ids["prompt_id"] in executed

@@ -9,6 +9,7 @@ from pathlib import Path
 from studio import git
 from studio.clock import utcnow
 from studio.errors import InvalidFile
+from studio.capability import Capability, parse, rel_path
 from studio.fsutil import read_bounded, write_atomic, write_text_atomic
 from studio.layout import Studio
 from studio.limits import MAX_BATCH_BYTES, MAX_RECORD_BYTES
@@ -136,3 +137,24 @@ def _read_batch_error(studio: Studio, path: Path) -> BatchErrorRecord | None:
         return BatchErrorRecord.model_validate_json(read_bounded(path, MAX_RECORD_BYTES, studio.root))
     except (OSError, ValueError, InvalidFile):
         return None
+
+
+def publish_capability(repo: WorkerRepo, capability: Capability) -> str | None:
+    """Commit ``workers/<worker>.json`` when what the worker can render changed (None: it did not)."""
+    studio = repo.studio
+    rel = rel_path(capability.worker)
+    target = studio.root / rel
+    with repo.lock:
+        try:
+            existing = parse(read_bounded(target, MAX_RECORD_BYTES, studio.root))
+        except (OSError, InvalidFile):
+            existing = None  # absent, or not a file renderloop reads: written anew
+        if capability.same_as(existing):
+            return None
+        studio.inside(target.parent if target.parent.exists() else studio.root)
+        write_text_atomic(target, capability.to_json())
+        message = (
+            f"workers({capability.worker}): what it can render\n\n"
+            f"Renderloop-Status: capability\nRenderloop-Worker: {capability.worker}"
+        )
+        return commit_paths(repo, message, [rel])

@@ -24,7 +24,11 @@ from studio.record import RenderError, RenderRecord, sha256_hex
 from studio.spec import Spec
 from win_side import faults
 from win_side.backends.base import Backend, RenderFailed, RenderRequest, RenderResult
-from win_side.commits import clear_batch_error, commit_paths, commit_render, record_batch_error, render_message
+from studio.capability import Capability, rel_path
+from studio.clock import utcnow
+from win_side.commits import (
+    clear_batch_error, commit_paths, commit_render, publish_capability, record_batch_error, render_message,
+)
 from win_side.jobqueue import Item, RenderOutcome, RenderQueue
 from win_side.pending import PendingRenders
 from win_side.power import CLOCK, Power, keep_awake_for
@@ -200,7 +204,25 @@ class Reconciler:
         if adopt is not None:  # before anything is submitted: prompts a killed run left on the backend
             adopt({(job.batch, job.slug): job.spec_hash for job in plan.jobs})
         self._enqueue(plan.jobs, config)
+        self._publish(config)
         return plan
+
+    def _publish(self, config: StudioConfig) -> None:
+        """Commit what the backend can render (``workers/<name>.json``) when its answer changed."""
+        describe = getattr(self.backend, "describe", None)
+        if describe is None:
+            return
+        try:
+            found = describe(config)
+            if found is None:
+                return
+            capability = Capability(worker=self.options.worker, updated_at=utcnow(), **found)
+            if publish_capability(self.repo, capability) is not None:
+                log.info("published what this worker can render: %s", rel_path(self.options.worker))
+                if self.pusher:
+                    self.pusher.request()
+        except Exception:  # the capability file is advice for the person's hook: never stop rendering for it
+            log.exception("could not publish what this worker can render")
 
     def _record_batch_errors(self, plan: Plan) -> None:
         changed = False

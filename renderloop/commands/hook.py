@@ -36,6 +36,8 @@ def hook(name: str, args: list[str]) -> int:
             print(f"renderloop {name}: {line}", file=sys.stderr)
         print(f"renderloop {name}: no review written; fix the above and run `renderloop review`", file=sys.stderr)
         return 0
+    for warning in said.warnings:  # advice (a model the published worker cannot render): the commit goes on
+        print(warning, file=sys.stderr)
     if said.problems:
         for problem in said.problems:
             print(problem, file=sys.stderr)

@@ -24,12 +24,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def status(repo: Path) -> int:
-    from mac_side.status import batch_statuses, order_lines
+    from mac_side.status import batch_statuses, capability_warnings, order_lines
     from studio.batch import Job
     from studio.layout import open_studio
 
+    studio = open_studio(repo)
     waiting: list[Job] = []
-    found = batch_statuses(open_studio(repo), waiting)
+    found = batch_statuses(studio, waiting)
     if not found:
         print("No batches yet: `renderloop new NAME` scaffolds batches/NAME.yaml.")
         return 0
@@ -37,7 +38,7 @@ def status(repo: Path) -> int:
     for item in found:
         if item.problem is not None:
             print(f"{item.batch}: invalid: {item.problem}")
-    for line in order_lines(waiting):
+    for line in order_lines(waiting) + capability_warnings(studio, waiting):
         print(line)
     return 0
 

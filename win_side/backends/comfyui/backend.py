@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from studio.clock import utcnow
+from studio.config import StudioConfig
 from studio.errors import InvalidFile, NotConfigured
 from studio.layout import Studio
 from studio.workflow import BindingError, Workflow, load_workflow, workflow_path
@@ -49,7 +50,7 @@ from win_side.backends.base import (
     RenderRequest,
     RenderResult,
 )
-from win_side.backends.comfyui import errors, reattach
+from win_side.backends.comfyui import capability, errors, reattach
 from win_side.backends.comfyui.client import BadAnswer, ComfyClient, FileGone, Rejected, ServerDown
 from win_side.backends.comfyui.events import EventStream, Watch
 from win_side.backends.comfyui.graphs import Graph, builtin_graph, filename_prefix, workflow_graph
@@ -421,6 +422,10 @@ class ComfyUIBackend:
                 log.warning("%s: %d image(s) of %s cannot render: %s",
                             "ComfyUI", len(model_requests), model, failure.message)
         return failures
+
+    def describe(self, config: StudioConfig) -> Optional[dict[str, Any]]:
+        """What the servers can render, for the capability file; None when none answers."""
+        return capability.describe(self._lanes, self.builder.graph, config)
 
     def adopt(self, wanted: dict[tuple[str, str], str]) -> None:
         """The images the plan wants (key -> spec_hash): servers not surveyed since start or since they
