@@ -132,3 +132,12 @@ def test_a_workflow_input_its_node_does_not_have_is_an_error_with_the_near_match
                                     "positive", "negative", "latent_image"]
     (tmp_path / "workers/studio-pc.json").write_text(capability.to_json(), encoding="utf-8")
     assert "my-sdxl" in load_config(Studio.at(tmp_path)).models  # the worker's own ComfyUI has that input
+
+
+def test_the_packaged_node_inputs_are_comfyuis_captured_definitions() -> None:
+    from studio.capability import captured_node_inputs
+
+    info = load_object_info()
+    assert captured_node_inputs() == {
+        name: [n for section in ("required", "optional") for n in (node["input"].get(section) or {})]
+        for name, node in info.items()}
