@@ -365,3 +365,30 @@ def _with_sampler(prompt: dict) -> dict:
         "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
         "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "t/sampled"}},
     }
+
+
+def test_queue_items_carry_extra_data_as_captured_and_history_keeps_them(tmp_path: Path) -> None:
+    """Issue 11: a restarted worker recognises its prompts by the extra_data /queue and /history give back."""
+    recorded = capture("queue_busy_delete_interrupt.json")
+    busy = recorded["get_queue_busy"]["response"]["json"]
+    with ComfyServer(tmp_path, render_seconds=2.0) as server:
+        post = lambda tag, **more: requests.post(server.url + "/prompt", json={  # noqa: E731
+            "prompt": _basic_prompt(tag), "client_id": recorded["client_id"],
+            "extra_data": {"extra_pnginfo": {"renderloop": {"slug": tag}}}, **more}, timeout=5).json()
+        a = post("a")
+        wait_for(lambda: server.engine.running, what="a to start")
+        b, c = post("b"), post("c", front=True)
+        queue = requests.get(server.url + "/queue", timeout=5).json()
+        assert [len(item) for item in queue["queue_pending"]] == [len(item) for item in busy["queue_pending"]] == [5, 5]
+        assert [item[0] < 0 for item in queue["queue_pending"]] == [item[0] < 0 for item in busy["queue_pending"]]
+        assert queue["queue_running"][0][3] == {"extra_pnginfo": {"renderloop": {"slug": "a"}},
+                                                "client_id": recorded["client_id"]}
+        assert set(busy["queue_running"][0][3]) == {"client_id"}  # the capture sent no extra_pnginfo
+        requests.post(server.url + "/queue", json={"delete": [b["prompt_id"]]}, timeout=5)
+        assert [item[1] for item in requests.get(server.url + "/queue", timeout=5).json()["queue_pending"]] == [
+            c["prompt_id"]]
+        wait_for(lambda: len(server.timeline) == 2, timeout=10, what="a and c")
+        last = requests.get(server.url + "/history?max_items=1", timeout=5).json()
+    (prompt_id, entry), = last.items()
+    assert prompt_id == c["prompt_id"] and entry["prompt"][1] == prompt_id  # the newest: c ran after a
+    assert entry["prompt"][3]["extra_pnginfo"] == {"renderloop": {"slug": "c"}}
