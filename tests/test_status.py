@@ -15,6 +15,16 @@ from tests.helpers import BATCH_YAML, Sandbox, cli, git, type_into
 from tests.studio_data import append_ledger, put_render, review_round, studio_root, verdict, write_batch  # noqa: F401
 
 
+HERO_ORDER = [  # BATCH_YAML pending: what `renderloop status` says the worker renders next
+    "",
+    "Render order (one model at a time, first needed first; a worker with several servers renders some of"
+    " these side by side):",
+    "  1. z-image-turbo: 2 images (hero 2)",
+    "  2. flux-schnell: 1 image (hero 1)",
+    "Batches complete in this order: hero",
+]
+
+
 def counts(root: Path) -> dict[str, tuple]:
     return {s.batch: (s.prompts, s.pending, s.rendered, s.failed, s.reviewed, s.problem) for s in batch_statuses(Studio.at(root))}
 
@@ -35,12 +45,7 @@ def test_status_follows_the_loop(sandbox: Sandbox) -> None:
     assert before.stdout.splitlines() == [
         "batch  prompts  pending  rendered  failed  reviewed",
         "hero         3        3         0       0         0",
-        "",
-        "Render order (one model at a time, first needed first; a worker with several servers renders some of"
-        " these side by side):",
-        "  1. z-image-turbo: 2 images (hero 2)",
-        "  2. flux-schnell: 1 image (hero 1)",
-        "Batches complete in this order: hero",
+        *HERO_ORDER,
     ]
     assert cli("worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once").returncode == 0
     git(mac, "pull", "-q")
@@ -118,12 +123,7 @@ def test_invalid_batches_are_listed_with_their_first_problem(studio_root: Path, 
         "broken: invalid: batches/broken.yaml:3: width 513 is not a multiple of 8 (and 1 more)",
         "twice: invalid: batches/twice.json:1: batch 'twice' is defined twice, by batches/twice.json and "
         "batches/twice.yaml: keep one (and 1 more)",
-        "",
-        "Render order (one model at a time, first needed first; a worker with several servers renders some of"
-        " these side by side):",
-        "  1. z-image-turbo: 2 images (hero 2)",
-        "  2. flux-schnell: 1 image (hero 1)",
-        "Batches complete in this order: hero",
+        *HERO_ORDER,
     ]
 
 
