@@ -59,6 +59,7 @@ def push_batch(sandbox: Sandbox, text: str) -> None:
     sandbox.write("batches/b1.yaml", text)
     git(sandbox.mac, "add", "batches/b1.yaml")
     git(sandbox.mac, "commit", "-q", "--no-verify", "-m", "batch b1")
+    git(sandbox.mac, "pull", "-q", "--rebase")  # the killed worker may have pushed (its capability file)
     git(sandbox.mac, "push", "-q")
 
 
