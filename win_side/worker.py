@@ -20,6 +20,7 @@ from studio.layout import Studio
 from win_side.backends import make_backend
 from win_side.backends.base import BackendOptions
 from win_side.longpaths import path_budget_problem
+from win_side.keeper import ComfyKeeper, models_dir_problem
 from win_side.notify import FORMATS, Notifier, batch_end_callback
 from win_side.progress import Progress
 from win_side.reconcile import ReconcileOptions, Reconciler, Summary
@@ -45,6 +46,9 @@ class WorkerOptions:
     # From this machine only (flags; machine settings' worker.notify), never the repository:
     notify: Optional[str] = None  # a webhook told when a batch ends
     notify_format: str = "json"  # win_side.notify.FORMATS
+    comfyui_start: Optional[str] = None  # the command that starts ComfyUI when it does not answer
+    models_dir: Optional[str] = None  # ComfyUI's models folder: missing means a drive not mounted
+    comfyui_ready_timeout: float = 600.0  # how long a started ComfyUI may take to answer
 
 
 def open_studio(repo: Path) -> Studio:
@@ -105,10 +109,15 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
     problem = path_budget_problem(studio.root)
     if problem:
         log.warning("%s", problem)
+    missing = models_dir_problem(options.models_dir)
+    if missing:
+        raise FatalError(missing)
     notifier = _notifier(options)
     progress.on_batch_end = batch_end_callback(notifier, worker_name)
+    keeper: Optional[ComfyKeeper] = None
     repo.acquire()
     try:
+        keeper = _keeper(options, backend_options.comfyui_urls)
         backend = make_backend(options.backend, backend_options)
         reconciler = Reconciler(
             repo, backend,
@@ -127,6 +136,8 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
             summary = reconciler.run_forever(watcher)
     finally:
         repo.release()
+        if keeper is not None:
+            keeper.stop()
         if notifier is not None:
             notifier.stop()
     waiting = repo.unpushed() if options.push and repo.has_remote() else 0
@@ -136,6 +147,18 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
         waits = f"; {waiting} commits could not be pushed; they wait in {studio.root}" if waiting else ""
         raise FatalError(f"{summary.sync_error}{waits}")
     return WorkerResult(studio.root, summary, waiting, repo.state)
+
+
+def _keeper(options: WorkerOptions, urls: list[str]) -> Optional[ComfyKeeper]:
+    """With a start command: the ComfyUI at the first URL kept running; waits (bounded) until it answers."""
+    if not options.comfyui_start or options.backend != "comfyui":
+        return None
+    url = urls[0] if urls else "http://127.0.0.1:8188"
+    url = url if "://" in url else "http://" + url
+    keeper = ComfyKeeper(options.comfyui_start, url, ready_timeout=options.comfyui_ready_timeout).start()
+    if not keeper.wait_ready(options.comfyui_ready_timeout):
+        log.warning("ComfyUI at %s is not answering yet; its images wait for it", url)
+    return keeper
 
 
 def _notifier(options: WorkerOptions) -> Optional[Notifier]:

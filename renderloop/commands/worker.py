@@ -34,6 +34,11 @@ def add_parser(sub: Subcommands) -> None:
     p.add_argument("--name", default=None, help="this worker's name in records and commits (default: host name)")
     p.add_argument("--no-push", action="store_true", help="commit but do not push")
     p.add_argument("--retry-failed", action="store_true", help="render failed images again")
+    p.add_argument("--comfyui-start", default=None, metavar="COMMAND",
+                   help="start ComfyUI with COMMAND when it does not answer, restart it after a crash, stop it "
+                        "with the worker (a .bat/.cmd runs through cmd /c)")
+    p.add_argument("--models-dir", type=Path, default=None, metavar="PATH",
+                   help="ComfyUI's models folder: when it is missing (a drive not mounted) nothing is rendered")
     p.add_argument("--notify", default=None, metavar="URL",
                    help="POST to this webhook when a batch is done or failed (ntfy, Discord, Slack: docs/setup.md)")
     p.add_argument("--notify-format", choices=FORMATS, default="json",
@@ -79,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
             notify=args.notify,
             notify_format=args.notify_format,
+            comfyui_start=args.comfyui_start,
+            models_dir=str(Path(args.models_dir).absolute()) if args.models_dir else None,
         ),
         log_file=args.log_file,
     )
