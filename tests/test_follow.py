@@ -15,11 +15,20 @@ def push_batch(sandbox: Sandbox) -> None:
     git(sandbox.mac, "push", "-q")
 
 
-def test_follow_pulls_progress_and_writes_the_review_when_complete(sandbox: Sandbox) -> None:
+def test_follow_pulls_progress_and_writes_the_review_when_complete(sandbox: Sandbox, tmp_path) -> None:
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shown = tmp_path / "shown.txt"
+    fake = bin_dir / "notify-send"  # the real program's place on PATH; records what it was asked to show
+    fake.write_text(f"#!{sys.executable}\nimport sys\nopen({str(shown)!r}, 'a').write(repr(sys.argv[1:]) + '\\n')\n")
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     push_batch(sandbox)
     follower = subprocess.Popen(
         [sys.executable, "-m", "renderloop", "follow", "--poll", "0.2", "--timeout", "90"],
-        cwd=sandbox.mac, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=sandbox.mac, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:
         time.sleep(1.0)
@@ -34,6 +43,12 @@ def test_follow_pulls_progress_and_writes_the_review_when_complete(sandbox: Sand
     assert "Following hero" in out
     assert "hero: 3/3 rendered, 0 failed, 0 pending" in out
     assert "3 rendered, 0 failed, 0 waiting -> renders/hero/review.md" in out
+    # it ends with the review's path and a desktop notification
+    assert out.splitlines()[-1] == "Review: renders/hero/review.md"
+    if sys.platform.startswith("linux"):
+        assert shown.read_text().splitlines() == [repr([
+            "--app-name=renderloop", "renderloop: hero rendered",
+            "hero: 3 rendered, 0 failed, 0 waiting -> renders/hero/review.md"])]
     # the person's clone has the worker's commits and the staged review
     assert git(sandbox.mac, "rev-parse", "HEAD").stdout == git(sandbox.remote, "rev-parse", "main").stdout
     assert (sandbox.mac / "renders/hero/review.md").is_file()
@@ -54,37 +69,6 @@ def test_follow_gives_up_after_its_timeout(sandbox: Sandbox) -> None:
     assert result.returncode == 1
     assert "gave up after 1 s: 3 image(s) still pending in hero" in result.stderr
     assert time.monotonic() - started < 15
-
-
-def test_follow_ends_with_a_desktop_notification_and_the_review_path(sandbox: Sandbox, tmp_path) -> None:
-    import os
-
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shown = tmp_path / "shown.txt"
-    fake = bin_dir / "notify-send"  # the real program's place on PATH; records what it was asked to show
-    fake.write_text(f"#!{sys.executable}\nimport sys\nopen({str(shown)!r}, 'a').write(repr(sys.argv[1:]) + '\\n')\n")
-    fake.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    push_batch(sandbox)
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "renderloop", "follow", "--poll", "0.2", "--timeout", "90"],
-        cwd=sandbox.mac, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    try:
-        time.sleep(1.0)
-        worker = cli("worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once")
-        assert worker.returncode == 0, worker.stderr
-        out, err = follower.communicate(timeout=60)
-    finally:
-        if follower.poll() is None:
-            follower.kill()
-    assert follower.returncode == 0, err
-    assert out.splitlines()[-1] == "Review: renders/hero/review.md"
-    if sys.platform.startswith("linux"):
-        assert shown.read_text().splitlines() == [repr([
-            "--app-name=renderloop", "renderloop: hero rendered",
-            "hero: 3 rendered, 0 failed, 0 waiting -> renders/hero/review.md"])]
 
 
 def test_the_desktop_notifier_per_platform() -> None:
