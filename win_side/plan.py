@@ -18,7 +18,7 @@ from studio.layout import BATCH_ERROR_NAME, Studio, batch_id_problem
 
 @dataclass
 class Plan:
-    jobs: list[Job] = field(default_factory=list)  # to render, batch by batch, in file order
+    jobs: list[Job] = field(default_factory=list)  # to render: each model's images together, else in file order
     invalid: dict[str, tuple[Path, InvalidFile]] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # batch -> why its renders folder is refused
     clear_errors: list[str] = field(default_factory=list)  # batches whose batch-error.json no longer holds
@@ -54,12 +54,22 @@ def make_plan(
             else:
                 plan.jobs.append(job)
         plan.totals[batch_id] = (len(loaded.jobs), done, failed)
+    plan.jobs = by_model(plan.jobs)
     plan.clear_errors = [
         batch_id for batch_id in error_records(studio)
         if batch_id not in plan.invalid and batch_id not in plan.refused and not escapes(studio, batch_id)
         and (only is None or batch_id in only)
     ]
     return plan
+
+
+def by_model(jobs: list[Job]) -> list[Job]:
+    """``jobs`` with each model's images together (models in order of first need, batch order within each):
+    a sweep over two models loads each model once, not once per prompt."""
+    first: dict[str, int] = {}
+    for job in jobs:
+        first.setdefault(job.spec.model, len(first))
+    return sorted(jobs, key=lambda job: first[job.spec.model])
 
 
 def error_records(studio: Studio) -> list[str]:
