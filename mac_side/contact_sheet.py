@@ -9,6 +9,7 @@ import html
 from pathlib import Path
 from typing import Optional
 
+from mac_side.grid import layout
 from mac_side.review import spec_line
 from mac_side.review_update import Outcome
 from studio.fsutil import write_text_atomic
@@ -24,14 +25,36 @@ def write_contact_sheet(studio: Studio, outcome: Outcome) -> Path:
 
 
 def contact_sheet(outcome: Outcome) -> str:
+    """Plain images as a grid of cards; each swept prompt as a table, rows and columns named by its axes."""
     assert outcome.loaded is not None and outcome.facts is not None
-    cards = []
-    for job in outcome.loaded.jobs:
-        record = outcome.records.get(job.slug)
-        section = outcome.review.section(job.slug) if outcome.review is not None else None
-        cards.append(_card(job.slug, record, section.verdict if section else None, section.cues if section else []))
-    title = html.escape(f"Review: {outcome.batch}")
-    return _PAGE.format(title=title, summary=html.escape(outcome.facts.summary()), cards="\n".join(cards))
+    esc = html.escape
+    blocks: list[str] = []
+    cards: list[str] = []
+
+    def card(slug: str) -> str:
+        section = outcome.review.section(slug) if outcome.review is not None else None
+        return _card(slug, outcome.records.get(slug), section.verdict if section else None, section.cues if section else [])
+
+    for prompt_slug, jobs in outcome.loaded.groups():
+        if not jobs[0].axes:
+            cards.append(card(jobs[0].slug))
+            continue
+        if cards:
+            blocks.append('<div class="grid">\n' + "\n".join(cards) + "\n</div>")
+            cards = []
+        grid = layout(prompt_slug, jobs)
+        corner = f"{grid.row_axis} ↓ {grid.column_axis} →" if grid.row_axis else grid.column_axis
+        head = f"<tr><th>{esc(corner)}</th>" + "".join(f"<th>{esc(label)}</th>" for label in grid.columns) + "</tr>"
+        rows = [
+            f"<tr><th>{esc(label)}</th>" + "".join(f"<td>{card(job.slug) if job else ''}</td>" for job in cells) + "</tr>"
+            for label, cells in grid.rows
+        ]
+        blocks.append(f'<section class="compare" id="{esc(prompt_slug)}"><h2>{esc(prompt_slug)}</h2>'
+                      f"<table>{head}{''.join(rows)}</table></section>")
+    if cards:
+        blocks.append('<div class="grid">\n' + "\n".join(cards) + "\n</div>")
+    title = esc(f"Review: {outcome.batch}")
+    return _PAGE.format(title=title, summary=esc(outcome.facts.summary()), cards="\n".join(blocks))
 
 
 def _card(slug: str, record: Optional[RenderRecord], verdict: Optional[str], cues: list[str]) -> str:
@@ -74,11 +97,14 @@ figcaption {{ padding: .5rem .7rem .7rem; }}
 .verdict {{ float: right; font-size: 12px; padding: 0 .4rem; border-radius: 3px; background: #ddd; }}
 .keep {{ background: #cdebd0; }} .reroll {{ background: #fbe7b5; }} .reject {{ background: #f4c7c7; }}
 ul {{ margin: .3rem 0 0; padding-left: 1.1rem; }}
+.compare {{ margin: 1.5rem 0; overflow-x: auto; }}
+.compare h2 {{ font-size: 1.1rem; margin: 0 0 .5rem; }}
+.compare table {{ border-spacing: .6rem; }}
+.compare th {{ font-weight: 600; color: #444; text-align: center; white-space: nowrap; }}
+.compare td {{ vertical-align: top; width: 260px; }}
 </style>
 <h1>{title}</h1>
 <div class="summary">{summary} · written by <code>renderloop review --html</code>; verdicts are typed in review.md</div>
-<div class="grid">
 {cards}
-</div>
 </html>
 """

@@ -83,6 +83,8 @@ def fold(
                 png_sha256=marker.png_sha256,
                 archetype=job.archetype,
                 reviewer=reviewer,
+                prompt_slug=job.prompt_slug if job.axes else None,
+                axes=job.axis_values() or None,
             )
         )
     return result

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
-from studio.batch import LoadedBatch, PromptEntry, batch_id_of, load_batch_bytes
+from studio.batch import Job, LoadedBatch, PromptEntry, batch_id_of, load_batch_bytes
 from studio.clock import iso, utcnow
 from studio.config import StudioConfig, load_config
 from studio.errors import FatalError, InvalidFile
@@ -39,7 +39,10 @@ class Written:
     gathered: Optional["Gathered"] = None  # None for the example
 
 
-def new_batch(repo: Path, batch: str, *, rerolls: bool, model: Optional[str], force: bool) -> Written:
+def new_batch(
+    repo: Path, batch: str, *, rerolls: bool, model: Optional[str], force: bool,
+    compare: Optional[list[str]] = None, source: Optional[str] = None,
+) -> Written:
     studio = open_studio(repo)
     problem = batch_id_problem(batch)
     if problem:
@@ -50,7 +53,10 @@ def new_batch(repo: Path, batch: str, *, rerolls: bool, model: Optional[str], fo
     path = studio.inside(studio.batches_dir) / f"{batch}.yaml"
     rel = f"batches/{batch}.yaml"
     _check_free(studio, batch, path, force)
-    if rerolls:
+    if compare is not None:
+        gathered = None
+        text = compare_text(batch, _source_batch(studio, config, source, batch), compare, config)
+    elif rerolls:
         gathered = gather_rerolls(studio, config, batch)
         text = rerolls_text(batch, gathered, model, config)
     else:
@@ -155,7 +161,7 @@ def _reroll(
     if loaded is not None and job is not None:
         if verdict.spec_hash and job.spec_hash != verdict.spec_hash and verdict.batch != batch:
             return None, "its batch file was changed since the verdict, so it is being re-rendered there"
-        entry = _entry_from_batch(loaded, verdict.slug)
+        entry = _entry_from_batch(loaded, job)
         old_seed = verdict.seed if verdict.seed is not None else job.spec.seed
         resolved = job.spec
         cues = list(entry.pop("cues", []))
@@ -186,14 +192,17 @@ def _reroll(
     return Reroll(verdict.slug, verdict.batch, verdict, entry, old_seed), ""
 
 
-def _entry_from_batch(loaded: LoadedBatch, slug: str) -> dict[str, Any]:
-    """The prompt as written (cues kept apart) with the batch-level settings it inherits."""
-    entry: PromptEntry = next(p for p in loaded.model.prompts if p.slug == slug)
-    out: dict[str, Any] = {"prompt": entry.prompt}
+def _entry_from_batch(loaded: LoadedBatch, job: Job) -> dict[str, Any]:
+    """The prompt as written (cues kept apart) with the batch-level settings it inherits (and its sweep set)."""
+    entry: PromptEntry = next(p for p in loaded.model.prompts if p.slug == (job.prompt_slug or job.slug))
+    out: dict[str, Any] = {"prompt": job.written_prompt or entry.prompt}
     for key in CARRIED:
         value = getattr(entry, key) if getattr(entry, key) is not None else getattr(loaded.model, key)
         if value is not None:
             out[key] = value
+    for axis in job.axes:  # a swept image: the settings its combination gave it
+        if axis.name in CARRIED:
+            out[axis.name] = getattr(job.spec, axis.name)
     if entry.archetype:
         out["archetype"] = entry.archetype
     out["cues"] = list(entry.cues)
@@ -265,3 +274,57 @@ def _dump(data: Any) -> str:
 def _indent(text: str, prefix: str) -> str:
     return "".join(prefix + line for line in text.splitlines(keepends=True))
 
+
+
+# --- a comparison ----------------------------------------------------------------------------
+
+
+def _source_batch(studio: Studio, config: StudioConfig, source: Optional[str], batch: str) -> LoadedBatch:
+    if source is None:
+        raise FatalError("--compare needs --from BATCH: the batch whose prompts to compare")
+    problem = batch_id_problem(source)
+    if problem:
+        raise FatalError(problem)
+    if source == batch:
+        raise FatalError(f"--from {source} is the batch being written: name a new batch")
+    inventory = load_batches(studio, config)
+    if source in inventory.invalid:
+        raise FatalError(f"batch {source!r} is not valid: {inventory.invalid[source].problems[0]}")
+    loaded = inventory.batches.get(source)
+    if loaded is None:
+        raise FatalError(f"no batch file batches/{source}.yaml")
+    return loaded
+
+
+def compare_text(batch: str, source: LoadedBatch, models: list[str], config: StudioConfig) -> str:
+    """A batch rendering each prompt of ``source`` once per model: a ``model`` sweep over its prompts.
+
+    Each prompt keeps its text, cues, archetype, size, negative and seed (the
+    seed its first image was rendered with), so the models are compared on
+    the same seed; steps, cfg, sampler and scheduler are each model's own.
+    """
+    for name in models:
+        if name not in config.models:
+            raise FatalError(f"unknown model {name!r}; renderloop.yaml has {', '.join(sorted(config.models))}")
+    if len(set(models)) < 2:
+        raise FatalError("--compare names two or more models, separated by commas: --compare flux-schnell,z-image-turbo")
+    entries = []
+    for prompt_slug, jobs in source.groups():
+        job = jobs[0]
+        entry: dict[str, Any] = {"slug": prompt_slug, "prompt": job.written_prompt or job.spec.prompt,
+                                 "seed": job.spec.seed, "width": job.spec.width, "height": job.spec.height}
+        if job.spec.negative:
+            entry["negative"] = job.spec.negative
+        if job.archetype:
+            entry["archetype"] = job.archetype
+        if job.cues:
+            entry["cues"] = list(job.cues)
+        entries.append(entry)
+    head = [
+        f"# Comparison written by `renderloop new {batch} --compare {','.join(models)} --from {source.batch}`:",
+        f"# the {len(entries)} prompts of {source.batch}, each rendered by every model of the sweep, on the seed",
+        "# and size it had there. Review the grids, then `renderloop stats --compare`.",
+    ]
+    body = _dump({"version": 1, "sweep": {"model": list(dict.fromkeys(models))}}) + "prompts:\n"
+    body += _indent(_dump(entries), "  ")
+    return "\n".join(head) + "\n" + body

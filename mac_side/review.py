@@ -22,6 +22,12 @@ cues, free notes) and is kept. The comment records the spec hash the
 verdict applies to, so a verdict typed for an image that was re-rendered in
 the meantime is recorded against the image the person saw.
 
+A swept prompt (issue 12) is one ``## prompt-slug`` section with a grid of
+its images (a Markdown table, rows and columns named by the axes) and a
+hidden ``renderloop grid`` comment, followed by one ``### image-slug`` cell
+per image, each exactly like a plain section (spec line, hidden spec
+comment, then the person's verdict, cues and notes).
+
 Parsing uses markdown-it-py tokens and their line maps for line numbers.
 """
 from __future__ import annotations
@@ -35,7 +41,8 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from studio.batch import LoadedBatch
+from mac_side.grid import Grid, layout
+from studio.batch import Job, LoadedBatch
 from studio.errors import Problem
 from studio.inventory import PngCheck, job_state
 from studio.layout import slug_problem
@@ -58,6 +65,12 @@ STALE_NOTICE = (
 VERDICT_TEMPLATE = ["verdict:", "cues:"]
 
 _HEADER_RE = re.compile(r"\A<!--\s*renderloop review\b")
+_GRID_RE = re.compile(r"\A<!--\s*renderloop grid\b")
+GRID_COMMENT = (
+    "<!-- renderloop grid: one image per cell; type each image's verdict and cues under its own `###` heading "
+    "below, as for a single image -->"
+)
+THUMB_WIDTH = 240
 _MARKER_RE = re.compile(r"\A<!--\s*renderloop spec\s+(.*?)\s*-->\s*\Z", re.S)
 _VERDICT_RE = re.compile(r"\Averdict\s*:(.*)\Z", re.I)
 _CUES_RE = re.compile(r"\Acues\s*:(.*)\Z", re.I)
@@ -112,6 +125,7 @@ class Section:
     own_lines: set[int] = field(default_factory=set)  # verdict:, cues: and the cue list
     moved_lines: list[int] = field(default_factory=list)  # verdict or cue lines typed above the marker
     problems: list[Problem] = field(default_factory=list)
+    level: int = 2  # 3: a cell of a comparison grid
 
     @property
     def line(self) -> int:
@@ -202,18 +216,27 @@ def parse(text: str, display: str) -> Review:
     for n, head in enumerate(heads):
         start = _span(tokens[head])[0]
         end = _span(tokens[heads[n + 1]])[0] if n + 1 < len(heads) else len(lines)
-        slug = tokens[head + 1].content.strip()
-        section = Section(slug, start, end)
-        problem = slug_problem(slug)
-        if problem:
-            review.problems.append(Problem(display, start + 1, f"heading {slug!r} is not a slug: {problem}"))
-        elif slug in seen:
-            review.problems.append(Problem(display, start + 1, f"second section for {slug!r} (first at line {seen[slug]})"))
-        else:
-            seen[slug] = start + 1
         blocks = [i for i in top if start < _span(tokens[i])[0] < end]
-        _read_section(section, tokens, blocks, display)
-        review.sections.append(section)
+        grid = next((i for i in blocks if tokens[i].type == "html_block" and _GRID_RE.match(tokens[i].content.strip())), None)
+        if grid is None:
+            spans = [(head, start, end, 2)]
+        else:  # a comparison: its cells are the `### slug` headings below the grid
+            cells = [i for i in blocks if i > grid and tokens[i].type == "heading_open" and tokens[i].tag == "h3"
+                     and slug_problem(tokens[i + 1].content.strip()) is None]
+            bounds = [_span(tokens[i])[0] for i in cells] + [end]
+            spans = [(cell, bounds[k], bounds[k + 1], 3) for k, cell in enumerate(cells)]
+        for heading, first, last, level in spans:
+            slug = tokens[heading + 1].content.strip()
+            section = Section(slug, first, last, level=level)
+            problem = slug_problem(slug)
+            if problem:
+                review.problems.append(Problem(display, first + 1, f"heading {slug!r} is not a slug: {problem}"))
+            elif slug in seen:
+                review.problems.append(Problem(display, first + 1, f"second section for {slug!r} (first at line {seen[slug]})"))
+            else:
+                seen[slug] = first + 1
+            _read_section(section, tokens, [i for i in top if first < _span(tokens[i])[0] < last], display)
+            review.sections.append(section)
     return review
 
 
@@ -384,11 +407,12 @@ def spec_line(record: RenderRecord) -> str:
     return " · ".join(parts)
 
 
-def generated_lines(slug: str, record: RenderRecord) -> list[str]:
-    """renderloop's part of a section: heading, image (or failure), spec line, marker."""
-    lines = [f"## {slug}", ""]
+def generated_lines(slug: str, record: RenderRecord, level: int = 2) -> list[str]:
+    """renderloop's part of a section: heading, image (or failure), spec line, marker (a grid cell: no image)."""
+    lines = ["#" * level + f" {slug}", ""]
     if record.status == "done":
-        lines += [f"![{slug}]({slug}.png)", ""]
+        if level == 2:
+            lines += [f"![{slug}]({slug}.png)", ""]
     else:
         kind, message = (record.error.kind, record.error.message) if record.error else ("backend-error", "")
         text = " ".join(message.split())[:500]
@@ -418,25 +442,80 @@ def render(
         notes = _trim_blank(old.lines[old.header_body[0] : old.header_body[1]])
         out += notes + ([""] if notes else [])
     slugs = [job.slug for job in batch.jobs]
-    for slug in slugs:
+    for prompt_slug, jobs in batch.groups():
+        if jobs[0].axes:
+            out += _grid_section(prompt_slug, jobs, records, old, recorded)
+            continue
+        slug = jobs[0].slug
         section = old.section(slug) if old is not None else None
-        lines = _section(slug, records.get(slug), old, section, recorded)
-        out += lines
+        out += _section(slug, records.get(slug), old, section, recorded)
     if old is not None:  # sections of slugs no longer in the batch: kept only while they hold a typed verdict
         for section in old.sections:
             if section.slug not in slugs and section.typed and not _is_recorded(section, recorded):
-                out += _trim_blank(old.lines[section.start : section.end]) + [""]
+                kept = _trim_blank(old.lines[section.start : section.end])
+                out += ([f"## {section.slug}"] + kept[1:] if section.level != 2 else kept) + [""]
     return "\n".join(_squeeze_blank(out)).rstrip("\n") + "\n"
 
 
+def _grid_section(
+    prompt_slug: str, jobs: list[Job], records: dict[str, RenderRecord], old: Optional[Review], recorded: Recorded
+) -> list[str]:
+    """A swept prompt: heading, the grid, the grid comment, then one ``###`` cell per image."""
+    sections = {job.slug: old.section(job.slug) if old is not None else None for job in jobs}
+    cells: list[str] = []
+    for job in jobs:
+        cells += _section(job.slug, records.get(job.slug), old, sections[job.slug], recorded, level=3)
+    if not cells:
+        return []
+
+    def verdict(job: Job) -> Optional[str]:
+        section = sections[job.slug]
+        return section.verdict if section is not None else None
+
+    table = grid_table(layout(prompt_slug, jobs), records, verdict)
+    return [f"## {prompt_slug}", "", *table, "", GRID_COMMENT, "", *cells]
+
+
+def grid_table(
+    grid: Grid, records: dict[str, RenderRecord], verdict: Callable[[Job], Optional[str]]
+) -> list[str]:
+    """The grid as a Markdown table: a thumbnail (a link to the image), the slug and the verdict per cell."""
+    corner = f"{grid.row_axis} ↓ {grid.column_axis} →" if grid.row_axis else grid.column_axis
+    head = [_cell_text(corner), *(_cell_text(label) for label in grid.columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for label, jobs in grid.rows:
+        cells = [f"**{_cell_text(label)}**"] + [_grid_cell(job, records, verdict) for job in jobs]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _grid_cell(job: Optional[Job], records: dict[str, RenderRecord], verdict: Callable[[Job], Optional[str]]) -> str:
+    if job is None:
+        return " "
+    record = records.get(job.slug)
+    if record is None:
+        picture = "*waiting*"
+    elif record.status == "failed":
+        picture = "**render failed**"
+    else:
+        picture = f'<a href="{job.slug}.png"><img src="{job.slug}.png" alt="{job.slug}" width="{THUMB_WIDTH}"></a>'
+    said = verdict(job)
+    return f"{picture}<br>`{job.slug}`<br>" + (f"verdict: **{said}**" if said else "verdict: *to judge*")
+
+
+def _cell_text(text: str) -> str:
+    return _escape(text) or " "
+
+
 def _section(
-    slug: str, record: Optional[RenderRecord], old: Optional[Review], section: Optional[Section], recorded: Recorded
+    slug: str, record: Optional[RenderRecord], old: Optional[Review], section: Optional[Section], recorded: Recorded,
+    level: int = 2,
 ) -> list[str]:
     if record is None:  # nothing to show yet; a section typed for a render since deleted is kept
         if old is not None and section is not None and section.typed and not _is_recorded(section, recorded):
             return _trim_blank(old.lines[section.start : section.end]) + [""]
         return []
-    generated = generated_lines(slug, record)
+    generated = generated_lines(slug, record, level)
     if old is None or section is None:
         return generated + VERDICT_TEMPLATE + [""]
     same_image = section.marker is None or section.marker.spec_hash == record.spec_hash

@@ -75,3 +75,90 @@ def _model_of(line: LedgerLine, record: RenderRecord | None) -> str:
         return line.model
     return record.spec.model if record is not None else "(unknown)"
 
+
+
+# ---------------------------------------------------------------- stats --compare
+
+
+@dataclass
+class Duel:
+    """Two values of one axis, judged side by side on the images of swept prompts that differ only in that axis."""
+
+    archetype: str
+    axis: str
+    first: str
+    second: str
+    first_only: int = 0  # the first kept, the second not
+    second_only: int = 0
+    both: int = 0
+    neither: int = 0
+    prompts: set[tuple[str, str]] = field(default_factory=set)  # (batch, prompt slug)
+
+    @property
+    def decided(self) -> int:
+        """Comparisons where exactly one of the two was kept."""
+        return self.first_only + self.second_only
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "archetype": self.archetype, "axis": self.axis, "variant": self.first, "against": self.second,
+            "kept_alone": self.first_only, "against_kept_alone": self.second_only, "both_kept": self.both,
+            "neither_kept": self.neither, "comparisons": self.decided + self.both + self.neither,
+            "prompts": len(self.prompts),
+        }
+
+
+def compare(ledger: Ledger) -> list[Duel]:
+    """Every pair of axis values judged side by side, by archetype: how often each was kept when the other was not.
+
+    Two images are side by side when they come from the same prompt entry of
+    the same batch (a sweep) and differ in exactly one axis; each such pair
+    of verdicts in force counts once.  The winner of each pair comes first.
+    """
+    groups: dict[tuple[str, str], list[LedgerLine]] = defaultdict(list)
+    for (batch, _slug), line in ledger.in_force().items():
+        if line.axes and line.prompt_slug:
+            groups[(batch, line.prompt_slug)].append(line)
+    duels: dict[tuple[str, str, str, str], Duel] = {}
+    for key, lines in groups.items():
+        names = sorted({name for line in lines for name in line.axes or {}})
+        for axis in names:
+            contexts: dict[tuple[tuple[str, str], ...], list[LedgerLine]] = defaultdict(list)
+            for line in lines:
+                axes = line.axes or {}
+                if axis in axes:
+                    contexts[tuple(sorted((k, str(v)) for k, v in axes.items() if k != axis))].append(line)
+            for members in contexts.values():
+                for n, one in enumerate(members):
+                    for other in members[n + 1 :]:
+                        _judge(duels, key, axis, one, other)
+    found = [_winner_first(duel) for duel in duels.values()]
+    return sorted(found, key=lambda d: (d.archetype, d.axis, -d.decided, d.first, d.second))
+
+
+def _judge(duels: dict[tuple[str, str, str, str], Duel], key: tuple[str, str], axis: str,
+           one: LedgerLine, other: LedgerLine) -> None:
+    a, b = str((one.axes or {})[axis]), str((other.axes or {})[axis])
+    if a == b:
+        return
+    if b < a:
+        a, b, one, other = b, a, other, one
+    archetype = one.archetype or other.archetype or "(none)"
+    duel = duels.setdefault((archetype, axis, a, b), Duel(archetype, axis, a, b))
+    duel.prompts.add(key)
+    kept = (one.verdict == "keep", other.verdict == "keep")
+    if kept == (True, False):
+        duel.first_only += 1
+    elif kept == (False, True):
+        duel.second_only += 1
+    elif kept == (True, True):
+        duel.both += 1
+    else:
+        duel.neither += 1
+
+
+def _winner_first(duel: Duel) -> Duel:
+    if duel.second_only > duel.first_only:
+        return Duel(duel.archetype, duel.axis, duel.second, duel.first, duel.second_only, duel.first_only, duel.both,
+                    duel.neither, duel.prompts)
+    return duel

@@ -176,9 +176,14 @@ class Axis:
     """One axis value of a swept image: ``model`` ``z-image-turbo``, shown as ``label``, named in the slug by ``part``."""
 
     name: str  # model, seed, steps, cfg, sampler, scheduler, size, prompt
-    value: AxisValue
+    value: AxisValue  # as the ledger records it: a seed counted by ``seeds: N`` is its number, 1 to N
     label: str
     part: str
+    sets: Optional[AxisValue] = None  # the spec's value when it is not ``value``: the derived seed
+
+    @property
+    def setting(self) -> AxisValue:
+        return self.value if self.sets is None else self.sets
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,7 @@ class Job:
     line: int
     prompt_slug: str = ""  # the prompt entry's slug: the same as ``slug`` unless swept
     axes: tuple[Axis, ...] = ()  # this image's place in its prompt's sweep; empty when not swept
+    written_prompt: str = ""  # the prompt as written, with its variant's text, before cues
 
     def axis_values(self) -> dict[str, AxisValue]:
         """The axes as the ledger records them: ``{"model": "flux-schnell", "seed": 2}``."""
@@ -292,7 +298,7 @@ def resolve(doc: Document, batch_id: str, config: StudioConfig) -> LoadedBatch:
             problems += spec_problems
             if spec is not None:
                 jobs.append(Job(batch_id, slug, spec, spec.hash, entry.archetype, tuple(entry.cues), line,
-                                entry.slug, axes))
+                                entry.slug, axes, _with_variant(entry.prompt, overrides.get("prompt", ""))))
     if problems:
         # a bad batch-level default is one problem, however many prompts rely on it
         raise InvalidFile(sorted(dict.fromkeys(problems), key=lambda p: p.line))
@@ -414,7 +420,7 @@ def _plan(doc: Document, batch_id: str, batch: Batch, index: int, entry: PromptE
         name = SWEEP_KEYS[key]
         if key == "seeds":
             derived = [derive_seed(batch_id, entry.slug, str(n)) for n in range(1, value + 1)]
-            axes.append((name, [Axis(name, seed, f"s{n}", f"s{n}") for n, seed in enumerate(derived, 1)]))
+            axes.append((name, [Axis(name, n, f"s{n}", f"s{n}", seed) for n, seed in enumerate(derived, 1)]))
         else:
             axes.append((name, [_axis(name, v, key) for v in (value.items() if key == "prompt" else value)]))
     if sweep.mode == "zip":
@@ -471,7 +477,7 @@ def _combinations(entry: PromptEntry, plan: "Plan | None") -> list[tuple[str, tu
             elif axis.name == "prompt":
                 overrides["prompt"] = variants.get(str(axis.value), "")
             else:
-                overrides[axis.name] = axis.value
+                overrides[axis.name] = axis.setting
         found.append((swept_slug(entry.slug, [a.part for a in combo]), tuple(combo), overrides))
     return found
 

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Literal, Optional, TypeGuard
+from typing import Iterable, Literal, Optional, TypeGuard, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
 from studio.errors import FatalError, InvalidFile, Problem
 from studio.fsutil import read_or_none
@@ -62,10 +62,15 @@ class LedgerLine(BaseModel):
     png_sha256: Optional[str] = None
     archetype: Optional[str] = None
     reviewer: Optional[str] = None
+    # A swept image (issue 12): its prompt entry's slug and its axis values, {"model": "flux-schnell", "seed": 2};
+    # absent on other lines (and on every line written before sweeps).
+    prompt_slug: Optional[Slug] = None
+    axes: Optional[dict[str, Union[StrictInt, StrictFloat, str]]] = Field(default=None, max_length=16)
 
     def to_line(self) -> str:
-        """The line as written: compact JSON, schema field order, LF-terminated."""
-        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False, separators=(", ", ": ")) + "\n"
+        """The line as written: compact JSON, schema field order, LF-terminated (no sweep fields on a plain image)."""
+        data = self.model_dump(mode="json", exclude={name for name in ("prompt_slug", "axes") if getattr(self, name) is None})
+        return json.dumps(data, ensure_ascii=False, separators=(", ", ": ")) + "\n"
 
 
 def parse(raw: bytes, display: str = LEDGER_NAME) -> list[LedgerLine]:

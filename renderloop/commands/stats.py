@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,11 +19,49 @@ VERDICT_HEADERS = ("reviewed", "keep", "reroll", "reject", "keep rate")
 
 
 def add_parser(sub: Subcommands) -> None:
-    add_repo(add_command(sub, "stats", "keep rate by model and archetype, render time and cost by backend", run))
+    p = add_command(sub, "stats", "keep rate by model and archetype, render time and cost by backend", run)
+    p.add_argument("--compare", action="store_true",
+                   help="swept prompts: how often each model (seed, steps...) was kept when the other was not")
+    p.add_argument("--json", action="store_true", help="with --compare: the counts as JSON")
+    add_repo(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.compare:
+        return stats_compare(args.repo, as_json=args.json)
+    if args.json:
+        print("renderloop stats: --json goes with --compare", file=sys.stderr)
+        return 2
     return stats(args.repo)
+
+
+def stats_compare(repo: Path, *, as_json: bool = False) -> int:
+    from mac_side.stats import compare
+    from studio.layout import open_studio
+    from studio.ledger import Ledger
+
+    duels = compare(Ledger.read(open_studio(repo).ledger_path))
+    if as_json:
+        print(json.dumps({"comparisons": [duel.as_dict() for duel in duels]}, indent=2, ensure_ascii=False))
+        return 0
+    if not duels:
+        print("Nothing to compare yet: sweep a prompt over two models (or seeds, steps...) in a batch, "
+              "and commit verdicts for its images.")
+        return 0
+    print("Kept against each other: images of one swept prompt that differ in one axis, verdicts in force")
+    archetype = None
+    for duel in duels:
+        if duel.archetype != archetype:
+            archetype = duel.archetype
+            print(f"\n{archetype}")
+        prompts = f"{len(duel.prompts)} prompt" + ("s" if len(duel.prompts) != 1 else "")
+        first, second = _named(duel.axis, duel.first), _named(duel.axis, duel.second)
+        if duel.decided:
+            said = f"{first} is kept {duel.first_only} of {duel.decided} times against {second}"
+        else:
+            said = f"{first} and {second}: never one kept without the other"
+        print(f"  {duel.axis}: {said} (both kept {duel.both}, neither {duel.neither}; {prompts})")
+    return 0
 
 
 def stats(repo: Path) -> int:
@@ -49,6 +89,11 @@ def stats(repo: Path) -> int:
     if not found.by_model:
         print("\nNo verdicts yet: complete `verdict:` lines in a review and commit it to see keep rates.")
     return 0
+
+
+def _named(axis: str, value: str) -> str:
+    """``z-image-turbo``, ``1344x768``; a number with its axis: ``seed 2``, ``steps 8``, ``cfg 3.5``."""
+    return f"{axis} {value}" if axis in ("seed", "steps", "cfg") else value
 
 
 def _tally_rows(tallies: dict[str, Tally]) -> list[tuple[object, ...]]:
