@@ -315,14 +315,21 @@ def _limit_problems(doc: Document, batch: Batch, limits: Limits) -> list[Problem
     sources: list[tuple[tuple[Any, ...], _SharedSettings]] = [((), batch)]
     sources += [(("prompts", index), entry) for index, entry in enumerate(batch.prompts)]
     for loc, source in sources:
-        texts = [(name, getattr(source, name, None)) for name in ("prompt", "negative", "sampler", "scheduler")]
-        texts += [("cues", cue) for cue in getattr(source, "cues", [])]
-        for name, value in texts:
+        texts: list[tuple[tuple[Any, ...], str, Optional[str]]] = [
+            (loc + (name,), name, getattr(source, name, None)) for name in ("prompt", "negative", "sampler", "scheduler")
+        ]
+        texts += [(loc + ("cues",), "cues", cue) for cue in getattr(source, "cues", [])]
+        sweep: Optional[Sweep] = source.sweep if isinstance(source, (Batch, PromptEntry)) else None
+        if sweep is not None:  # a sweep's values as if written on the prompt
+            for name in ("sampler", "scheduler"):
+                texts += [(loc + ("sweep", name), name, value) for value in getattr(sweep, name) or []]
+            texts += [(loc + ("sweep", "prompt", variant), "prompt", text) for variant, text in (sweep.prompt or {}).items()]
+        for where, name, value in texts:
             key = "cue_chars" if name == "cues" else f"{name}_chars"
             limit = getattr(limits, key)
             if value is not None and len(value) > limit:
-                problems.append(doc.problem(loc + (name,), (
-                    f"{dotted(loc + (name,))}: {len(value)} characters; renderloop.yaml limits.{key} allows at "
+                problems.append(doc.problem(where, (
+                    f"{dotted(where)}: {len(value)} characters; renderloop.yaml limits.{key} allows at "
                     f"most {limit}")))
     return problems
 

@@ -184,3 +184,16 @@ def test_the_worker_renders_each_models_images_together(tmp_path: Path) -> None:
     studio_ = Studio.at(studio)
     plan = make_plan(studio_, load_config(studio_))
     assert [j.spec.model for j in plan.jobs] == ["z-image-turbo"] * 3 + ["flux-schnell"] * 3
+
+
+def test_a_sweeps_text_is_held_to_the_studios_lower_limits(tmp_path: Path) -> None:
+    (tmp_path / "renderloop.yaml").write_text(
+        "version: 1\nmodels:\n  flux-dev: {}\nlimits:\n  prompt_chars: 10\n  sampler_chars: 5\n", encoding="utf-8"
+    )
+    config = load_config(Studio.at(tmp_path))
+    text = "version: 1\nmodel: flux-dev\nprompts:\n  - slug: a\n    prompt: x\n    sweep:\n      sampler: [euler, dpmpp_2m]\n" \
+           "      prompt: {oil: 'oil painting, visible strokes'}\n"
+    assert problems(text, config=config) == [
+        f"{REL}:7: prompts[0].sweep.sampler: 8 characters; renderloop.yaml limits.sampler_chars allows at most 5",
+        f"{REL}:8: prompts[0].sweep.prompt.oil: 29 characters; renderloop.yaml limits.prompt_chars allows at most 10",
+    ]
