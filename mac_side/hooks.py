@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from mac_side.ledger import Fold, describe, fold
-from mac_side.review import decode, parse
+from mac_side.review import decode, parse, refresh_grids
 from mac_side.review_update import batches_with_renders, update_reviews
 from studio import git
 from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
@@ -108,6 +108,9 @@ def pre_commit(studio: Studio) -> Said:
         _stage_ledger(root)
         noun = "verdict" if len(result.lines) == 1 else "verdicts"
         said.messages.append(f"recorded {len(result.lines)} {noun} in {LEDGER_NAME} ({describe(result.lines)})")
+    for rel, text in result.refreshed.items():  # comparison grids show the verdicts just typed
+        write_text_atomic(root / rel, text)
+        _stage(root, rel)
     said.messages += result.notes
     return said
 
@@ -129,22 +132,27 @@ def _fold_reviews(studio: Studio, reviews: list[str], index_ledger: bytes, confi
         total.lines += result.lines
         total.notes += result.notes
         total.problems += result.problems
+        total.refreshed.update(result.refreshed)
     return total
 
 
 def _stage_ledger(root: Path) -> None:
-    """Stage the ledger into the index the commit is built from, and into the next real index.
+    _stage(root, LEDGER_NAME)
+
+
+def _stage(root: Path, rel: str) -> None:
+    """Stage ``rel`` into the index the commit is built from, and into the next real index.
 
     ``git commit PATH...`` builds the commit from a temporary index
     (``next-index-*.lock``) and writes the real index's next version to
     ``index.lock``, renamed into place after the commit: the ledger must be
     staged in both, or the real index would keep the old ledger.
     """
-    git.add(root, LEDGER_NAME)
+    git.add(root, rel)
     index = Path(os.environ.get("GIT_INDEX_FILE", ""))
     real_next = git.git_dir(root) / "index.lock"
     if index.name.startswith("next-index-") and real_next.is_file():
-        git.run(root, "add", "--", LEDGER_NAME, env={"GIT_INDEX_FILE": str(real_next)})
+        git.run(root, "add", "--", rel, env={"GIT_INDEX_FILE": str(real_next)})
 
 
 def _type_changes(root: Path) -> list[str]:
@@ -234,7 +242,18 @@ def _fold_review(root: Path, rel: str, config: StagedConfig, ledger: Ledger, rev
         except (ValueError, RefusedFile):
             return None
 
-    return fold(parse(text, rel), batch_id, batch, record_of, ledger, reviewer)
+    result = fold(parse(text, rel), batch_id, batch, record_of, ledger, reviewer)
+    if batch is not None and any(job.axes for job in batch.jobs):
+        try:
+            working = read_or_none(root / rel, MAX_REVIEW_BYTES, root, rel)
+        except (InvalidFile, RefusedFile):
+            working = None
+        if working == raw:  # nothing unstaged in it: its grids can be redrawn and staged
+            records = {job.slug: record for job in batch.jobs if (record := record_of(job.slug)) is not None}
+            refreshed = refresh_grids(text, batch, records)
+            if refreshed != text:
+                result.refreshed[rel] = refreshed
+    return result
 
 
 def _staged_batch(root: Path, batch_id: str, review: str, config: StagedConfig) -> tuple[Optional[LoadedBatch], list[Problem]]:

@@ -23,6 +23,7 @@ class Fold:
     lines: list[LedgerLine] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    refreshed: dict[str, str] = field(default_factory=dict)  # review path -> its text with its grids redrawn
 
 
 def fold(

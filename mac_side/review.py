@@ -489,6 +489,29 @@ def grid_table(
     return lines
 
 
+def refresh_grids(text: str, batch: LoadedBatch, records: dict[str, RenderRecord]) -> str:
+    """``text`` with each comparison grid redrawn from the verdicts typed in its cells (the rest as it is)."""
+    review = parse(text, "")
+    lines = text.split("\n")
+    for prompt_slug, jobs in batch.groups():
+        if not jobs[0].axes or f"## {prompt_slug}" not in lines:
+            continue
+        head = lines.index(f"## {prompt_slug}")
+        first = next((i for i in range(head + 1, len(lines)) if lines[i].startswith(("|", "#", "<!--"))), None)
+        if first is None or not lines[first].startswith("|"):
+            continue
+        end = first
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1
+
+        def verdict(job: Job) -> Optional[str]:
+            section = review.section(job.slug)
+            return section.verdict if section is not None else None
+
+        lines[first:end] = grid_table(layout(prompt_slug, jobs), records, verdict)
+    return "\n".join(lines)
+
+
 def _grid_cell(job: Optional[Job], records: dict[str, RenderRecord], verdict: Callable[[Job], Optional[str]]) -> str:
     if job is None:
         return " "

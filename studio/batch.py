@@ -72,9 +72,6 @@ def _distinct(values: Any) -> Any:
     return values
 
 
-_Axis = Annotated[list[Any], Field(min_length=1, max_length=MAX_PROMPTS)]
-
-
 class Sweep(_Strict):
     """``sweep:`` on a batch or a prompt: axes over spec fields, each image one combination."""
 
@@ -266,7 +263,7 @@ def resolve(doc: Document, batch_id: str, config: StudioConfig) -> LoadedBatch:
         raise InvalidFile(problems_from(exc, doc)) from None
     problems: list[Problem] = _limit_problems(doc, batch, config.limits)
     plans = [(index, entry, _plan(doc, batch_id, batch, index, entry)) for index, entry in enumerate(batch.prompts)]
-    problems += [p for _, _, plan in plans if isinstance(plan, Problem) for p in [plan]]
+    problems += [plan for _, _, plan in plans if isinstance(plan, Problem)]
     total = sum(_count(plan) for _, _, plan in plans if not isinstance(plan, Problem))
     if total > config.limits.prompts_per_batch and any(entry.sweep or batch.sweep for entry in batch.prompts):
         where = next(("prompts", i, "sweep") for i, e, _ in plans if e.sweep) if batch.sweep is None else ("sweep",)

@@ -201,8 +201,10 @@ def test_end_to_end_in_a_real_studio(sandbox: Sandbox) -> None:
               "harbor-flux-schnell-s2": "verdict: reroll\ncues:\n- warmer", "harbor-flux-schnell-s3": "verdict: keep\ncues:"}
     review_round(sandbox, "compare", typed)
     mac = sandbox.mac
-    log = git(mac, "log", "--format=%s").stdout
-    assert "review compare" in log
+    committed = git(mac, "show", "HEAD:renders/compare/review.md").stdout  # the grid shows the verdicts just typed
+    assert "`harbor-flux-schnell-s2`<br>verdict: **reroll**" in committed
+    assert "`harbor-z-image-turbo-s1`<br>verdict: **keep**" in committed
+    assert git(mac, "status", "--porcelain").stdout == ""
     ledger = parse_ledger((mac / "ledger.jsonl").read_bytes())
     assert {(l.slug, l.verdict) for l in ledger} == {(s, t.split()[1]) for s, t in typed.items()}
     cell = next(l for l in ledger if l.slug == "harbor-flux-schnell-s2")
