@@ -407,6 +407,11 @@ def spec_line(record: RenderRecord) -> str:
     return " · ".join(parts)
 
 
+# What renders a failed image again (a failure is final until asked: see win_side.plan)
+RETRY_HINT = ("to render again: fix the cause, then run `renderloop worker --retry-failed` on the worker "
+              "(or change the seed)")
+
+
 def generated_lines(slug: str, record: RenderRecord, level: int = 2) -> list[str]:
     """renderloop's part of a section: heading, image (or failure), spec line, marker (a grid cell: no image)."""
     lines = ["#" * level + f" {slug}", ""]
@@ -416,7 +421,7 @@ def generated_lines(slug: str, record: RenderRecord, level: int = 2) -> list[str
     else:
         kind, message = (record.error.kind, record.error.message) if record.error else ("backend-error", "")
         text = " ".join(message.split())[:500]
-        lines += [f"**Render failed** · {kind}: {_escape(text)}", ""]
+        lines += [f"**Render failed** · {kind}: {_escape(text)}", "", _escape(RETRY_HINT), ""]
     lines += [spec_line(record), "", Marker.of(record).comment(), ""]
     return lines
 

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
-from mac_side.review import Outline, Review, decode, outline, parse, render
+from mac_side.review import RETRY_HINT, Outline, Review, decode, outline, parse, render
 from studio import git
 from studio.batch import LoadedBatch, load_batch
 from studio.config import StudioConfig, load_config
@@ -54,6 +54,8 @@ class Outcome:
             text += f", the worker could not read the batch file ({self.worker_problem})"
         if self.path:
             text += f" -> {self.path}" + ("" if self.changed else " (unchanged)")
+        if facts.failed:
+            text += f"; {RETRY_HINT}"
         return text
 
 

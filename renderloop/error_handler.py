@@ -7,6 +7,7 @@ anything else is a bug: one line pointing at ``--debug`` and exit 3.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import traceback
 from typing import Iterator
@@ -26,6 +27,8 @@ def error_handler(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         print("renderloop: interrupted", file=sys.stderr)
         raise Exit(130) from None
+    except BrokenPipeError:
+        raise  # the reader of our output left: not an error (see leave_quietly_on_broken_pipe)
     except InvalidFile as exc:
         if debug:
             traceback.print_exc()
@@ -48,3 +51,18 @@ def error_handler(debug: bool) -> Iterator[None]:
                 file=sys.stderr,
             )
         raise Exit(3) from None
+
+
+SIGPIPE_EXIT = 141  # what a shell reports for a program ended by SIGPIPE, as `git log | head -1`
+
+
+@contextlib.contextmanager
+def leave_quietly_on_broken_pipe() -> Iterator[None]:
+    """When the reader of stdout leaves (``renderloop status | head -1``), leave quietly, as git does."""
+    try:
+        yield
+    except BrokenPipeError:
+        # Python would report the failed flush of stdout at exit: point stdout at nothing first
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(SIGPIPE_EXIT) from None

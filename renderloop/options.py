@@ -18,9 +18,28 @@ if TYPE_CHECKING:
 Run = Callable[[argparse.Namespace], int]
 
 
-def add_command(sub: Subcommands, name: str, help: str, run: Run) -> argparse.ArgumentParser:
-    """The parser of the verb ``name``, routed to ``run``."""
-    command = sub.add_parser(name, help=help)
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it says it already.
+
+    A flag (``store_true``) has none to say; an option whose default comes
+    from elsewhere says so in its own words (``default: renderloop.yaml``).
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> Optional[str]:
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.nargs == 0:
+            return text
+        if action.default is None or action.default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def add_command(sub: Subcommands, name: str, help: str, run: Run, hidden: bool = False) -> argparse.ArgumentParser:
+    """The parser of the verb ``name``, routed to ``run`` (``hidden``: left out of the main help)."""
+    if hidden:  # a verb registered without help is not listed
+        command = sub.add_parser(name, description=help, formatter_class=HelpFormatter)
+    else:
+        command = sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
     # --debug is also accepted after the command (`renderloop worker --debug`)
     command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     command.set_defaults(run=run)

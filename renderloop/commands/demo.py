@@ -70,6 +70,8 @@ def demo(keep: Optional[Path] = None, images: int = 4) -> int:
     images = max(2, min(images, len(DEMO_PROMPTS)))  # the second prompt is the one rerolled
     if keep is not None:
         keep = Path(keep).resolve()
+        if keep.exists() and not keep.is_dir():
+            raise FatalError(f"{keep} is not a folder: give --keep a new or empty folder")
         if keep.exists() and any(keep.iterdir()):
             raise FatalError(f"{keep} is not empty: give --keep a new or empty folder")
         keep.mkdir(parents=True, exist_ok=True)
@@ -167,11 +169,17 @@ def _run(root: Path, images: int, kept: bool) -> int:
 
 
 def _worker(clone: Path) -> None:
-    """The worker, as its own process (as on the GPU box): render, commit, push."""
-    command = [sys.executable, "-m", "renderloop", "worker", "--repo", str(clone), "--backend", "placeholder",
+    """The worker, as its own process (as on the GPU box): render, commit, push.
+
+    Started in the sandbox, and with ``-P`` where Python has it: a folder the
+    person ran the demo from that holds ``studio/`` or ``renderloop/`` is not
+    imported instead of renderloop (``PYTHONPATH`` still counts).
+    """
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    command = [sys.executable, *safe_path, "-m", "renderloop", "worker", "--repo", str(clone), "--backend", "placeholder",
                "--placeholder-seconds", "0.2", "--name", "studio-pc", "--once"]
     print("    $ renderloop worker --repo worker --backend placeholder --once", flush=True)
-    code = subprocess.run(command).returncode
+    code = subprocess.run(command, cwd=clone.parent).returncode
     if code:
         raise FatalError(f"the worker failed (exit code {code})")
 

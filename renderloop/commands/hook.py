@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: Subcommands) -> None:
-    p = add_command(sub, "hook", "run a git hook (called by the shims in hooks/)", run)
+    p = add_command(sub, "hook", "run a git hook (called by the shims in hooks/)", run, hidden=True)
     p.add_argument("name", choices=HOOK_NAMES)
     p.add_argument("args", nargs="*")
 

@@ -1,0 +1,124 @@
+"""The command line everywhere: `-C DIR`, defaults in help, hidden verbs, broken pipes, the demo's own code."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from renderloop.main import build_parser
+from tests.comfyui_server import ComfyServer
+from tests.helpers import BATCH_YAML, cli, git, make_sandbox
+ZIT_FILES = ["z_image_turbo_bf16.safetensors", "qwen_3_4b.safetensors", "ae.safetensors"]
+
+
+def test_dash_C_before_the_command_runs_it_in_that_folder(tmp_path: Path) -> None:
+    box = make_sandbox(tmp_path)
+    box.write("batches/hero.yaml", BATCH_YAML)
+    there = cli("-C", str(box.mac), "status", cwd=tmp_path)
+    assert there.returncode == 0, there.stderr
+    assert "hero" in there.stdout
+    here = cli("status", cwd=box.mac)
+    assert there.stdout == here.stdout
+    # relative, and combined with the command's own --repo (as `git -C a -C b`)
+    nested = cli("-C", "mac", "status", "--repo", ".", cwd=tmp_path)
+    assert nested.stdout == here.stdout
+
+
+def test_dash_C_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    result = cli("-C", str(tmp_path / "nowhere"), "status", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"renderloop: error: -C {tmp_path / 'nowhere'}: no such folder"]
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def test_every_option_says_its_default_in_its_help() -> None:
+    parser = build_parser()
+    missing = []
+    for name, command in {"": parser, **_subparsers(parser)}.items():
+        text = command.format_help()
+        for action in command._actions:
+            default = action.default
+            if default is None or default is argparse.SUPPRESS or action.help is argparse.SUPPRESS:
+                continue
+            if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._HelpAction,
+                                   argparse._VersionAction, argparse._SubParsersAction)):
+                continue  # a flag's default is its absence
+            shown = "this folder" if default == Path(".") else str(default)
+            if isinstance(default, list) and not default:
+                shown = "default:"
+            help_text = " ".join(command._get_formatter()._expand_help(action).split())
+            if "default" not in help_text or shown not in help_text:
+                missing.append(f"{name or 'renderloop'} {'/'.join(action.option_strings) or action.dest}: {help_text!r}")
+            assert "default" in " ".join(text.split())
+    assert not missing, "\n".join(missing)
+
+
+def test_hook_is_hidden_from_the_main_help_but_runs() -> None:
+    text = build_parser().format_help()
+    assert not re.search(r"^\s+hook\s", text, re.MULTILINE), text
+    assert "status" in text and "worker" in text
+    assert "hook" in _subparsers(build_parser())
+
+
+def test_status_into_a_closed_pipe_leaves_quietly(tmp_path: Path) -> None:
+    box = make_sandbox(tmp_path)
+    for index in range(40):
+        box.write(f"batches/b{index:02d}.yaml", BATCH_YAML)
+    # `renderloop status | head -1`: the reader is gone before the output is written
+    proc = subprocess.Popen([sys.executable, "-m", "renderloop", "status"], cwd=box.mac,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=60)
+    assert err == ""
+    assert code in (0, 141)
+
+
+def test_demo_keep_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    result = cli("demo", "--keep", "notes.txt", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "notes.txt" in lines[0] and "not a folder" in lines[0], result.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="python -P (no cwd on sys.path) is 3.11+")
+def test_demo_from_a_folder_holding_packages_of_the_same_names(tmp_path: Path) -> None:
+    for package in ("studio", "mac_side", "win_side", "renderloop"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text(f"raise ImportError('the local {package}/ was imported')\n")
+    # as the installed console script starts it: this folder is not on sys.path
+    result = subprocess.run([sys.executable, "-P", "-m", "renderloop", "demo", "--images", "2"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "was imported" not in result.stdout + result.stderr
+
+
+def test_a_failed_render_says_how_to_render_it_again(tmp_path: Path) -> None:
+    box = make_sandbox(tmp_path)
+    box.write("batches/hero.yaml", BATCH_YAML)  # night-train is flux-schnell, whose files the server lacks
+    git(box.mac, "add", "batches")
+    git(box.mac, "commit", "-q", "-m", "batch: hero")
+    git(box.mac, "push", "-q")
+    with ComfyServer(tmp_path / "comfyui", models=ZIT_FILES, render_seconds=0.01) as server:
+        worker = cli("worker", "--repo", str(box.worker), "--comfyui", server.url, "--once")
+    assert worker.returncode == 0, worker.stderr
+    pulled = git(box.mac, "pull", "-q")
+    said = pulled.stdout + pulled.stderr
+    assert "night-train: missing-model" in said, said
+    assert "renderloop worker --retry-failed" in said, said
+    review = (box.mac / "renders" / "hero" / "review.md").read_text()
+    assert "renderloop worker --retry-failed" in review
