@@ -71,6 +71,7 @@ class Setup:
 
     no_hooks: Optional[Path] = None
     index_file: Optional[Path] = None
+    identity: tuple[tuple[str, str], ...] = ()  # user.name / user.email to commit as, where none is configured
 
 
 _setup = Setup()
@@ -125,6 +126,25 @@ def run_no_repository_code(state: Path) -> None:
     _setup = replace(_setup, no_hooks=no_hooks.absolute())
 
 
+# Where git finds who commits, besides user.name and user.email (git-commit-tree(1))
+IDENTITY_ENV = {"user.name": ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"),
+                "user.email": ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL", "EMAIL")}
+
+
+def identity_unset(repo: Path, env: Optional[Mapping[str, str]] = None) -> list[str]:
+    """Which of ``user.name`` and ``user.email`` neither git's config nor the environment gives."""
+    source = os.environ if env is None else env
+    return [key for key, names in IDENTITY_ENV.items()
+            if not any(source.get(name) for name in names) and not config_get(repo, key)]
+
+
+def commit_as(name: Optional[str], email: Optional[str]) -> None:
+    """Make every commit of this process use ``name`` and ``email`` (None: the configured one)."""
+    global _setup
+    identity = tuple((key, value) for key, value in (("user.name", name), ("user.email", email)) if value)
+    _setup = replace(_setup, identity=identity)
+
+
 def use_index(index_file: Optional[str]) -> None:
     """Stage into ``index_file`` (a pre-commit hook's GIT_INDEX_FILE: ``git commit -a`` builds in ``index.lock``)."""
     global _setup
@@ -132,7 +152,7 @@ def use_index(index_file: Optional[str]) -> None:
 
 
 def reset() -> None:
-    """Forget what :func:`run_no_repository_code` and :func:`use_index` set (for tests)."""
+    """Forget what :func:`run_no_repository_code`, :func:`commit_as` and :func:`use_index` set (for tests)."""
     global _setup
     _setup = Setup()
 
@@ -176,6 +196,7 @@ def environment(
     settings = [("credential.interactive", "never"), ("core.longpaths", "true")]
     if setup.no_hooks is not None:
         settings += [("core.hooksPath", str(setup.no_hooks)), ("core.fsmonitor", "false")]
+    settings += list(setup.identity)
     count = int(env.get("GIT_CONFIG_COUNT") or 0)
     for offset, (key, value) in enumerate(settings):
         env[f"GIT_CONFIG_KEY_{count + offset}"] = key

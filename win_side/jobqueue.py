@@ -122,6 +122,8 @@ class LaneRunner:
         self.stop = stop
         self.throttle = Throttle(BACKOFF)
         self._state = threading.Lock()
+        self.down_since: Optional[float] = None  # monotonic time of the first failure to start an image in a row
+        self.last_problem = ""
         self.threads = [
             threading.Thread(target=self._run, name=f"lane-{lane.name}-{i}", daemon=True)
             for i in range(max(1, lane.window))
@@ -168,12 +170,16 @@ class LaneRunner:
             result = RenderFailed("backend-error", f"{type(exc).__name__}: {exc}")
         with self._state:
             self.throttle.succeed()
+            self.down_since = None
         if isinstance(result, RenderResult) and not result.cached:
             self.queue.measured(self.lane.name, result.render_seconds, item.switched)
         self.deliver(RenderOutcome(item, result))
 
     def _back_off(self, exc: BackendUnavailable) -> None:
         with self._state:
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+            self.last_problem = str(exc)
             if self.throttle.waiting and exc.retry_after is None:
                 return  # another thread of this lane failed in the same round and set the wait
             before = self.throttle.until
@@ -197,6 +203,18 @@ class RenderQueue:
 
     def put(self, request: RenderRequest) -> None:
         self.queue.put(Item(request))
+
+    def down_for(self) -> Optional[float]:
+        """Seconds every lane has failed to start an image, in a row; None while one works (or has not failed)."""
+        since = [runner.down_since for runner in self.runners]
+        if not since or any(s is None for s in since):
+            return None
+        return time.monotonic() - max(s for s in since if s is not None)
+
+    def down_lanes(self) -> list[tuple[str, str]]:
+        """Each lane not answering, with its last problem."""
+        return [(getattr(runner.lane, "label", runner.lane.name), runner.last_problem)
+                for runner in self.runners if runner.down_since is not None]
 
     def drop(self, predicate: Callable[[RenderRequest], bool]) -> list[RenderRequest]:
         return [item.request for item in self.queue.remove(lambda i: predicate(i.request))]

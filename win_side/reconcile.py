@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Optional, TypedDict
 from studio.batch import Job
 from studio.config import StudioConfig, load_config
 from studio.errors import FatalError, InvalidFile
+from studio.git import GitError
 from studio.png import NotPng, check_png
 from studio.record import RenderError, RenderRecord, sha256_hex
 from studio.spec import Spec
@@ -35,7 +36,7 @@ from win_side.power import CLOCK, Power, keep_awake_for
 from win_side.plan import Plan, make_plan
 from win_side.progress import Progress
 from win_side.pusher import Pusher
-from win_side.repo import RemoteUnreachable, WorkerRepo
+from win_side.repo import RemoteUnreachable, WorkerRepo, git_reason
 
 if TYPE_CHECKING:  # the worker builds the watcher; this module only starts and stops it
     from win_side.watch import Watcher
@@ -52,6 +53,7 @@ class ReconcileOptions:
     push: bool = True
     retry_failed: bool = False
     only: Optional[set[str]] = None  # restrict to these batches (``renderloop local``)
+    backend_wait: Optional[float] = None  # run_once: give up after every lane failed this long (None: never)
 
 
 class _RecordCommon(TypedDict):
@@ -74,6 +76,7 @@ class Summary:
     pushed: bool = True
     sync_error: Optional[str] = None  # why the last sync with the remote failed, if it did
     pending: int = 0  # finished renders that could not be written into the studio yet
+    backend_down: Optional[str] = None  # run_once gave up: no lane answered for backend_wait seconds
 
 
 class Reconciler:
@@ -153,7 +156,7 @@ class Reconciler:
             try:
                 commit_render(self.repo, record, png)
             except Exception as exc:  # still failing: it keeps waiting, and is not rendered again
-                reason = (record.batch, record.slug, _one_line(str(exc)))
+                reason = (record.batch, record.slug, _why(exc))
                 log.log(logging.DEBUG if reason in self._told else logging.WARNING,
                         "still cannot write %s/%s into the studio (%s); it waits in %s", *reason, self.pending.folder)
                 self._told.add(reason)
@@ -305,7 +308,7 @@ class Reconciler:
             except Exception as exc:  # a path too long, a file held open, a git error: keep the render
                 where = self.pending.keep(record, png)
                 log.error("could not write %s/%s into the studio (%s); kept it in %s, committed on a later pass",
-                          *key, _one_line(str(exc)), where)
+                          *key, _why(exc), where)
                 return
             if record.status == "done":
                 self.summary.rendered += 1
@@ -333,10 +336,36 @@ class Reconciler:
         self.start()
         try:
             self.reconcile()
-            self.wait_idle()
+            self._wait_idle_or_give_up()
         finally:
             self.stop(push_timeout=10.0)
         return self.summary
+
+    def _wait_idle_or_give_up(self) -> None:
+        """:meth:`wait_idle`, unless every lane stops answering for ``backend_wait`` seconds."""
+        limit = self.options.backend_wait
+        if limit is None:
+            self.wait_idle()
+            return
+        said = False
+        while not self.stopping.is_set():
+            if self._idle.wait(0.2) and self.outcomes.empty():
+                with self._state:
+                    if not self.active:
+                        return
+            down_for = self.renders.down_for()
+            if down_for is None:
+                said = False
+                continue
+            lanes = self.renders.down_lanes()
+            names = ", ".join(label for label, _ in lanes)
+            if not said:
+                log.warning("%s not answering; giving up in %g s", names, limit)
+                said = True
+            if down_for >= limit:
+                problem = lanes[-1][1] if lanes else ""
+                self.summary.backend_down = f"{names} did not answer for {limit:g} s" + (f" ({problem})" if problem else "")
+                return
 
     def run_forever(self, watcher: Watcher) -> Summary:
         """Reconcile whenever the watcher pokes, until stopped."""
@@ -400,6 +429,11 @@ def render_record(request: RenderRequest, result: RenderResult | RenderFailed, *
         **common,
     )
     return record, None
+
+
+def _why(exc: Exception) -> str:
+    """What went wrong, in one line: git's own reason for a git command (not the whole command line)."""
+    return (git_reason(exc.stderr) if isinstance(exc, GitError) else "") or _one_line(str(exc))
 
 
 def _one_line(text: str) -> str:

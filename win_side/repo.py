@@ -217,7 +217,7 @@ class WorkerRepo:
         """Which remote could not be used, and why, in one line."""
         where = f"{self.remote} ({_without_password(git.remote_url(self.root, self.remote) or '?')})"
         problem = git.remote_problem(exc)
-        return f"{where} {problem}" if problem else f"{where}: {_reason(exc.stderr) or exc}"
+        return f"{where} {problem}" if problem else f"{where}: {git_reason(exc.stderr) or exc}"
 
     def _fetch(self) -> None:
         git.run(self.root, "fetch", "--quiet", "--no-tags", self.remote, self.branch)
@@ -291,7 +291,7 @@ class WorkerRepo:
             git.run(self.root, "update-ref", f"refs/remotes/{self.remote}/{self.branch}", sha)
             return sha
         if _REJECTED.search(stdout + err):
-            raise PushRejected(_reason(stdout + "\n" + err) or "rejected")
+            raise PushRejected(git_reason(stdout + "\n" + err) or "rejected")
         raise RemoteUnreachable(self._unreachable(GitError(["git", "push"], code, err or stdout)))
 
 
@@ -312,7 +312,7 @@ def existing_or_tracked(root: Path, paths: list[str]) -> list[str]:
     return [p for p in paths if (root / p).exists() or p in tracked]
 
 
-def _reason(output: str) -> str:
+def git_reason(output: str) -> str:
     """The line of git's output that says what went wrong (not its closing advice)."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     server = next((line[len("remote: "):] for line in lines if line.startswith(("remote: error:", "remote: fatal:"))), "")

@@ -7,6 +7,7 @@ both are shown, and stops it through a :class:`StopSwitch`.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ class WorkerOptions:
     comfyui_start: Optional[str] = None  # the command that starts ComfyUI when it does not answer
     models_dir: Optional[str] = None  # ComfyUI's models folder: missing means a drive not mounted
     comfyui_ready_timeout: float = 600.0  # how long a started ComfyUI may take to answer
+    backend_wait: float = 60.0  # --once: seconds to wait for a backend that does not answer
 
 
 def open_studio(repo: Path) -> Studio:
@@ -62,6 +64,8 @@ class WorkerResult:
     summary: Summary
     waiting: int  # commits not pushed
     state: Path  # the clone's private state folder (renders kept after a write failed wait in its pending/)
+    no_remote: Optional[str] = None  # the remote the clone lacks, when it was to push
+    identity: Optional[str] = None  # "name <email>" the worker committed as, when git had none configured
 
 
 class StopSwitch:
@@ -97,6 +101,7 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
     repo = WorkerRepo(studio)
     git.run_no_repository_code(repo.state)
     worker_name = checked_worker_name(options.name, config.worker.name)
+    identity = _own_identity(studio.root, worker_name)
     backend_options = BackendOptions(
         config=config,
         studio_root=studio.root,
@@ -121,12 +126,18 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
         backend = make_backend(options.backend, backend_options)
         reconciler = Reconciler(
             repo, backend,
-            ReconcileOptions(worker=worker_name, push=options.push, retry_failed=options.retry_failed),
+            ReconcileOptions(worker=worker_name, push=options.push, retry_failed=options.retry_failed,
+                             backend_wait=options.backend_wait if options.once else None),
             progress,
         )
         lanes = ", ".join(lane.name for lane in backend.lanes)
         log.info("worker %s on %s: backend %s (%s), window %d",
                  worker_name, studio.root, options.backend, lanes, backend_options.window)
+        if identity:
+            log.warning("no git identity configured here: committing as %s "
+                        "(set user.name and user.email to commit as someone else)", identity)
+        if options.push and not repo.has_remote() and not options.once:
+            log.warning("this clone has no remote %r: commits stay here until you add one", repo.remote)
         switch.arm(reconciler)
         if options.once:
             summary = reconciler.run_once()
@@ -140,13 +151,16 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
             keeper.stop()
         if notifier is not None:
             notifier.stop()
-    waiting = repo.unpushed() if options.push and repo.has_remote() else 0
+    no_remote = repo.remote if options.push and not repo.has_remote() else None
+    waiting = repo.unpushed() if options.push and not no_remote else 0
     log.info("%d rendered, %d failed%s", summary.rendered, summary.failed,
              f", {waiting} commits wait to be pushed" if waiting else "")
     if summary.sync_error and options.once:
         waits = f"; {waiting} commits could not be pushed; they wait in {studio.root}" if waiting else ""
         raise FatalError(f"{summary.sync_error}{waits}")
-    return WorkerResult(studio.root, summary, waiting, repo.state)
+    if summary.backend_down:
+        raise FatalError(f"{summary.backend_down}; nothing was rendered for what waits")
+    return WorkerResult(studio.root, summary, waiting, repo.state, no_remote, identity)
 
 
 def _keeper(options: WorkerOptions, urls: list[str]) -> Optional[ComfyKeeper]:
@@ -187,3 +201,15 @@ def checked_worker_name(flag: Optional[str], configured: Optional[str] = None) -
     if problem:
         raise FatalError(f"{source}: {problem}" + ("" if source == "--name" else "; give one with --name"))
     return name
+
+
+def _own_identity(root: Path, name: str) -> Optional[str]:
+    """Commit as this worker where git knows no one (a fresh box); "name <email>" when so, else None."""
+    unset = git.identity_unset(root)
+    if not unset:
+        return None
+    user = f"renderloop worker {name}" if "user.name" in unset else None
+    local = re.sub(r"[^a-z0-9.-]+", "-", name.lower()).strip(".-") or "worker"
+    email = f"{local}@renderloop.invalid" if "user.email" in unset else None
+    git.commit_as(user, email)
+    return f"{user or git.config_get(root, 'user.name')} <{email or git.config_get(root, 'user.email')}>"

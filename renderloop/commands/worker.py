@@ -45,6 +45,8 @@ def add_parser(sub: Subcommands) -> None:
                    help="the body of that POST (default json: carries Slack's text and Discord's content too)")
     p.add_argument("--log-file", type=Path, default=None, metavar="PATH",
                    help="also write the log to PATH (rotated at 5 MB, 3 kept): for Task Scheduler")
+    p.add_argument("--backend-wait", type=float, default=60.0, metavar="SECONDS",
+                   help="with --once: how long to wait for a backend that does not answer before giving up (exit 1)")
     service = p.add_argument_group("start at logon, restart on failure")
     service.add_argument("--install", action="store_true",
                          help="register the worker with these flags: a Task Scheduler task (Windows), a systemd "
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     above_zero("--poll", args.poll)
     above_zero("--window", args.window, "give 1 or more")
     at_least_zero("--placeholder-seconds", args.placeholder_seconds)
+    at_least_zero("--backend-wait", args.backend_wait)
 
     return worker(
         WorkerOptions(
@@ -86,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             notify_format=args.notify_format,
             comfyui_start=args.comfyui_start,
             models_dir=str(Path(args.models_dir).absolute()) if args.models_dir else None,
+            backend_wait=args.backend_wait,
         ),
         log_file=args.log_file,
     )
@@ -112,6 +116,13 @@ def worker(options: WorkerOptions, log_file: Optional[Path] = None) -> int:
         print(f"renderloop: error: {result.summary.pending} finished render(s) could not be written into the "
               f"studio (see above); they are kept in {result.state / 'pending'} and committed by the next run",
               file=sys.stderr)
+    summary = result.summary
+    if result.no_remote:
+        made = summary.rendered + summary.failed
+        print(f"renderloop: no remote {result.no_remote!r} in {result.root}: nothing was pushed ({made} new commits "
+              f"stay here); add one with `git remote add {result.no_remote} URL`", file=sys.stderr)
+        if made and options.once:
+            return 1
     if result.summary.refused and options.once:
         print(f"renderloop: error: {result.summary.refused} batch(es) not rendered: their renders folder is a "
               "link or a file, not a real folder (see above)", file=sys.stderr)

@@ -90,7 +90,8 @@ class Cancelled(Exception):
 class Lane(Protocol):
     """One place that renders. It may also define ``accepts(request) -> bool``
     (False when preflight found it cannot render that model); the worker then
-    leaves such images to the other lanes."""
+    leaves such images to the other lanes.  It may define ``label``, its name
+    in a sentence ("ComfyUI at http://..."); else ``name`` is used."""
 
     name: str
     window: int

@@ -125,6 +125,7 @@ class ComfyLane:
                  client_id: Optional[str] = None, shared: Optional["_Shared"] = None) -> None:
         self.url = url
         self.name = url
+        self.label = f"ComfyUI at {url}"  # in the person's words
         self.window = window
         self.builder = builder
         self.timeout = timeout
