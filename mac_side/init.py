@@ -81,6 +81,31 @@ def _enable_existing(studio: Studio) -> list[str]:
     return changes
 
 
+def hooks_problems(studio: Studio) -> list[str]:
+    """Why this clone's hooks do not run as ``renderloop init`` leaves them (empty: enabled and current).
+
+    The one answer to "are the hooks enabled?": core.hooksPath names the
+    shims, and each shim is there, as this renderloop writes it, executable.
+    """
+    problems = []
+    configured = git.config_get(studio.root, "core.hooksPath")
+    if configured != HOOKS:
+        problems.append("not enabled (core.hooksPath is " + (f"{configured!r}" if configured else "unset") + ")")
+    missing = [name for name in HOOK_NAMES if not (studio.hooks_dir / name).is_file()]
+    if missing:
+        problems.append(f"shims missing: {', '.join(missing)}")
+    stale = [name for name in HOOK_NAMES if name not in missing
+             and (studio.hooks_dir / name).read_text(encoding="utf-8", errors="replace") != shim(name)]
+    if stale:
+        problems.append(f"shims not as this renderloop writes them: {', '.join(stale)}")
+    if os.name != "nt":
+        idle = [name for name in HOOK_NAMES if name not in missing
+                and not os.access(studio.hooks_dir / name, os.X_OK)]
+        if idle:
+            problems.append(f"shims not executable: {', '.join(idle)}")
+    return problems
+
+
 # The hooks stage the review they write; a later pull that must merge or rebase
 # would refuse to start over it. Stashing around the pull keeps it moving.
 PULL_SETTINGS = {"rebase.autoStash": "true", "merge.autoStash": "true"}

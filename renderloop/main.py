@@ -14,6 +14,7 @@ from typing import Sequence
 
 from renderloop.commands import (
     demo,
+    doctor,
     export,
     follow,
     hook,
@@ -35,7 +36,7 @@ from renderloop.output import show_warnings
 from studio import __version__
 from studio.errors import NotConfigured
 
-COMMANDS = (init, new, status, review, ledger, stats, export, follow, worker, hub, local, wake, demo, hook)
+COMMANDS = (init, new, status, review, ledger, stats, export, follow, worker, hub, local, wake, doctor, demo, hook)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -394,6 +394,17 @@ def remote_problem(exc: GitError) -> Optional[str]:
     return None
 
 
+MIN_VERSION = (2, 31)  # GIT_CONFIG_COUNT, which keeps repository code from running (run_no_repository_code)
+
+
+def version(cwd: Path) -> tuple[str, tuple[int, ...]]:
+    """Git's version: as it says it (``2.39.2``) and as numbers."""
+    text = out(cwd, "--version").strip()
+    said = text.split()[2] if len(text.split()) > 2 else text
+    numbers = tuple(int(part) for part in re.findall(r"\d+", said)[:3])
+    return said, numbers
+
+
 def out(cwd: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float | None = None) -> str:
     """stdout of ``git ARGS`` with the trailing newline removed."""
     return run(cwd, *args, env=env, timeout=timeout)[1].rstrip("\n")
@@ -439,6 +450,11 @@ def config_get(repo: Path, key: str) -> str | None:
 
 def config_set(repo: Path, key: str, value: str) -> None:
     run(repo, "config", key, value)
+
+
+def without_password(url: str) -> str:
+    """``url`` without the password a person may have written into it."""
+    return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", url)
 
 
 def remote_url(repo: Path, remote: str = "origin") -> str | None:

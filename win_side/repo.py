@@ -215,7 +215,7 @@ class WorkerRepo:
 
     def _unreachable(self, exc: GitError) -> str:
         """Which remote could not be used, and why, in one line."""
-        where = f"{self.remote} ({_without_password(git.remote_url(self.root, self.remote) or '?')})"
+        where = f"{self.remote} ({git.without_password(git.remote_url(self.root, self.remote) or '?')})"
         problem = git.remote_problem(exc)
         return f"{where} {problem}" if problem else f"{where}: {git_reason(exc.stderr) or exc}"
 
@@ -324,11 +324,6 @@ def git_reason(output: str) -> str:
         if line.startswith(("fatal:", "error:")):
             return line
     return server or (lines[-1] if lines else "")
-
-
-def _without_password(url: str) -> str:
-    """``url`` without the password a person may have written into it."""
-    return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", url)
 
 
 def _rebasing_branch(gitdir: Path) -> str | None:

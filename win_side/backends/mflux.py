@@ -121,7 +121,7 @@ class MfluxLane:
         self, request: RenderRequest, cancel: threading.Event, progress: Optional[ReportProgress] = None
     ) -> RenderResult:
         mflux = _mflux_settings(request)
-        executable = _find(mflux.argv[0])
+        executable = find_program(mflux.argv[0])
         if executable is None:
             raise RenderFailed("missing-model", NOT_INSTALLED.format(command=mflux.argv[0]))
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -215,7 +215,8 @@ def _mflux_settings(request: RenderRequest) -> MfluxModel:
     return request.settings.mflux
 
 
-def _find(program: str) -> Optional[str]:
+def find_program(program: str) -> Optional[str]:
+    """Where ``program`` is on PATH, or None."""
     return shutil.which(program)
 
 
@@ -226,7 +227,7 @@ class MfluxBackend:
         commands = sorted({m.mflux.argv[0] for m in options.config.models.values() if m.mflux is not None})
         if not commands:
             raise FatalError("no model in renderloop.yaml has an mflux command (models.<name>.mflux.command)")
-        if not any(_find(c) for c in commands):
+        if not any(find_program(c) for c in commands):
             raise FatalError(NOT_INSTALLED.format(command=commands[0]))
         guard = MfluxGuard(guard_settings(options))
         self._lanes = [MfluxLane(guard, options.state_dir / "mflux")]
@@ -241,7 +242,7 @@ class MfluxBackend:
             mflux = request.settings.mflux
             if mflux is None:
                 failures[request.key] = not_configured(request.spec.model, "mflux", "command")
-            elif _find(mflux.argv[0]) is None:
+            elif find_program(mflux.argv[0]) is None:
                 failures[request.key] = RenderFailed("missing-model", NOT_INSTALLED.format(command=mflux.argv[0]))
         return failures
 

@@ -40,6 +40,7 @@ from studio.clock import utcnow
 from studio.config import StudioConfig
 from studio.errors import InvalidFile, NotConfigured
 from studio.layout import Studio
+from studio.spec import Spec, spec_hash
 from studio.workflow import BindingError, Workflow, load_workflow, workflow_path
 from win_side.backends.base import (
     BackendOptions,
@@ -351,16 +352,39 @@ class ComfyLane:
     # ------------------------------------------------------------ preflight
     def inspect(self, graphs: dict[str, Graph]) -> Optional[dict[str, list[str]]]:
         """Per model, what this server lacks to run its graph (files, node types); None if it does not answer."""
-        infos: dict[str, Optional[dict]] = {}
-        lacking: dict[str, list[str]] = {}
         try:
-            for model, graph in graphs.items():
-                lacking[model] = errors.lacking(graph, infos, self.client.object_info)
+            lacking = lacking_by_model(self.client, graphs)
         except (ServerDown, BadAnswer) as exc:
             log.warning("ComfyUI at %s is not answering (%s); its model files are checked when it renders", self.url, exc)
             return None
         self.lacking = lacking
         return lacking
+
+
+def lacking_by_model(client: ComfyClient, graphs: dict[str, Graph]) -> dict[str, list[str]]:
+    """Per model, what the server lacks to run its graph (files, node types), from its ``/object_info``.
+
+    Raises :class:`ServerDown` or :class:`BadAnswer` when the server does not answer.
+    """
+    infos: dict[str, Optional[dict]] = {}
+    return {model: errors.lacking(graph, infos, client.object_info) for model, graph in graphs.items()}
+
+
+def model_graphs(builder: GraphBuilder, config: StudioConfig) -> tuple[dict[str, Graph], dict[str, str]]:
+    """The graph of each model with ComfyUI settings, as an image of its default size would use;
+    and why a model's graph cannot be built (a bad workflow file, a binding to no node)."""
+    graphs: dict[str, Graph] = {}
+    problems: dict[str, str] = {}
+    for model, settings in sorted(config.models.items()):
+        if settings.comfyui is None:
+            continue
+        spec = Spec(model=model, prompt="renderloop doctor", seed=1, width=settings.width, height=settings.height,
+                    steps=settings.steps)
+        try:
+            graphs[model] = builder.graph(RenderRequest("doctor", "doctor", spec, spec_hash(spec), settings))
+        except RenderFailed as exc:
+            problems[model] = str(exc)
+    return graphs, problems
 
 
 @dataclass
@@ -377,7 +401,7 @@ class ComfyUIBackend:
 
     def __init__(self, options: BackendOptions) -> None:
         urls = options.comfyui_urls or list(options.config.worker.comfyui)
-        urls = list(dict.fromkeys(_normalize(url) for url in urls))
+        urls = list(dict.fromkeys(normalize_url(url) for url in urls))
         if not urls:
             raise NotConfigured(
                 "no ComfyUI server: worker.comfyui in renderloop.yaml lists none; list one there "
@@ -449,7 +473,8 @@ def stable_client_id(state_dir: Path, url: str) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"renderloop:{state_dir.resolve().as_posix()}|{url}").hex
 
 
-def _normalize(url: str) -> str:
+def normalize_url(url: str) -> str:
+    """``host:port`` or a URL, as one form: ``http://host:port`` without a trailing slash."""
     url = url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         url = "http://" + url
