@@ -42,10 +42,19 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
+def _every_parser(parser: argparse.ArgumentParser, name: str = "renderloop") -> dict[str, argparse.ArgumentParser]:
+    found = {name: parser}
+    for verb, command in _subparsers(parser).items():
+        found.update(_every_parser(command, f"{name} {verb}"))
+    return found
+
+
 def test_every_option_says_its_default_in_its_help() -> None:
     parser = build_parser()
     missing = []
-    for name, command in {"": parser, **_subparsers(parser)}.items():
+    every = _every_parser(parser)
+    assert "renderloop ledger verify" in every
+    for name, command in every.items():
         text = command.format_help()
         for action in command._actions:
             default = action.default
@@ -59,7 +68,7 @@ def test_every_option_says_its_default_in_its_help() -> None:
                 shown = "default:"
             help_text = " ".join(command._get_formatter()._expand_help(action).split())
             if "default" not in help_text or shown not in help_text:
-                missing.append(f"{name or 'renderloop'} {'/'.join(action.option_strings) or action.dest}: {help_text!r}")
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}: {help_text!r}")
             assert "default" in " ".join(text.split())
     assert not missing, "\n".join(missing)
 

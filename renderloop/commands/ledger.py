@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from renderloop.options import add_command, add_repo
+from renderloop.options import HelpFormatter, add_command, add_repo
 
 if TYPE_CHECKING:
     from renderloop.options import Subcommands
@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 def add_parser(sub: Subcommands) -> None:
     p = add_command(sub, "ledger", "the verdict ledger: `renderloop ledger verify`", run)
     actions = p.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
-    add_repo(actions.add_parser("verify", help="prove from git history that no ledger line was changed or removed"))
+    add_repo(actions.add_parser("verify", help="prove from git history that no ledger line was changed or removed",
+                                        formatter_class=HelpFormatter))
 
 
 def run(args: argparse.Namespace) -> int:
