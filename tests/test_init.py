@@ -93,8 +93,10 @@ def test_help_lists_every_command_with_one_line() -> None:
     result = cli("--help")
     assert result.returncode == 0
     for command in ("init", "new", "status", "review", "ledger", "stats", "export", "follow",
-                    "worker", "local", "wake", "demo", "hook"):
+                    "worker", "local", "wake", "doctor", "demo"):
         assert any(line.strip().startswith(command + " ") for line in result.stdout.splitlines()), command
+    # `hook` is for git's shims, not for people: it runs but is not listed
+    assert not any(line.strip().startswith("hook ") for line in result.stdout.splitlines())
 
 
 def test_debug_is_accepted_after_the_command_and_shows_the_traceback(tmp_path: Path) -> None:
