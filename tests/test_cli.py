@@ -64,6 +64,8 @@ def test_every_option_says_its_default_in_its_help() -> None:
                                    argparse._VersionAction, argparse._SubParsersAction)):
                 continue  # a flag's default is its absence
             shown = "this folder" if default == Path(".") else str(default)
+            if isinstance(default, float):
+                shown = f"{default:g}"  # 120.0 is said "120"
             if isinstance(default, list) and not default:
                 shown = "default:"
             help_text = " ".join(command._get_formatter()._expand_help(action).split())
