@@ -81,7 +81,9 @@ def test_the_review_counts_a_done_record_without_its_png_as_waiting_like_status(
     result = cli("review", "hero", "--repo", str(studio_root))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("hero: 1 rendered, 1 failed (feedback-ledger-taxonomy: out-of-memory: ")
-    assert result.stdout.endswith(", 1 waiting -> renders/hero/review.md\n")
+    # and how to render it again
+    assert result.stdout.endswith(", 1 waiting -> renders/hero/review.md; to render again: fix the cause, then run "
+                                  "`renderloop worker --retry-failed` on the worker (or change the seed)\n")
     text = (studio_root / "renders" / "hero" / "review.md").read_text(encoding="utf-8")
     assert "\n1 rendered · 1 failed · 1 waiting (night-train)\n" in text
     # a record for an older spec is pending work
