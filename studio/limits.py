@@ -32,7 +32,10 @@ MAX_WORKFLOW_BYTES = 4 * 1024 * 1024
 MAX_RECORD_BYTES = 1024 * 1024  # a render record or a batch error record
 MAX_REVIEW_BYTES = 4 * 1024 * 1024
 MAX_LEDGER_BYTES = 256 * 1024 * 1024  # about a million verdicts
-MAX_PNG_BYTES = 512 * 1024 * 1024
+MAX_PNG_BYTES = 512 * 1024 * 1024  # also an image downloaded from a render server
+
+# How large an answer from a render server (ComfyUI, fal) may be, besides an image.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # a JSON answer, and one websocket message
 
 # The ceilings a studio may lower in renderloop.yaml's ``limits:``, by key.
 CEILINGS: dict[str, int] = {

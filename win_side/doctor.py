@@ -27,7 +27,7 @@ class ServerCheck:
 def check_comfyui(config: StudioConfig, studio_root: Path, urls: list[str], timeout: float = 10.0) -> list[ServerCheck]:
     """Ask each server's ``/object_info`` what it lacks for each model with ComfyUI settings (the worker's preflight)."""
     from win_side.backends.comfyui.backend import GraphBuilder, lacking_by_model, model_graphs, normalize_url
-    from win_side.backends.comfyui.client import BadAnswer, ComfyClient, ServerDown
+    from win_side.backends.comfyui.client import BadAnswer, ComfyClient, OutOfTime, ServerDown
 
     graphs, unbuildable = model_graphs(GraphBuilder(studio_root), config)
     found = []
@@ -36,7 +36,7 @@ def check_comfyui(config: StudioConfig, studio_root: Path, urls: list[str], time
         client = ComfyClient(url, read_timeout=timeout)
         try:
             check.lacks = lacking_by_model(client, graphs)
-        except (ServerDown, BadAnswer) as exc:
+        except (ServerDown, BadAnswer, OutOfTime) as exc:
             check.problem = str(exc)
         finally:
             client.close()

@@ -55,6 +55,7 @@ class WorkerRepo:
     remote: str = "origin"
 
     def __post_init__(self) -> None:
+        self.rewritten: Optional[tuple[str, str]] = None  # (old, new) tip of a remote branch rewritten under us
         self.lock = threading.RLock()  # held for every write to the tree, index or HEAD
         self.fetch_lock = threading.Lock()  # one fetch at a time (FETCH_HEAD, tracking ref)
         self._held: Optional[FileLock] = None  # the OS lock on the clone, while this process has it
@@ -220,7 +221,14 @@ class WorkerRepo:
         return f"{where} {problem}" if problem else f"{where}: {git_reason(exc.stderr) or exc}"
 
     def _fetch(self) -> None:
+        seen = git.rev_parse(self.root, self.remote_ref)
         git.run(self.root, "fetch", "--quiet", "--no-tags", self.remote, self.branch)
+        fetched = git.rev_parse(self.root, "FETCH_HEAD")
+        if seen and fetched and seen != fetched and not git.is_ancestor(self.root, seen, fetched):
+            self.rewritten = (seen, fetched)
+            log.warning("%s was rewritten (a force-push): it was at %s and is now at %s, which does not contain it; "
+                        "following the new history, the worker's own unpushed commits rebased on top (it never "
+                        "force-pushes)", self.remote_ref, seen[:12], fetched[:12])
         git.run(self.root, "update-ref", f"refs/remotes/{self.remote}/{self.branch}", "FETCH_HEAD")
 
     def integrate(self) -> bool:
@@ -231,14 +239,21 @@ class WorkerRepo:
             if remote is None or before is None or remote == before:
                 return False
             if git.is_ancestor(self.root, remote, before):
+                self.rewritten = None
                 return False  # we are ahead: only our commits are new
-            self._rebase_onto(self.remote_ref)
+            old = self.rewritten[0] if self.rewritten else None
+            # After a force-push only our own commits go on top: the ones it dropped are not brought back.
+            since = old if old and git.is_ancestor(self.root, old, before) else None
+            self._rebase_onto(self.remote_ref, since)
+            self.rewritten = None
             return git.head(self.root) != before
 
-    def _rebase_onto(self, upstream: str) -> None:
+    def _rebase_onto(self, upstream: str, since: Optional[str] = None) -> None:
+        """Put our commits on ``upstream``: those after ``since`` when given, else those ``upstream`` lacks."""
         env = {"GIT_EDITOR": "true"}
         faults.point("rebase")
-        code, _, err = git.run(self.root, "rebase", "--quiet", upstream, check=False, env=env)
+        args = ("--onto", upstream, since) if since else (upstream,)
+        code, _, err = git.run(self.root, "rebase", "--quiet", *args, check=False, env=env)
         attempts = 0
         while code != 0:
             attempts += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -77,6 +78,7 @@ class StopSwitch:
 
     def __init__(self) -> None:
         self.requested = False
+        self.event = threading.Event()  # the backends' stop: their waits end when it is set
         self._reconciler: Optional[Reconciler] = None
 
     @property
@@ -90,6 +92,7 @@ class StopSwitch:
 
     def request(self) -> None:
         self.requested = True
+        self.event.set()
         if self._reconciler is not None:
             self._reconciler.stopping.set()
             self._reconciler.poke()
@@ -110,6 +113,7 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
         placeholder_seconds=options.placeholder_seconds,
         comfyui_urls=options.comfyui or list(config.worker.comfyui),
         fal_url=options.fal_url or config.worker.fal_url,
+        stop=switch.event,
     )
     problem = path_budget_problem(studio.root)
     if problem:

@@ -139,3 +139,5 @@ class BackendOptions:
     cooldown_seconds: Optional[float] = None
     min_available_gb: Optional[float] = None
     timeout_seconds: Optional[float] = None
+    # Set when the worker stops (SIGINT/SIGTERM): every wait of the backend, HTTP included, ends at once.
+    stop: threading.Event = field(default_factory=threading.Event)

@@ -14,7 +14,11 @@ mid-render re-attaches to the same request when it restarts instead of
 paying for the image twice.
 
 The key comes from ``FAL_KEY`` only, is sent only to the queue host, and is
-never written anywhere.  429 and 5xx answers are retried with a capped
+never written anywhere.  Every answer is read through
+:func:`win_side.backends.http.fetch`: JSON capped at ``MAX_ANSWER_BYTES``,
+the image at ``MAX_PNG_BYTES``, each request ended at its whole-request
+deadline (an image whose request runs past it fails as a timeout), and
+given up at once when the worker stops.  429 and 5xx answers are retried with a capped
 backoff; each image has a bounded wait (``models.<m>.fal.timeout_seconds``).
 """
 from __future__ import annotations
@@ -40,6 +44,7 @@ from studio.clock import utcnow
 from studio.config import FalModel
 from studio.errors import FatalError
 from studio.fsutil import write_text_atomic
+from studio.limits import MAX_ANSWER_BYTES, MAX_PNG_BYTES
 from studio.models import BUILTIN_MODELS
 from studio.png import DamagedPng, NotPng, check_png
 from studio.record import ErrorKind
@@ -53,6 +58,7 @@ from win_side.backends.base import (
     RenderResult,
     not_configured,
 )
+from win_side.backends import http
 from win_side.throttle import Throttle, doubling, try_again
 
 log = logging.getLogger("renderloop.fal")
@@ -62,7 +68,7 @@ KEY_ENV = "FAL_KEY"
 MEGAPIXEL = 1024 * 1024  # fal prices a 1024 x 1024 image as one megapixel
 # Endpoints whose models have no negative prompt (distilled guidance).
 IGNORES_NEGATIVE = frozenset(m.fal_endpoint for m in BUILTIN_MODELS if m.fal_endpoint and not m.negative_prompt)
-MAX_IMAGE_BYTES = 256 * 1024 * 1024
+REQUEST_SECONDS = 120.0  # the whole-request deadline of one HTTP call (a download included)
 COMPLETED_KEPT_SECONDS = 3600.0  # a finished request is re-used this long (a kill before the commit)
 STALE_SECONDS = 7 * 24 * 3600.0  # fal keeps results at least 7 days
 NO_KEY = (
@@ -158,10 +164,13 @@ class _Lost(Exception):
 class FalClient:
     """HTTP with fal: the key goes to the queue host only; 429 and 5xx are retried."""
 
-    def __init__(self, base_url: str, key: str, retry: Optional[Retry] = None) -> None:
+    def __init__(self, base_url: str, key: str, retry: Optional[Retry] = None,
+                 stop: Optional[threading.Event] = None, seconds: float = REQUEST_SECONDS) -> None:
         self.base_url = base_url
         self._key = key
         self.retry = retry or Retry()
+        self.stop = stop  # set when the worker stops: every request ends at once
+        self.seconds = seconds
         self._origin = _origin(base_url)
         self._local = threading.local()
 
@@ -180,9 +189,14 @@ class FalClient:
 
     def call(
         self, method: str, url: str, what: str, cancel: threading.Event, *,
-        payload: Any = None, deadline: Optional[float] = None, auth: bool = True,
-    ) -> requests.Response:
-        """One HTTP call, retried on 429, 5xx and network errors until ``deadline`` or the attempt limit."""
+        payload: Any = None, deadline: Optional[float] = None, auth: bool = True, limit: int = MAX_ANSWER_BYTES,
+    ) -> http.Answer:
+        """One HTTP call, retried on 429, 5xx and network errors until ``deadline`` or the attempt limit.
+
+        Its answer is at most ``limit`` bytes and complete within the client's
+        whole-request deadline, else the image fails (``backend-error``,
+        ``timeout``); the worker stopping ends it at once (:class:`Cancelled`).
+        """
         throttle = self.retry.throttle()
         while True:
             if cancel.is_set():
@@ -190,7 +204,16 @@ class FalClient:
             retry_after: Optional[float] = None
             try:
                 headers = self.headers_for(url) if auth else {}
-                response = self._session().request(method, url, json=payload, headers=headers, timeout=(10, 120))
+                response = http.fetch(self._session(), method, url, limit=limit, seconds=self.seconds,
+                                      stop=(cancel, self.stop), connect_timeout=10.0, json=payload, headers=headers)
+            except http.Stopped:
+                raise Cancelled(what) from None
+            except http.OutOfTime as exc:
+                raise RenderFailed("timeout", f"{what}: {_origin(url)} answered too slowly: {exc}") from None
+            except http.TooLarge as exc:
+                raise RenderFailed("backend-error", f"{what}: {_origin(url)} answered with {exc}; refused") from None
+            except http.Unusable as exc:
+                raise RenderFailed("backend-error", f"{what}: {_origin(url)}: {exc}") from None
             except requests.RequestException as exc:
                 problem = f"cannot reach {_origin(url)} ({type(exc).__name__})"
             else:
@@ -354,11 +377,9 @@ class FalLane:
             return _data_uri(url)
         if urlsplit(url).scheme not in ("http", "https"):
             raise RenderFailed("backend-error", f"fal's image URL is not http(s): {url[:80]}")
-        response = self.client.call("GET", url, what, cancel, auth=False)  # files need no key
+        response = self.client.call("GET", url, what, cancel, auth=False, limit=MAX_PNG_BYTES)  # files need no key
         if response.status_code >= 400:
             raise RenderFailed("backend-error", f"{what}: {response.status_code} {response.reason} from {_origin(url)}")
-        if len(response.content) > MAX_IMAGE_BYTES:
-            raise RenderFailed("backend-error", f"{what}: the image is larger than {MAX_IMAGE_BYTES // 2**20} MB")
         return response.content
 
 
@@ -374,7 +395,7 @@ class FalBackend:
             raise FatalError(f"fal URL {base_url!r} is not an http(s) URL (like {DEFAULT_QUEUE_URL})")
         jobs = JobFiles(options.state_dir / "fal")
         jobs.prune()
-        self._lanes = [FalLane(FalClient(base_url, key), jobs, window=max(options.window, 1))]
+        self._lanes = [FalLane(FalClient(base_url, key, stop=options.stop), jobs, window=max(options.window, 1))]
 
     @property
     def lanes(self) -> Sequence[FalLane]:
@@ -445,7 +466,7 @@ def _fal_settings(request: RenderRequest) -> FalModel:
     return request.settings.fal
 
 
-def _raise_for_client_error(response: requests.Response, what: str, endpoint: str) -> None:
+def _raise_for_client_error(response: http.Answer, what: str, endpoint: str) -> None:
     code = response.status_code
     if code < 400:
         return
@@ -458,7 +479,7 @@ def _raise_for_client_error(response: requests.Response, what: str, endpoint: st
     raise RenderFailed(kind, f"{what}: fal answered {code}: {detail}", detail=detail)
 
 
-def _error_detail(response: requests.Response) -> str:
+def _error_detail(response: http.Answer) -> str:
     try:
         data = response.json()
     except ValueError:
@@ -471,7 +492,7 @@ def _error_detail(response: requests.Response) -> str:
     return str(detail)[:300]
 
 
-def _json(response: requests.Response, what: str) -> dict[str, Any]:
+def _json(response: http.Answer, what: str) -> dict[str, Any]:
     try:
         data = response.json()
     except ValueError:
@@ -499,7 +520,7 @@ def _data_uri(url: str) -> bytes:
         raise RenderFailed("backend-error", f"fal sent a broken data URI: {exc}") from None
 
 
-def _retry_after(response: requests.Response) -> Optional[float]:
+def _retry_after(response: http.Answer) -> Optional[float]:
     value = response.headers.get("Retry-After", "")
     try:
         return max(0.0, float(value))

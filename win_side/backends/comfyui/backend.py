@@ -52,7 +52,7 @@ from win_side.backends.base import (
     RenderResult,
 )
 from win_side.backends.comfyui import capability, errors, reattach
-from win_side.backends.comfyui.client import BadAnswer, ComfyClient, FileGone, Rejected, ServerDown
+from win_side.backends.comfyui.client import BadAnswer, ComfyClient, FileGone, OutOfTime, Rejected, ServerDown
 from win_side.backends.comfyui.events import EventStream, Watch
 from win_side.backends.comfyui.graphs import Graph, builtin_graph, filename_prefix, workflow_graph
 from win_side.power import CLOCK
@@ -197,6 +197,9 @@ class ComfyLane:
             if entry is LOST:
                 raise _Again(graph, f"the server lost prompt {prompt_id} (restarted?)")
             return self._result(request, graph, entry, ids, self.clock() - submitted)
+        except OutOfTime as exc:  # a server trickling its answer: this image fails, the lane goes on
+            self._forget(prompt_id, interrupt=True)
+            raise RenderFailed("timeout", str(exc), backend_ids=ids) from None
         finally:
             self.events.unwatch(prompt_id)
             with self.shared.lock:
@@ -329,7 +332,7 @@ class ComfyLane:
         try:
             found = reattach.survey(self.client.queue_items(), self.client.recent_history(HISTORY_SURVEYED),
                                     wanted, inflight)
-        except (ServerDown, BadAnswer) as exc:
+        except (ServerDown, BadAnswer, OutOfTime) as exc:
             log.debug("ComfyUI at %s: cannot read its queue and history yet: %s", self.url, exc)
             return
         self.survey_needed = False
@@ -354,7 +357,7 @@ class ComfyLane:
         """Per model, what this server lacks to run its graph (files, node types); None if it does not answer."""
         try:
             lacking = lacking_by_model(self.client, graphs)
-        except (ServerDown, BadAnswer) as exc:
+        except (ServerDown, BadAnswer, OutOfTime) as exc:
             log.warning("ComfyUI at %s is not answering (%s); its model files are checked when it renders", self.url, exc)
             return None
         self.lacking = lacking
@@ -415,6 +418,7 @@ class ComfyUIBackend:
                        for url in urls]
         for lane in self._lanes:
             lane.peers = [peer for peer in self._lanes if peer is not lane]
+            lane.client.stop = options.stop
 
     @property
     def lanes(self) -> Sequence[ComfyLane]:

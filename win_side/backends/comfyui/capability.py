@@ -17,7 +17,7 @@ from studio.config import StudioConfig
 from studio.spec import Spec
 from win_side.backends.base import RenderFailed, RenderRequest
 from win_side.backends.comfyui import errors
-from win_side.backends.comfyui.client import BadAnswer, ServerDown
+from win_side.backends.comfyui.client import BadAnswer, OutOfTime, ServerDown
 from win_side.backends.comfyui.graphs import Graph
 
 log = logging.getLogger("renderloop.comfyui")
@@ -98,7 +98,7 @@ def describe(lanes: Sequence[Any], build: Any, config: StudioConfig) -> Optional
     for lane in lanes:
         try:
             infos[lane.url] = {class_type: lane.client.object_info(class_type) for class_type in class_types}
-        except (ServerDown, BadAnswer) as exc:
+        except (ServerDown, BadAnswer, OutOfTime) as exc:
             log.debug("capability: ComfyUI at %s does not answer: %s", lane.url, exc)
     if not infos:
         return None

@@ -5,7 +5,13 @@ acts on: :class:`ServerDown` (cannot reach it, or it did not answer in
 time: temporary), :class:`Rejected` (``/prompt`` refused the graph, with
 ComfyUI's ``node_errors``) and :class:`BadAnswer` (it answered something
 that is not ComfyUI's API: an HTML error page, broken JSON, a PNG that is
-not a PNG).  Each HTTP-using thread gets its own keep-alive session.
+not a PNG, an answer over its size cap), plus :class:`OutOfTime` (a request
+not complete by its whole-request deadline: the image fails as a timeout)
+and :class:`Stopping` (the worker is stopping; a kind of ServerDown).  Every
+answer is read through :func:`win_side.backends.http.fetch`: capped at
+``MAX_ANSWER_BYTES`` (an image at ``MAX_PNG_BYTES``), ended at its deadline,
+and given up at once when the worker stops.  Each HTTP-using thread gets its
+own keep-alive session.
 """
 from __future__ import annotations
 
@@ -15,11 +21,14 @@ from typing import Any, Optional
 
 import requests
 
+from studio.limits import MAX_ANSWER_BYTES, MAX_PNG_BYTES
 from studio.png import NotPng, check_png
+from win_side.backends import http
 
 CONNECT_TIMEOUT = 3.05
 READ_TIMEOUT = 30.0
 VIEW_TIMEOUT = 120.0
+STOPPING_CLEANUP = 0.3  # seconds a withdrawal may take once the worker is stopping
 
 
 class ServerDown(Exception):
@@ -34,6 +43,14 @@ class FileGone(BadAnswer):
     """/view has no such file (a cached result whose file was deleted)."""
 
 
+class Stopping(ServerDown):
+    """The worker is stopping: the request was given up."""
+
+
+class OutOfTime(Exception):
+    """A request did not finish by its whole-request deadline (a server trickling its answer)."""
+
+
 class Rejected(Exception):
     """POST /prompt refused the graph (HTTP 400): ``error`` and ``node_errors`` as ComfyUI sent them."""
 
@@ -44,9 +61,10 @@ class Rejected(Exception):
 
 
 class ComfyClient:
-    def __init__(self, url: str, read_timeout: float = READ_TIMEOUT) -> None:
+    def __init__(self, url: str, read_timeout: float = READ_TIMEOUT, stop: Optional[threading.Event] = None) -> None:
         self.url = url.rstrip("/")
-        self.read_timeout = read_timeout
+        self.read_timeout = read_timeout  # the whole-request deadline of an API call (seconds)
+        self.stop = stop  # set when the worker stops: every request ends at once
         self._local = threading.local()
 
     # ------------------------------------------------------------- plumbing
@@ -63,18 +81,31 @@ class ComfyClient:
         if session is not None:
             session.close()
 
-    def request(self, method: str, path: str, *, timeout: Optional[float] = None, **kwargs: Any) -> requests.Response:
-        read = self.read_timeout if timeout is None else timeout
+    def request(self, method: str, path: str, *, timeout: Optional[float] = None, limit: int = MAX_ANSWER_BYTES,
+                stoppable: bool = True, **kwargs: Any) -> http.Answer:
+        """One request, its answer read whole within ``limit`` bytes and ``timeout`` seconds (whole request)."""
+        seconds = self.read_timeout if timeout is None else timeout
+        what = f"{method} {path}"
         try:
-            return self._session.request(method, self.url + path, timeout=(min(CONNECT_TIMEOUT, read), read), **kwargs)
+            return http.fetch(self._session, method, self.url + path, limit=limit, seconds=seconds,
+                              stop=(self.stop if stoppable else None,), connect_timeout=min(CONNECT_TIMEOUT, seconds),
+                              **kwargs)
+        except http.Stopped:
+            raise Stopping(f"ComfyUI at {self.url}: {what} given up, the worker is stopping") from None
+        except http.OutOfTime as exc:
+            raise OutOfTime(f"ComfyUI at {self.url} did not finish answering {what}: {exc}") from None
+        except http.TooLarge as exc:
+            raise BadAnswer(f"ComfyUI at {self.url} answered {what} with {exc}; refused") from None
+        except http.Unusable as exc:
+            raise BadAnswer(f"ComfyUI at {self.url} answered {what}: {exc}") from None
         except requests.Timeout as exc:
-            raise ServerDown(f"ComfyUI at {self.url} did not answer {method} {path} within {read:g} s") from exc
+            raise ServerDown(f"ComfyUI at {self.url} did not answer {what} within {seconds:g} s") from exc
         except requests.ConnectionError as exc:
             raise ServerDown(f"cannot reach ComfyUI at {self.url} ({_reason(exc)})") from exc
         except requests.RequestException as exc:
-            raise BadAnswer(f"ComfyUI at {self.url}: {method} {path} failed: {exc}") from exc
+            raise BadAnswer(f"ComfyUI at {self.url}: {what} failed: {exc}") from exc
 
-    def _json(self, response: requests.Response, what: str) -> Any:
+    def _json(self, response: http.Answer, what: str) -> Any:
         try:
             return response.json()
         except ValueError:
@@ -83,7 +114,7 @@ class ComfyClient:
                 f"{response.headers.get('Content-Type', 'no content type')}, not JSON: {_snippet(response)}"
             ) from None
 
-    def _expect(self, response: requests.Response, what: str, *statuses: int) -> None:
+    def _expect(self, response: http.Answer, what: str, *statuses: int) -> None:
         if response.status_code in (502, 503, 504):
             raise ServerDown(f"ComfyUI at {self.url} is unavailable: {what} answered {response.status_code} {response.reason}")
         if response.status_code not in (statuses or (200,)):
@@ -161,7 +192,7 @@ class ComfyClient:
         """The PNG bytes of an output image, exactly as ComfyUI wrote them."""
         params = {"filename": image.get("filename", ""), "subfolder": image.get("subfolder", ""),
                   "type": image.get("type", "output")}
-        response = self.request("GET", "/view", params=params, timeout=VIEW_TIMEOUT)
+        response = self.request("GET", "/view", params=params, timeout=VIEW_TIMEOUT, limit=MAX_PNG_BYTES)
         if response.status_code == 404:
             raise FileGone(f"ComfyUI at {self.url} has no file {params['subfolder']}/{params['filename']}")
         self._expect(response, "GET /view")
@@ -184,12 +215,21 @@ class ComfyClient:
         return info if isinstance(info, dict) else None
 
     def delete(self, prompt_ids: list[str], timeout: float = 5.0) -> None:
-        response = self.request("POST", "/queue", json={"delete": prompt_ids}, timeout=timeout)
+        response = self._cleanup("POST", "/queue", {"delete": prompt_ids}, timeout)
         self._expect(response, "POST /queue")
 
     def interrupt(self, prompt_id: str, timeout: float = 5.0) -> None:
-        response = self.request("POST", "/interrupt", json={"prompt_id": prompt_id}, timeout=timeout)
+        response = self._cleanup("POST", "/interrupt", {"prompt_id": prompt_id}, timeout)
         self._expect(response, "POST /interrupt")
+
+    def _cleanup(self, method: str, path: str, body: dict, timeout: float) -> http.Answer:
+        """A withdrawal: still sent while the worker stops, then within STOPPING_CLEANUP seconds."""
+        if self.stop is not None and self.stop.is_set():
+            timeout = min(timeout, STOPPING_CLEANUP)
+        try:
+            return self.request(method, path, json=body, timeout=timeout, stoppable=False)
+        except OutOfTime as exc:
+            raise ServerDown(str(exc)) from None
 
 
 _REASONS = (
@@ -205,7 +245,7 @@ def _reason(exc: Exception) -> str:
     return next((label for marker, label in _REASONS if marker in text), type(exc).__name__)
 
 
-def _snippet(response: requests.Response) -> str:
+def _snippet(response: http.Answer) -> str:
     text = response.content[:120].decode("utf-8", "replace")
     return " ".join(text.split()) or "(empty body)"
 

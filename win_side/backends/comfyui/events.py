@@ -6,7 +6,9 @@ each to the :class:`Watch` of its prompt_id.  The done signal is
 history entry is written; ``execution_success`` comes before it).  When the
 socket drops, the stream reconnects with the same clientId and bumps
 ``epoch``, so that renders check ``/history`` for anything they missed;
-while it is down they poll.  Binary frames (previews) are ignored.
+while it is down they poll.  Binary frames (previews) are ignored.  A frame,
+or a message in fragments, over ``MAX_ANSWER_BYTES`` is refused before its
+payload is read: the socket is dropped and opened again.
 """
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ import time
 from typing import Any, Optional
 
 import websocket
+from websocket._abnf import continuous_frame, frame_buffer
 
+from studio.limits import MAX_ANSWER_BYTES
+from win_side.backends.http import size_text
 from win_side.throttle import Throttle
 
 log = logging.getLogger("renderloop.comfyui")
@@ -129,6 +134,7 @@ class EventStream:
                 reconnect.wait(self._closing)
                 continue
             reconnect.succeed()
+            bound(ws)
             self._ws = ws
             self._set_connected(True)
             try:
@@ -185,6 +191,34 @@ class EventStream:
                      self.url, reason or "closed")
         if changed:
             self._poke_all()
+
+
+class _BoundedFrames(frame_buffer):
+    """websocket-client's frame reader, refusing a frame over the cap from its header."""
+
+    def recv_length(self) -> None:
+        super().recv_length()
+        if self.length is not None and self.length > MAX_ANSWER_BYTES:
+            raise websocket.WebSocketPayloadException(
+                f"a websocket frame of {self.length} bytes, more than renderloop's limit of "
+                f"{size_text(MAX_ANSWER_BYTES)}; refused")
+
+
+class _BoundedMessages(continuous_frame):
+    """websocket-client's reassembly of fragments, refusing a message that grows over the cap."""
+
+    def add(self, frame: websocket.ABNF) -> None:
+        super().add(frame)
+        if self.cont_data and len(self.cont_data[1]) > MAX_ANSWER_BYTES:
+            self.cont_data = None
+            raise websocket.WebSocketPayloadException(
+                f"a websocket message of more than renderloop's limit of {size_text(MAX_ANSWER_BYTES)}; refused")
+
+
+def bound(ws: websocket.WebSocket) -> None:
+    """Cap what ``ws`` reads: each frame, and each message made of fragments."""
+    ws.frame_buffer = _BoundedFrames(ws._recv, True)
+    ws.cont_frame = _BoundedMessages(False, True)
 
 
 def _fraction(data: dict) -> Optional[float]:
