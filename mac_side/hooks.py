@@ -81,7 +81,7 @@ def run_hook(name: str, args: list[str]) -> Said:
 
 def pre_commit(studio: Studio) -> Said:
     root = studio.root
-    staged = git.staged_files(root) + _type_changes(root)
+    staged = git.staged_files(root)
     config = functools.cache(lambda: _staged_config(root))  # most commits touch no batch or review
     problems = [Problem(rel, 1, f"the Windows worker cannot check this path out: {why}")
                 for rel in staged if (why := windows_path_problem(rel))]
@@ -94,8 +94,11 @@ def pre_commit(studio: Studio) -> Said:
             warnings += warned
     if CONFIG_NAME in staged or any(_maybe_workflow(rel) for rel in staged):
         problems += config()[1]  # the settings themselves (and the workflows they bind) are being changed
-    head_ledger = (git.show(root, f"HEAD:{LEDGER_NAME}") or b"") if git.head(root) else b""
-    index_ledger = git.show(root, f":{LEDGER_NAME}") or b""
+    try:  # the two ledgers' sizes are asked of git before either is read
+        head_ledger = (git.show(root, f"HEAD:{LEDGER_NAME}", MAX_LEDGER_BYTES) or b"") if git.head(root) else b""
+        index_ledger = git.show(root, f":{LEDGER_NAME}", MAX_LEDGER_BYTES) or b""
+    except git.TooLarge as exc:
+        return Said(problems=[*problems, Problem(LEDGER_NAME, 1, size_problem(exc.size, exc.limit) or str(exc))])
     problems += guard(head_ledger, index_ledger, LEDGER_NAME, "(compared with the last commit)")
     reviews = [rel for rel in staged if _is_review_path(rel)]
     result = _fold_reviews(studio, reviews, index_ledger, config) if reviews else Fold()
@@ -153,12 +156,6 @@ def _stage(root: Path, rel: str) -> None:
     real_next = git.git_dir(root) / "index.lock"
     if index.name.startswith("next-index-") and real_next.is_file():
         git.run(root, "add", "--", rel, env={"GIT_INDEX_FILE": str(real_next)})
-
-
-def _type_changes(root: Path) -> list[str]:
-    """Paths whose kind changed in the index (a file replaced by a link): checked like any change."""
-    text = git.out(root, "diff", "--cached", "--name-only", "--diff-filter=T", "-z", "--no-renames")
-    return [p for p in text.split("\0") if p]
 
 
 def staged_bytes(root: Path, rel: str, limit: int) -> Optional[bytes]:

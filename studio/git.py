@@ -467,8 +467,28 @@ def upstream(repo: Path) -> str | None:
     return stdout.strip() if code == 0 else None
 
 
-def show(repo: Path, rev_path: str) -> bytes | None:
-    """The bytes of ``REV:PATH`` (``:PATH`` for the index), None when it does not exist."""
+class TooLarge(FatalError):
+    """A blob is larger than its reader's limit; nothing of it was read."""
+
+    def __init__(self, rev_path: str, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{rev_path} is {size} bytes; the limit is {limit}")
+
+
+def show(repo: Path, rev_path: str, limit: Optional[int] = None) -> bytes | None:
+    """The bytes of ``REV:PATH`` (``:PATH`` for the index), None when it does not exist.
+
+    With ``limit``, the blob's size is asked first (``git cat-file -s``) and a
+    larger one raises :class:`TooLarge` before a byte of it is read.
+    """
+    if limit is not None:
+        status, stdout, _ = run_bytes(repo, "cat-file", "-s", rev_path, check=False)
+        if status != 0:
+            return None
+        size = int(stdout.strip() or 0)
+        if size > limit:
+            raise TooLarge(rev_path, size, limit)
     status, stdout, _ = run_bytes(repo, "cat-file", "blob", rev_path, check=False)
     return stdout if status == 0 else None
 
@@ -479,8 +499,8 @@ def ls_files(repo: Path, *paths: str) -> list[str]:
 
 
 def staged_files(repo: Path) -> list[str]:
-    """Paths added, copied, modified or renamed in the index, relative to the top."""
-    text = out(repo, "diff", "--cached", "--name-only", "--diff-filter=ACMR", "-z", "--no-renames")
+    """Paths added, copied, modified, renamed or changed in kind (a file made a link) in the index."""
+    text = out(repo, "diff", "--cached", "--name-only", "--diff-filter=ACMRT", "-z", "--no-renames")
     return [p for p in text.split("\0") if p]
 
 

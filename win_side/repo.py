@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Optional
 
 from studio import git
-from studio.errors import FatalError
-from studio.fsutil import is_temp_name, write_text_atomic
+from studio.errors import FatalError, InvalidFile
+from studio.fsutil import is_temp_name, read_bounded, write_text_atomic
 from studio.git import GitError, GitTimeout
 from studio.layout import BATCH_ERROR_NAME, RENDERS, Studio, slug_problem
+from studio.limits import MAX_PNG_BYTES, MAX_RECORD_BYTES
 from studio.oslock import FileLock
 from studio.record import RenderRecord
 from win_side import faults
@@ -179,18 +180,22 @@ class WorkerRepo:
         return complete
 
     def _complete_pair(self, stem: str) -> tuple[RenderRecord, list[str]] | None:
-        record_path = self.root / f"{stem}.json"
-        png_path = self.root / f"{stem}.png"
+        """The record and paths of a render a killed run wrote whole, or None.
+
+        Both files are read as any studio file is (bounded, never through a
+        link): what lies in an interrupted clone may have come from a pull.
+        """
         try:
-            record = RenderRecord.model_validate_json(record_path.read_bytes())
-        except (OSError, ValueError):
+            record = RenderRecord.model_validate_json(
+                read_bounded(self.root / f"{stem}.json", MAX_RECORD_BYTES, self.root, f"{stem}.json"))
+        except (OSError, ValueError, InvalidFile):
             return None
         if record.status == "failed":
             (self.root / f"{stem}.png").unlink(missing_ok=True)  # a failure has no image
             return record, existing_or_tracked(self.root, [f"{stem}.json", f"{stem}.png"])
         try:
-            data = png_path.read_bytes()
-        except OSError:
+            data = read_bounded(self.root / f"{stem}.png", MAX_PNG_BYTES, self.root, f"{stem}.png")
+        except (OSError, InvalidFile):
             return None
         if hashlib.sha256(data).hexdigest() != record.png_sha256:
             return None

@@ -204,6 +204,16 @@ class ComfyServer:
         """Answer the next ``times`` requests whose path starts with ``path`` with ``body``."""
         self._garbage[path] = [status, content_type, body, times]
 
+    def stream(self, path: str, chunks: Any, *, length: Optional[int] = None, status: int = 200,
+               content_type: str = "application/json", times: int = 1) -> None:
+        """Answer the next ``times`` requests under ``path`` with what ``chunks()`` yields, as it comes.
+
+        ``length`` is the Content-Length announced; None announces none (the
+        answer ends when the connection closes): a huge or trickling answer is
+        made lazily, never held in memory.
+        """
+        self._garbage[path] = [status, content_type, chunks, times, length]
+
     def hang_http(self, on: bool = True) -> None:
         """While on, every HTTP request is held without an answer."""
         if on:
@@ -374,7 +384,10 @@ class _Handler(BaseHTTPRequestHandler):
         for prefix, rule in list(self.owner._garbage.items()):
             if path.startswith(prefix) and rule[3] > 0:
                 rule[3] -= 1
-                self._reply(rule[0], rule[2], rule[1])
+                if callable(rule[2]):
+                    self._stream(rule[0], rule[1], rule[2], rule[4])
+                else:
+                    self._reply(rule[0], rule[2], rule[1])
                 return True
         return False
 
@@ -390,6 +403,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except OSError:
             self.close_connection = True
+
+    def _stream(self, status: int, content_type: str, chunks: Any, length: Optional[int]) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for chunk in chunks():
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except OSError:  # the client gave up: that is the point
+            pass
 
     def _json(self, data: Any, status: int = 200) -> None:
         self._reply(status, _json_bytes(data), "application/json; charset=utf-8")

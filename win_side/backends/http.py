@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 import requests
+import urllib3
 from requests.structures import CaseInsensitiveDict
 
 CHUNK = 64 * 1024
@@ -101,7 +102,9 @@ def fetch(
             raise Stopped()
         if time.monotonic() >= deadline:
             transfer.abandon()
-            raise OutOfTime(seconds, transfer.received)
+            if transfer.answered:  # it answered, then trickled
+                raise OutOfTime(seconds, transfer.received)
+            raise requests.Timeout(f"no answer within {seconds:g} s")  # as a silent server always was
     if transfer.error is not None:
         raise transfer.error
     assert transfer.answer is not None
@@ -127,6 +130,11 @@ class _Transfer:
         self.received = 0
         self._abandoned = threading.Event()
         self._response: Optional[requests.Response] = None
+
+    @property
+    def answered(self) -> bool:
+        """The status line and headers arrived."""
+        return self._response is not None
 
     def abandon(self) -> None:
         self._abandoned.set()
@@ -162,15 +170,20 @@ class _Transfer:
             if announced is not None and announced > self.limit:
                 raise TooLarge(self.limit, announced)
             body = bytearray()
-            for chunk in response.raw.stream(CHUNK, decode_content=False):
-                body += chunk
-                self.received = len(body)
-                if len(body) > self.limit:
-                    raise TooLarge(self.limit)
-                if self._abandoned.is_set():
-                    raise Stopped()
-                if time.monotonic() >= self.deadline:
-                    raise OutOfTime(self.seconds, len(body))
+            try:
+                for chunk in response.raw.stream(CHUNK, decode_content=False):
+                    body += chunk
+                    self.received = len(body)
+                    if len(body) > self.limit:
+                        raise TooLarge(self.limit)
+                    if self._abandoned.is_set():
+                        raise Stopped()
+                    if time.monotonic() >= self.deadline:
+                        raise OutOfTime(self.seconds, len(body))
+            except urllib3.exceptions.ReadTimeoutError:  # the socket's timeout is what is left of the deadline
+                raise OutOfTime(self.seconds, len(body)) from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:  # cut off mid-answer
+                raise requests.ConnectionError(f"the answer was cut off after {len(body)} bytes: {exc}") from None
             return Answer(response.status_code, response.reason or "", response.headers, bytes(body), response.url)
         finally:
             response.close()

@@ -61,9 +61,11 @@ class Rejected(Exception):
 
 
 class ComfyClient:
-    def __init__(self, url: str, read_timeout: float = READ_TIMEOUT, stop: Optional[threading.Event] = None) -> None:
+    def __init__(self, url: str, read_timeout: float = READ_TIMEOUT, stop: Optional[threading.Event] = None,
+                 view_timeout: float = VIEW_TIMEOUT) -> None:
         self.url = url.rstrip("/")
         self.read_timeout = read_timeout  # the whole-request deadline of an API call (seconds)
+        self.view_timeout = view_timeout  # ... and of an image download
         self.stop = stop  # set when the worker stops: every request ends at once
         self._local = threading.local()
 
@@ -192,7 +194,7 @@ class ComfyClient:
         """The PNG bytes of an output image, exactly as ComfyUI wrote them."""
         params = {"filename": image.get("filename", ""), "subfolder": image.get("subfolder", ""),
                   "type": image.get("type", "output")}
-        response = self.request("GET", "/view", params=params, timeout=VIEW_TIMEOUT, limit=MAX_PNG_BYTES)
+        response = self.request("GET", "/view", params=params, timeout=self.view_timeout, limit=MAX_PNG_BYTES)
         if response.status_code == 404:
             raise FileGone(f"ComfyUI at {self.url} has no file {params['subfolder']}/{params['filename']}")
         self._expect(response, "GET /view")
