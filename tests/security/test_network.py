@@ -528,6 +528,7 @@ def test_the_worker_records_a_3_gb_answer_as_a_backend_error_and_goes_on(sandbox
         with PeakRss(worker.pid) as rss:
             out, err = worker.communicate(timeout=120)
     assert worker.returncode == 0, out + err
+    print(f"worker peak RSS with a 3 GB /view: {rss.peak / MiB:.0f} MiB")
     assert rss.peak < MAX_PNG_BYTES + 200 * MiB  # 6.4 GB before
     records = {slug: RenderRecord.model_validate_json((sandbox.worker / f"renders/hero/{slug}.json").read_bytes())
                for slug in ("fine", "second")}
@@ -548,6 +549,7 @@ def test_the_worker_keeps_small_with_a_3_gb_history(sandbox: Sandbox, tmp_path: 
         with PeakRss(worker.pid) as rss:
             out, err = worker.communicate(timeout=120)
     assert worker.returncode == 0, out + err
+    print(f"worker peak RSS with a 3 GB /history: {rss.peak / MiB:.0f} MiB")
     assert rss.peak < 250 * MiB
     record = RenderRecord.model_validate_json((sandbox.worker / "renders/hero/fine.json").read_bytes())
     assert record.status == "failed" and record.error is not None and record.error.kind == "backend-error"
@@ -577,6 +579,7 @@ def test_a_signal_ends_the_worker_within_a_second_while_a_server_trickles(
             if worker.poll() is None:
                 os.killpg(worker.pid, signal.SIGKILL)
         took = time.monotonic() - sent
+    print(f"{name} while a server trickles: exited in {took:.2f} s")
     assert took < 1.5, f"exited {took:.2f} s after {name}"
     assert worker.returncode in (0, 1), out + err
     assert "Traceback" not in err
