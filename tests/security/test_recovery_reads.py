@@ -103,23 +103,23 @@ def test_a_complete_pair_is_still_recovered(sandbox: Sandbox) -> None:
 # -- the index ---------------------------------------------------------------------------------
 
 
-def test_a_file_turned_into_a_link_is_a_staged_change(sandbox: Sandbox) -> None:
+def stage_batch_turned_into_link(sandbox: Sandbox, target: str) -> None:
+    """Commit batches/hero.yaml, then stage it replaced by a link to ``target`` (a type change)."""
     sandbox.write("batches/hero.yaml", GOOD)
     git(sandbox.mac, "add", "batches/hero.yaml")
     git(sandbox.mac, "commit", "-q", "-m", "hero")
     (sandbox.mac / "batches/hero.yaml").unlink()
-    os.symlink("/dev/zero", sandbox.mac / "batches/hero.yaml")
+    os.symlink(target, sandbox.mac / "batches/hero.yaml")
     git(sandbox.mac, "add", "batches/hero.yaml")
+
+
+def test_a_file_turned_into_a_link_is_a_staged_change(sandbox: Sandbox) -> None:
+    stage_batch_turned_into_link(sandbox, "/dev/zero")
     assert studio_git.staged_files(sandbox.mac) == ["batches/hero.yaml"]
 
 
 def test_the_hook_refuses_a_batch_turned_into_a_link(sandbox: Sandbox) -> None:
-    sandbox.write("batches/hero.yaml", GOOD)
-    git(sandbox.mac, "add", "batches/hero.yaml")
-    git(sandbox.mac, "commit", "-q", "-m", "hero")
-    (sandbox.mac / "batches/hero.yaml").unlink()
-    os.symlink("/etc/passwd", sandbox.mac / "batches/hero.yaml")
-    git(sandbox.mac, "add", "batches/hero.yaml")
+    stage_batch_turned_into_link(sandbox, "/etc/passwd")
     said = pre_commit(Studio.at(sandbox.mac))
     assert [str(p) for p in said.problems] == [
         "batches/hero.yaml:1: the file is a symbolic link (to '/etc/passwd'); renderloop reads only regular "
