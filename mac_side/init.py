@@ -69,8 +69,9 @@ def _enable_existing(studio: Studio) -> list[str]:
     if git.config_get(studio.root, "core.hooksPath") != HOOKS:
         git.config_set(studio.root, "core.hooksPath", HOOKS)
         changes.append("enabled the hooks (core.hooksPath=hooks)")
-    if _set_pull_settings(studio):
-        changes.append("set rebase.autoStash and merge.autoStash (pulls while a review is open)")
+    changed = _set_pull_settings(studio)
+    if changed:
+        changes.append("set " + ", ".join(changed) + " in this clone (so a plain `git pull` works)")
     missing = [name for name in HOOK_NAMES if not (studio.hooks_dir / name).is_file()]
     if missing:
         for name in missing:
@@ -106,17 +107,25 @@ def hooks_problems(studio: Studio) -> list[str]:
     return problems
 
 
-# The hooks stage the review they write; a later pull that must merge or rebase
-# would refuse to start over it. Stashing around the pull keeps it moving.
-PULL_SETTINGS = {"rebase.autoStash": "true", "merge.autoStash": "true"}
+# Set in the clone (local config wins over the person's global one), so that the
+# plain `git pull` the README prints works whatever that global config says:
+# - pull.rebase=true: a pull over local commits (a batch committed while the
+#   worker pushed) replays them on the worker's commits; no "divergent
+#   branches" question, no merge commit, no editor. The hooks follow rebases
+#   (post-rewrite, post-checkout) as well as merges.
+# - pull.ff=true: a global `pull.ff=only` would refuse exactly that pull.
+# - rebase.autoStash, merge.autoStash: the hooks stage the review they write,
+#   and a pull that must rebase or merge would refuse to start over it.
+PULL_SETTINGS = {"pull.rebase": "true", "pull.ff": "true", "rebase.autoStash": "true", "merge.autoStash": "true"}
 
 
-def _set_pull_settings(studio: Studio) -> bool:
-    changed = False
+def _set_pull_settings(studio: Studio) -> list[str]:
+    """Set each of :data:`PULL_SETTINGS` git does not already read as wanted; the ones set."""
+    changed = []
     for key, value in PULL_SETTINGS.items():
-        if git.config_get(studio.root, key) is None:
+        if (git.config_get(studio.root, key) or "").lower() != value:
             git.config_set(studio.root, key, value)
-            changed = True
+            changed.append(f"{key}={value}")
     return changed
 
 

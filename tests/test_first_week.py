@@ -1,0 +1,74 @@
+"""A person's first week, walked as the README prints it (issue 10, Mac side).
+
+Real clones of a bare remote, the hooks fired by real git commands, the
+person's own global git config in a file of its own (GIT_CONFIG_GLOBAL).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Sandbox, cli, git
+
+ONE = "version: 1\nmodel: flux-schnell\nwidth: 256\nheight: 256\nprompts:\n  - slug: a\n    prompt: a red kite\n  - slug: b\n    prompt: a blue boat\n"
+
+
+def batch(slug: str) -> str:
+    return f"version: 1\nmodel: flux-schnell\nwidth: 256\nheight: 256\nprompts:\n  - slug: {slug}\n    prompt: {slug}\n"
+
+
+def render(sandbox: Sandbox) -> None:
+    result = cli("worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once")
+    assert result.returncode == 0, result.stderr
+
+
+def global_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, extra: str) -> None:
+    """The person's global git config, with ``extra`` settings of their own."""
+    base = Path(os.environ["GIT_CONFIG_GLOBAL"]).read_text(encoding="utf-8")
+    mine = tmp_path / "person.gitconfig"
+    mine.write_text(base + extra, encoding="utf-8")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(mine))
+
+
+# ---------------------------------------------------------------- 1. a plain `git pull` works
+
+
+GLOBALS = {
+    "none": "",
+    "ff-only": "[pull]\n\tff = only\n",
+    "merge": "[pull]\n\trebase = false\n",
+    "rebase-no-autostash": "[pull]\n\trebase = true\n[rebase]\n\tautoStash = false\n",
+}
+
+
+@pytest.mark.parametrize("person", sorted(GLOBALS))
+def test_a_plain_pull_after_a_rejected_push_works_whatever_the_global_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, person: str
+) -> None:
+    global_config(monkeypatch, tmp_path, GLOBALS[person])
+    from tests.helpers import make_sandbox
+
+    sandbox = make_sandbox(tmp_path / "s")
+    # a second clone of the studio, enabled the README's way
+    fresh = tmp_path / "fresh"
+    git(tmp_path, "clone", "--quiet", str(sandbox.remote), str(fresh))
+    enabled = cli("init", ".", cwd=fresh)
+    assert enabled.returncode == 0, enabled.stderr
+    for clone in (sandbox.mac, fresh):
+        # the worker pushes while the person commits a batch
+        sandbox.write("batches/other.yaml" if clone == sandbox.mac else "batches/third.yaml",
+                      batch("x" if clone == sandbox.mac else "y"), where=sandbox.worker)
+        git(sandbox.worker, "add", "batches")
+        git(sandbox.worker, "commit", "-q", "-m", "someone else's batch")
+        render(sandbox)
+        name = f"batches/{clone.name}.yaml"
+        sandbox.write(name, batch(clone.name), where=clone)
+        git(clone, "add", "batches")
+        git(clone, "commit", "-q", "-m", f"batch: {clone.name}")
+        assert git(clone, "push", "-q", check=False).returncode != 0  # rejected: the worker pushed first
+        pulled = git(clone, "pull", check=False)
+        assert pulled.returncode == 0, pulled.stderr
+        assert git(clone, "push", "-q", check=False).returncode == 0
+        assert (clone / "renders" / ("other" if clone == sandbox.mac else "third") / "review.md").is_file()
