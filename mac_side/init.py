@@ -10,7 +10,7 @@ from typing import Optional
 from studio import git
 from studio.config import DEFAULT_CONFIG_YAML
 from studio.errors import FatalError
-from studio.fsutil import write_text_atomic
+from studio.fsutil import read_or_none, write_text_atomic
 from studio.layout import BATCHES, CONFIG_NAME, HOOKS, LEDGER_NAME, RENDERS, Studio
 from studio.shims import GITATTRIBUTES, GITIGNORE, HOOK_NAMES, shim
 
@@ -72,11 +72,11 @@ def _enable_existing(studio: Studio) -> list[str]:
     changed = _set_pull_settings(studio)
     if changed:
         changes.append("set " + ", ".join(changed) + " in this clone (so a plain `git pull` works)")
-    missing = [name for name in HOOK_NAMES if not (studio.hooks_dir / name).is_file()]
+    missing = [name for name in HOOK_NAMES if read_or_none(studio.hooks_dir / name) != shim(name).encode("utf-8")]
     if missing:
         for name in missing:
             write_text_atomic(studio.hooks_dir / name, shim(name))
-        changes.append(f"wrote the missing hook shims {', '.join(missing)} (commit them)")
+        changes.append(f"wrote the missing or outdated hook shims {', '.join(missing)} (commit them)")
     if _make_shims_executable(studio):
         changes.append("made the hook shims executable")
     return changes

@@ -70,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not directory.is_dir():
                     raise NotConfigured(f"-C {directory}: no such folder")
                 os.chdir(directory)
+            init.warn_if_hooks_off(args.command, getattr(args, "repo", Path(".")))
             code: int = args.run(args)
             return code
     except Exit as exc:

@@ -72,3 +72,29 @@ def test_a_plain_pull_after_a_rejected_push_works_whatever_the_global_config(
         assert pulled.returncode == 0, pulled.stderr
         assert git(clone, "push", "-q", check=False).returncode == 0
         assert (clone / "renders" / ("other" if clone == sandbox.mac else "third") / "review.md").is_file()
+
+
+# ---------------------------------------------------------------- 2. a clone without its hooks says so
+
+
+def test_every_command_in_a_clone_without_hooks_says_so_once_with_the_fix(sandbox: Sandbox, tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    git(tmp_path, "clone", "--quiet", str(sandbox.remote), str(fresh))
+    for args in (["status"], ["review"], ["stats"], ["new", "first"], ["ledger", "verify"]):
+        result = cli(*args, cwd=fresh)
+        warned = [line for line in result.stderr.splitlines() if "hooks" in line]
+        assert warned == ["renderloop: the hooks are not enabled in this clone: batches are not checked "
+                          "and pulls write no review; run `renderloop init .`"], (args, result.stderr)
+    elsewhere = cli("status", "-C", str(fresh), cwd=tmp_path)
+    assert f"run `renderloop init {fresh}`" in elsewhere.stderr
+    assert cli("init", ".", cwd=fresh).returncode == 0
+    assert "hooks" not in cli("status", cwd=fresh).stderr
+    # an outdated shim (an older renderloop wrote it) is not current either
+    (fresh / "hooks/post-merge").write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+    stale = cli("status", cwd=fresh)
+    assert "the hooks post-merge are missing or not current" in stale.stderr and "renderloop init ." in stale.stderr
+    assert "post-merge" in cli("init", ".", cwd=fresh).stdout
+    assert "hooks" not in cli("status", cwd=fresh).stderr
+    # the person's enabled clone, and the worker's clone (which runs no hooks), hear nothing
+    assert "hooks" not in cli("status", cwd=sandbox.mac).stderr
+    assert "hooks" not in cli("worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once").stderr

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,33 @@ def add_parser(sub: Subcommands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return init(args.path)
+
+
+# Commands that never run in a person's clone, or that fix the hooks themselves.
+NO_HOOKS_WARNING = ("init", "hook", "worker", "demo")
+
+
+def warn_if_hooks_off(command: str, repo: Path) -> None:
+    """One line on stderr when the studio at ``repo`` is a clone whose hooks would not run."""
+    if command in NO_HOOKS_WARNING:
+        return
+    from mac_side.init import hooks_problems
+    from studio import git
+    from studio.errors import FatalError
+    from studio.layout import Studio
+
+    try:
+        if not (Path(repo).is_dir() and git.is_repo(repo)):
+            return
+        studio = Studio.at(git.toplevel(repo))
+        problems = hooks_problems(studio) if studio.is_studio() and git.is_repo(studio.root) else []
+        problem = f"the hooks are off in this clone ({'; '.join(problems)})" if problems else None
+    except (FatalError, OSError):
+        return  # the command itself will say what is wrong with the folder
+    if problem:
+        where = "." if studio.root.resolve() == Path.cwd().resolve() else str(studio.root)
+        print(f"renderloop: {problem}: batches are not checked and pulls write no review; "
+              f"run `renderloop init {where}`", file=sys.stderr)
 
 
 def init(path: Path) -> int:
