@@ -71,9 +71,14 @@ def _card(slug: str, record: Optional[RenderRecord], verdict: Optional[str], cue
         spec = spec_line(record).replace("\\", "")
     badge = f'<span class="verdict {esc(verdict)}">{esc(verdict)}</span>' if verdict else '<span class="verdict none">to judge</span>'
     cue_list = "".join(f"<li>{esc(cue)}</li>" for cue in cues)
+    asked = ""
+    if record is not None:  # what was asked, as rendered: the prompt with its cues, and the negative
+        asked = f'<div class="prompt"><b>prompt:</b> {esc(record.spec.prompt)}</div>'
+        if record.spec.negative.strip():
+            asked += f'<div class="prompt"><b>negative:</b> {esc(record.spec.negative)}</div>'
     return (
         f'<figure id="{esc(slug)}">{picture}<figcaption><b>{esc(slug)}</b> {badge}'
-        f'<div class="spec">{esc(spec)}</div>{f"<ul>{cue_list}</ul>" if cue_list else ""}</figcaption></figure>'
+        f'<div class="spec">{esc(spec)}</div>{asked}{f"<ul>{cue_list}</ul>" if cue_list else ""}</figcaption></figure>'
     )
 
 
@@ -94,6 +99,7 @@ img {{ width: 100%; display: block; }}
 .failed {{ color: #a00; background: #fbeaea; }}
 figcaption {{ padding: .5rem .7rem .7rem; }}
 .spec {{ color: #666; font-size: 12px; }}
+.prompt {{ font-size: 12px; margin-top: .2rem; }}
 .verdict {{ float: right; font-size: 12px; padding: 0 .4rem; border-radius: 3px; background: #ddd; }}
 .keep {{ background: #cdebd0; }} .reroll {{ background: #fbe7b5; }} .reject {{ background: #f4c7c7; }}
 ul {{ margin: .3rem 0 0; padding-left: 1.1rem; }}

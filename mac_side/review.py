@@ -334,7 +334,15 @@ def _read_cues(section: Section, tokens: list[Token], start: int, problem: Calla
         if len(blocks) > 1 or tokens[blocks[0]].type != "paragraph_open":
             problem(line, "a cue is one line of text: no nested lists, code or second paragraphs under `cues:`")
             continue
-        cue = " ".join(tokens[blocks[0] + 1].content.split())
+        inline = tokens[blocks[0] + 1]
+        if "\n" in inline.content:  # Markdown joined the next line(s) to the bullet
+            problem(
+                _span(inline)[0] + 1,
+                "this line would be glued to the cue above it: a cue is exactly its `- ` bullet line; "
+                "make it a `- ` bullet of its own, or leave a blank line before notes",
+            )
+            continue
+        cue = " ".join(inline.content.split())
         if len(cue) > MAX_CUE_CHARS:
             problem(line, f"cue is {len(cue)} characters long; the limit is {MAX_CUE_CHARS}")
         elif len(section.cues) >= MAX_CUES:
@@ -422,8 +430,16 @@ def generated_lines(slug: str, record: RenderRecord, level: int = 2) -> list[str
         kind, message = (record.error.kind, record.error.message) if record.error else ("backend-error", "")
         text = " ".join(message.split())[:500]
         lines += [f"**Render failed** · {kind}: {_escape(text)}", "", _escape(RETRY_HINT), ""]
-    lines += [spec_line(record), "", Marker.of(record).comment(), ""]
+    lines += [spec_line(record), ""] + asked_lines(record) + [Marker.of(record).comment(), ""]
     return lines
+
+
+def asked_lines(record: RenderRecord) -> list[str]:
+    """The prompt as rendered (cues applied) and the negative, as a quote above the marker."""
+    lines = [f"> prompt: {_escape(record.spec.prompt)}"]
+    if record.spec.negative.strip():
+        lines += [">", f"> negative: {_escape(record.spec.negative)}"]
+    return lines + [""]
 
 
 def _escape(text: str) -> str:

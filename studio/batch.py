@@ -19,7 +19,7 @@ from studio.limits import (
     MAX_STEPS, Limits, SamplerName, control_problem,
 )
 from studio.source import Document, dotted, load_bytes, load_file, problems_from
-from studio.spec import SEED_MAX, Spec, apply_cues, derive_seed
+from studio.spec import SEED_MAX, Spec, apply_cues, derive_seed, split_cues
 
 Backend = Literal["comfyui", "fal", "mflux", "placeholder"]
 
@@ -380,10 +380,11 @@ def _resolve_spec(
         )
     if problems:
         return None, problems
+    more, less = split_cues(entry.cues)  # `no text`: `text` goes to the negative prompt
     spec = Spec(
         model=model_name,
-        prompt=apply_cues(_with_variant(entry.prompt, overrides.get("prompt", "")), entry.cues),
-        negative=pick("negative", ""),
+        prompt=apply_cues(_with_variant(entry.prompt, overrides.get("prompt", "")), more),
+        negative=apply_cues(pick("negative", ""), less),
         seed=pick("seed", derive_seed(batch_id, entry.slug)),
         width=width,
         height=height,

@@ -54,6 +54,28 @@ def derive_seed(batch: str, slug: str, salt: str = "") -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+NEGATIVE_CUE = "no "
+
+
+def split_cues(cues: "list[str] | tuple[str, ...]") -> tuple[list[str], list[str]]:
+    """The cues for the prompt, and the ones for the negative prompt.
+
+    The one rule for negative cues: a cue that starts with ``no `` (any case)
+    asks for less of something, so ``no text`` adds ``text`` to the negative
+    prompt; every other cue is added to the prompt.
+    """
+    positive: list[str] = []
+    negative: list[str] = []
+    for cue in cues:
+        cue = cue.strip()
+        rest = cue[len(NEGATIVE_CUE):].strip()
+        if cue.lower().startswith(NEGATIVE_CUE) and rest:
+            negative.append(rest)
+        elif cue:
+            positive.append(cue)
+    return positive, negative
+
+
 def apply_cues(prompt: str, cues: list[str]) -> str:
     """The prompt with the reviewer's cues appended, each once.
 

@@ -205,7 +205,16 @@ def test_a_multiline_prompt_and_unicode_text_are_fine() -> None:
 
 def test_cues_are_appended_once_each() -> None:
     text = ONE + '    cues: ["warmer palette", "no text", "Warmer palette", "A harbor at dawn"]\n'
-    assert load(text).jobs[0].spec.prompt == "A harbor at dawn, warmer palette, no text"
+    spec = load(text).jobs[0].spec
+    assert spec.prompt == "A harbor at dawn, warmer palette"
+    assert spec.negative == "text"  # a cue starting with `no ` goes to the negative prompt
+
+
+def test_a_negative_cue_joins_the_batch_negative_once() -> None:
+    text = ONE.replace("prompts:", 'negative: "blurry, text"\nprompts:') + '    cues: ["No watermark", "no text", "no ", "nothing fancy"]\n'
+    spec = load(text).jobs[0].spec
+    assert spec.negative == "blurry, text, watermark"
+    assert spec.prompt == "A harbor at dawn, no, nothing fancy"
 
 
 def test_a_cue_inside_a_word_is_still_a_cue() -> None:

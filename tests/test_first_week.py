@@ -98,3 +98,56 @@ def test_every_command_in_a_clone_without_hooks_says_so_once_with_the_fix(sandbo
     # the person's enabled clone, and the worker's clone (which runs no hooks), hear nothing
     assert "hooks" not in cli("status", cwd=sandbox.mac).stderr
     assert "hooks" not in cli("worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once").stderr
+
+
+# ---------------------------------------------------------------- 4, 5. what was asked; a cue is its bullet line
+
+
+def pull_review(sandbox: Sandbox, text: str = ONE, name: str = "one") -> Path:
+    sandbox.write(f"batches/{name}.yaml", text)
+    git(sandbox.mac, "add", "batches")
+    git(sandbox.mac, "commit", "-q", "-m", f"batch: {name}")
+    git(sandbox.mac, "push", "-q")
+    render(sandbox)
+    git(sandbox.mac, "pull", "-q")
+    return sandbox.mac / "renders" / name / "review.md"
+
+
+def test_the_review_shows_the_prompt_as_rendered_and_a_note_under_a_cue_is_an_error(sandbox: Sandbox) -> None:
+    asked = ONE.replace("width: 256", 'negative: "blurry"\nwidth: 256').replace(
+        "prompt: a red kite", 'prompt: a red kite\n    cues: ["warmer palette", "no text"]')
+    review = pull_review(sandbox, asked)
+    text = review.read_text()
+    a = text[text.index("## a"):text.index("## b")]
+    assert "> prompt: a red kite, warmer palette\n>\n> negative: blurry, text\n" in a
+    assert "> prompt: a blue boat\n>\n> negative: blurry\n\n<!--" in text
+    sheet = cli("review", "one", "--html", cwd=sandbox.mac)
+    assert sheet.returncode == 0, sheet.stderr
+    page = (sandbox.mac / "renders/one/review.html").read_text()
+    assert "<b>prompt:</b> a red kite, warmer palette" in page and "<b>negative:</b> blurry, text" in page
+    # a note typed right under a cue: Markdown would glue it into the cue
+    glued = text.replace("## a", "## a", 1)
+    head = glued.index("## a")
+    at = glued.index("verdict:\ncues:", head)
+    glued = glued[:at] + "verdict: reroll\ncues:\n- bigger kite\ncolour notes here" + glued[at + len("verdict:\ncues:"):]
+    review.write_text(glued, encoding="utf-8")
+    stopped = git(sandbox.mac, "commit", "-am", "review", check=False)
+    line = glued.splitlines().index("colour notes here") + 1
+    assert stopped.returncode != 0
+    assert f"renders/one/review.md:{line}: this line would be glued to the cue above it" in stopped.stderr
+    assert (sandbox.mac / "ledger.jsonl").read_text() == ""
+    # the documented place for notes: after a blank line below the cues (and ### headings)
+    review.write_text(glued.replace("- bigger kite\ncolour notes here", "- bigger kite\n- no birds\n\n### notes\n\ncolour notes here\n- not a cue"), encoding="utf-8")
+    committed = git(sandbox.mac, "commit", "-am", "review", check=False)
+    assert committed.returncode == 0, committed.stderr
+    assert '"cues": ["bigger kite", "no birds"]' in (sandbox.mac / "ledger.jsonl").read_text()
+    made = cli("new", "two", "--rerolls", cwd=sandbox.mac)
+    assert made.returncode == 0, made.stderr
+    from studio.batch import load_batch
+    from studio.config import load_config
+    from studio.layout import Studio
+
+    studio = Studio.at(sandbox.mac)
+    (job,) = load_batch(studio, sandbox.mac / "batches/two.yaml", load_config(studio)).jobs
+    assert job.spec.prompt == "a red kite, warmer palette, bigger kite"
+    assert job.spec.negative == "blurry, text, birds"

@@ -147,9 +147,11 @@ def test_rerolls_round_trip_through_worker_and_reviews(sandbox: Sandbox) -> None
     assert [j.slug for j in second.jobs] == ["harbor-at-dawn", "night-train"]
     harbor, train = second.jobs
     old_harbor, old_train = first.job("harbor-at-dawn"), first.job("night-train")
-    assert harbor.spec.prompt == "A harbor at dawn, editorial illustration, warmer palette, no text"
+    assert harbor.spec.prompt == "A harbor at dawn, editorial illustration, warmer palette"
+    assert harbor.spec.negative == "text"  # `no text`: a negative cue
     assert harbor.spec.seed not in (old_harbor.spec.seed, derive_seed("hero", "harbor-at-dawn"))
-    assert harbor.spec.model_copy(update={"seed": 0, "prompt": ""}) == old_harbor.spec.model_copy(update={"seed": 0, "prompt": ""})
+    unasked = {"seed": 0, "prompt": "", "negative": ""}
+    assert harbor.spec.model_copy(update=unasked) == old_harbor.spec.model_copy(update=unasked)
     assert (harbor.archetype, harbor.cues) == ("essay", ("warmer palette", "no text"))
     assert train.spec.model_copy(update={"seed": 0}) == old_train.spec.model_copy(update={"seed": 0})
     assert train.spec.seed != old_train.spec.seed and train.cues == ()
@@ -165,7 +167,8 @@ def test_rerolls_round_trip_through_worker_and_reviews(sandbox: Sandbox) -> None
     (harbor3,) = third.jobs
     assert entries(mac, "hero-3")[0]["prompt"] == "A harbor at dawn, editorial illustration"  # cues not baked in
     assert harbor3.cues == ("warmer palette", "no text", "no people")
-    assert harbor3.spec.prompt == "A harbor at dawn, editorial illustration, warmer palette, no text, no people"
+    assert harbor3.spec.prompt == "A harbor at dawn, editorial illustration, warmer palette"
+    assert harbor3.spec.negative == "text, people"
     assert harbor3.spec.seed not in {old_harbor.spec.seed, harbor.spec.seed}
     # what the reviews recorded is what was gathered
     lines = parse_ledger((mac / "ledger.jsonl").read_bytes())
@@ -211,8 +214,8 @@ def test_settings_cues_and_archetype_are_carried(studio_root: Path, capsys: pyte
         assert new.spec.model_copy(update={"seed": 0}) == old.spec.model_copy(update={"seed": 0}) or new.slug == "harbor-at-dawn"
         assert new.spec.seed != old.spec.seed
     new_harbor = loaded.job("harbor-at-dawn")
-    assert new_harbor.spec.prompt == "A harbor at dawn, warmer palette, no text"
-    assert (new_harbor.spec.negative, new_harbor.spec.steps, new_harbor.archetype) == ("blurry", 6, "essay")
+    assert new_harbor.spec.prompt == "A harbor at dawn, warmer palette"
+    assert (new_harbor.spec.negative, new_harbor.spec.steps, new_harbor.archetype) == ("blurry, text", 6, "essay")
     new_train = loaded.job("night-train")
     assert (new_train.spec.model, new_train.spec.width, new_train.spec.height, new_train.spec.cfg) == ("flux-schnell", 768, 384, 2.0)
     assert (new_train.spec.negative, new_train.spec.steps) == ("blurry", 6)
@@ -279,8 +282,9 @@ def test_a_deleted_batch_file_falls_back_to_the_render_record(studio_root: Path,
     assert "skipped night-train (hero): neither its batch file nor its render record is left" in out
     (job,) = load(studio_root, "hero-2").jobs
     # the record's prompt already holds the earlier cue: it is not appended twice
-    assert job.spec.prompt == "A harbor at dawn, warmer palette, no text"
-    assert (job.spec.negative, job.spec.steps, job.spec.width, job.spec.height) == ("blurry", 6, 512, 384)
+    assert job.spec.prompt == "A harbor at dawn, warmer palette"
+    assert job.spec.negative == "blurry, text"
+    assert (job.spec.steps, job.spec.width, job.spec.height) == (6, 512, 384)
     assert job.spec.seed != harbor.spec.seed and job.archetype == "essay"
 
 
