@@ -38,7 +38,7 @@ from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
 from studio.capability import Capability, model_warnings, newest, range_problems
 from studio.config import StudioConfig, check_workflows, parse_config, workflow_nodes
 from studio.errors import InvalidFile, Problem
-from studio.fsutil import RefusedFile, link_problem, read_or_none, size_problem, write_text_atomic
+from studio.fsutil import RefusedFile, link_problem, read_or_none, size_problem, write_atomic, write_text_atomic
 from studio.ledger import Ledger, append, guard
 from studio.layout import BATCH_SUFFIXES, CONFIG_NAME, LEDGER_NAME, RENDERS, REVIEW_NAME, Studio, batch_id_problem
 from studio.limits import MAX_BATCH_BYTES, MAX_LEDGER_BYTES, MAX_RECORD_BYTES, MAX_REVIEW_BYTES, MAX_WORKFLOW_BYTES
@@ -94,6 +94,9 @@ def pre_commit(studio: Studio) -> Said:
             warnings += warned
     if CONFIG_NAME in staged or any(_maybe_workflow(rel) for rel in staged):
         problems += config()[1]  # the settings themselves (and the workflows they bind) are being changed
+    conflicts = conflict_markers(root, staged)
+    if conflicts:  # a half-resolved merge: its verdicts cannot be read, nor its text committed
+        return Said(problems=conflicts)
     try:  # the two ledgers' sizes are asked of git before either is read
         head_ledger = (git.show(root, f"HEAD:{LEDGER_NAME}", MAX_LEDGER_BYTES) or b"") if git.head(root) else b""
         index_ledger = git.show(root, f":{LEDGER_NAME}", MAX_LEDGER_BYTES) or b""
@@ -116,6 +119,45 @@ def pre_commit(studio: Studio) -> Said:
         _stage(root, rel)
     said.messages += result.notes
     return said
+
+
+_MARKER_LINES = r"^(<<<<<<< |=======$|>>>>>>> )"
+_PATHS_PER_GREP = 500
+
+
+def conflict_markers(root: Path, staged: list[str]) -> list[Problem]:
+    """A problem for each staged text file holding git's conflict markers.
+
+    Markers are a line starting ``<<<<<<< ``, then ``=======`` alone on a
+    line, then a line starting ``>>>>>>> ``, in that order: the staged bytes
+    are searched (binary files skipped) with one ``git grep`` per 500 paths.
+    """
+    found: dict[str, list[tuple[int, str]]] = {}
+    for start in range(0, len(staged), _PATHS_PER_GREP):
+        chunk = staged[start : start + _PATHS_PER_GREP]
+        code, out, _ = git.run_bytes(root, "grep", "--cached", "-n", "-I", "-z", "-E", _MARKER_LINES, "--", *chunk, check=False)
+        if code not in (0, 1):
+            continue
+        for row in out.split(b"\n"):
+            parts = row.split(b"\0", 2)
+            if len(parts) == 3 and parts[1].isdigit():
+                found.setdefault(parts[0].decode("utf-8", "surrogateescape"), []).append((int(parts[1]), parts[2][:7].decode("ascii", "replace")))
+    problems = []
+    for rel, marks in sorted(found.items()):
+        state, opened, middle = 0, 0, 0
+        for line, mark in sorted(marks):
+            if mark == "<<<<<<<":
+                state, opened = 1, line
+            elif mark == "=======" and state == 1:
+                state, middle = 2, line
+            elif mark == ">>>>>>>" and state == 2:
+                problems.append(Problem(
+                    rel, opened,
+                    f"unresolved conflict (markers at lines {opened}, {middle} and {line}): keep what you want, "
+                    "delete the marker lines, then commit",
+                ))
+                state = 0
+    return problems
 
 
 def _fold_reviews(studio: Studio, reviews: list[str], index_ledger: bytes, config: StagedConfig) -> Fold:
@@ -409,11 +451,56 @@ def _after_rebase(studio: Studio) -> Said:
     while time.monotonic() < deadline:
         busy = _rebase_dirs(root) or _autostash_pending(root) or "(start):" in _last_reflog(root)
         if not busy:
-            if git.out(root, "diff", "--name-only", "--diff-filter=U"):
+            if not resolve_review_conflicts(root):
                 return Said()  # the person's changes came back with a conflict: theirs to resolve first
             return write_reviews(studio, fallback=git.rev_parse(root, "ORIG_HEAD"))
         time.sleep(0.05)
     return Said()  # still rebasing (stopped on a conflict?): post-rewrite will write the review
+
+
+def resolve_review_conflicts(root: Path) -> bool:
+    """Settle the conflicts a pull's autostash left in reviews; True when no conflict is left.
+
+    The person's review came back from the stash as a conflict with the
+    pulled one (another clone committed the review it generated). The stash
+    holds what they typed (its work tree) and what they typed it over (its
+    index: the review the hook had staged); a three-way merge of the pulled
+    review with their typing, over that base, is clean unless both clones
+    typed into the same lines. A clean result is written and staged; anything
+    else stays git's conflict, for the person, markers and all (the
+    pre-commit hook refuses to commit markers; the stash keeps their text).
+    """
+    unmerged = [rel for rel in git.out(root, "diff", "--name-only", "--diff-filter=U").splitlines() if rel]
+    if not unmerged:
+        return True
+    code, reflog, _ = git.run(root, "log", "-g", "-1", "--format=%gs", "refs/stash", check=False)
+    if code != 0 or reflog.strip() != "autostash":
+        return False  # not a pull's autostash: nothing of ours
+    left = []
+    for rel in unmerged:
+        merged = _merge_typed(root, rel) if _is_review_path(rel) else None
+        if merged is None:
+            left.append(rel)
+            continue
+        write_atomic(root / rel, merged)
+        git.add(root, rel)
+    return not left
+
+
+def _merge_typed(root: Path, rel: str) -> Optional[bytes]:
+    """The pulled review with the person's typing merged in, or None when it does not merge cleanly."""
+    versions = [git.show(root, f"refs/stash:{rel}"), git.show(root, f"refs/stash^2:{rel}"), git.show(root, f"HEAD:{rel}")]
+    if any(v is None for v in versions):
+        return None
+    folder = git.state_dir(root) / "merge"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data in zip(("typed", "staged", "pulled"), versions):
+        path = folder / name
+        path.write_bytes(data or b"")
+        paths.append(str(path))
+    code, out, _ = git.run_bytes(root, "merge-file", "-p", "-q", *paths, check=False)
+    return out if code == 0 else None
 
 
 _POST_HOOKS: dict[str, Callable[[Studio, list[str]], Said]] = {

@@ -151,3 +151,89 @@ def test_the_review_shows_the_prompt_as_rendered_and_a_note_under_a_cue_is_an_er
     (job,) = load_batch(studio, sandbox.mac / "batches/two.yaml", load_config(studio)).jobs
     assert job.spec.prompt == "a red kite, warmer palette, bigger kite"
     assert job.spec.negative == "blurry, text, birds"
+
+
+# ---------------------------------------------------------------- 3. two clones, one review
+
+
+def wait_for(predicate, seconds: float = 20) -> bool:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
+
+
+def settled(clone: Path) -> bool:
+    """The deferred review writer is done: no conflict left, the stash applied."""
+    gitdir = clone / ".git"
+    return not (gitdir / "MERGE_AUTOSTASH").exists() and not (gitdir / "rebase-merge").exists()
+
+
+def second_clone(sandbox: Sandbox, tmp_path: Path) -> Path:
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "--quiet", str(sandbox.remote), str(other))
+    assert cli("init", ".", cwd=other).returncode == 0
+    return other
+
+
+MARK = "<" * 7
+
+
+def type_verdict(review: Path, slug: str, typed: str) -> None:
+    text = review.read_text()
+    head = text.index(f"## {slug}\n")
+    at = text.index("verdict:\ncues:", head)
+    review.write_text(text[:at] + typed + text[at + len("verdict:\ncues:"):], encoding="utf-8")
+
+
+def test_two_clones_one_review_never_commit_markers_and_never_lose_typing(sandbox: Sandbox, tmp_path: Path) -> None:
+    other = second_clone(sandbox, tmp_path)
+    review = pull_review(sandbox)  # the person's clone: the review is written and staged
+    git(other, "pull", "-q")
+    theirs = other / "renders/one/review.md"
+    # the same renders give the same bytes in every clone
+    assert theirs.read_bytes() == review.read_bytes()
+    # the person half-types a verdict; the other clone commits something unrelated with -am and pushes
+    type_verdict(review, "a", "verdict: keep\ncues:\n- lovely")
+    (other / "batches/two.yaml").write_text(batch("c"), encoding="utf-8")
+    git(other, "add", "batches/two.yaml")
+    git(other, "commit", "-q", "-am", "batch: two")
+    git(other, "push", "-q")
+    pulled = git(sandbox.mac, "pull", check=False)
+    assert pulled.returncode == 0, pulled.stderr
+    assert wait_for(lambda: settled(sandbox.mac) and "lovely" in review.read_text()
+                    and git(sandbox.mac, "diff", "--name-only", "--diff-filter=U").stdout == "")
+    text = review.read_text()
+    assert MARK not in text and "verdict: keep\ncues:\n- lovely" in text
+    committed = git(sandbox.mac, "commit", "-q", "-am", "review: one", check=False)
+    assert committed.returncode == 0, committed.stderr
+    assert '"verdict": "keep"' in (sandbox.mac / "ledger.jsonl").read_text()
+    git(sandbox.mac, "push", "-q")
+
+    # both clones type into the same section: a real conflict, for the person
+    git(other, "pull", "-q")
+    assert wait_for(lambda: settled(other))
+    type_verdict(review, "b", "verdict: keep\ncues:")
+    type_verdict(theirs, "b", "verdict: reroll\ncues:\n- bigger boat")
+    git(other, "commit", "-q", "-am", "review: one (other)")
+    git(other, "push", "-q")
+    pulled = git(sandbox.mac, "pull", check=False)
+    assert wait_for(lambda: settled(sandbox.mac))
+    text = review.read_text()
+    assert MARK in text and "verdict: keep" in text and "bigger boat" in text  # nothing typed is lost
+    before = (sandbox.mac / "ledger.jsonl").read_bytes()
+    stopped = git(sandbox.mac, "commit", "-am", "review", check=False)
+    line = text.splitlines().index(next(l for l in text.splitlines() if l.startswith(MARK))) + 1
+    assert stopped.returncode != 0
+    assert f"renders/one/review.md:{line}: unresolved conflict" in stopped.stderr, stopped.stderr
+    assert (sandbox.mac / "ledger.jsonl").read_bytes() == before  # no verdict read from a conflicted file
+    assert MARK not in git(sandbox.mac, "show", "HEAD:renders/one/review.md").stdout
+    # any text file of the studio, not only reviews
+    (sandbox.mac / "notes.md").write_text(f"x\n{MARK} mine\na\n=======\nb\n{'>' * 7} theirs\n", encoding="utf-8")
+    git(sandbox.mac, "add", "notes.md")
+    refused = git(sandbox.mac, "commit", "-m", "notes", "notes.md", check=False)
+    assert refused.returncode != 0 and "notes.md:2: unresolved conflict (markers at lines 2, 4 and 6)" in refused.stderr

@@ -47,10 +47,10 @@ def warn_if_hooks_off(command: str, repo: Path) -> None:
         studio = Studio.at(git.toplevel(repo))
         problems = hooks_problems(studio) if studio.is_studio() and git.is_repo(studio.root) else []
         problem = f"the hooks are off in this clone ({'; '.join(problems)})" if problems else None
+        where = "." if problem and studio.root.resolve() == Path.cwd().resolve() else str(studio.root)
     except (FatalError, OSError):
-        return  # the command itself will say what is wrong with the folder
+        return  # the command itself will say what is wrong with the folder (or this one is gone)
     if problem:
-        where = "." if studio.root.resolve() == Path.cwd().resolve() else str(studio.root)
         print(f"renderloop: {problem}: batches are not checked and pulls write no review; "
               f"run `renderloop init {where}`", file=sys.stderr)
 
