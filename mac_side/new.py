@@ -133,9 +133,14 @@ def gather_rerolls(studio: Studio, config: StudioConfig, batch: str) -> Gathered
     ledger = Ledger.read(studio.ledger_path)
     last = latest_by_slug(ledger.in_force().values())
     inventory = load_batches(studio, config)
+    sent = _already_gathered(inventory, batch)
     gathered = Gathered([], [])
     for slug, verdict in last.items():
         if verdict.verdict != "reroll":
+            continue
+        into = sent.get(f"{verdict.batch}/{slug}")
+        if into is not None:
+            gathered.skipped.append(f"{slug} ({verdict.batch}): already gathered into batches/{into} (from: {verdict.batch}/{slug})")
             continue
         used = {l.seed for l in ledger.lines if l.slug == slug and l.seed is not None}
         reroll, why = _reroll(studio, inventory.batches.get(verdict.batch), verdict, batch, used)
@@ -146,6 +151,18 @@ def gather_rerolls(studio: Studio, config: StudioConfig, batch: str) -> Gathered
     order = {name: i for i, name in enumerate(sorted(inventory.paths))}
     gathered.rerolls.sort(key=lambda r: (order.get(r.source, len(order)), r.source, _position(inventory, r)))
     return gathered
+
+
+def _already_gathered(inventory: Inventory, batch: str) -> dict[str, str]:
+    """``<batch>/<slug>`` -> the batch file a reroll of it was gathered into (``from:``), but ``batch`` itself."""
+    sent: dict[str, str] = {}
+    for name, loaded in inventory.batches.items():
+        if name == batch:
+            continue  # rewriting it (--force) gathers its rerolls again
+        for entry in loaded.model.prompts:
+            if entry.source is not None:
+                sent.setdefault(entry.source, Path(loaded.path).name)
+    return sent
 
 
 def _position(inventory: Inventory, reroll: Reroll) -> int:
@@ -176,6 +193,7 @@ def _reroll(
         cues = []
     entry = {
         "slug": verdict.slug,
+        "from": f"{verdict.batch}/{verdict.slug}",
         "prompt": entry.pop("prompt"),
         "seed": _new_seed(batch, verdict.slug, used | ({old_seed} if old_seed is not None else set())),
         "model": resolved.model,
@@ -239,7 +257,7 @@ def _merge_cues(earlier: list[str], new: list[str]) -> list[str]:
 def rerolls_text(batch: str, gathered: Gathered, model: Optional[str], config: StudioConfig) -> str:
     if not gathered.rerolls:
         why = "".join(f"\n  skipped {s}" for s in gathered.skipped)
-        raise FatalError(f"no slug's latest verdict is reroll: nothing to write{why}")
+        raise FatalError(f"no reroll left to gather, none or each already gathered into a batch: nothing to write{why}")
     entries = [dict(r.entry) for r in gathered.rerolls]
     if model is not None:  # --model: every reroll tries this model
         for entry in entries:

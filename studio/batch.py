@@ -124,6 +124,8 @@ class PromptEntry(_SharedSettings):
     archetype: Optional[str] = Field(default=None, max_length=MAX_ARCHETYPE_CHARS)
     cues: list[Annotated[str, Field(max_length=MAX_CUE_CHARS)]] = Field(default_factory=list, max_length=MAX_CUES)
     sweep: Optional[Sweep] = None
+    # where a gathered reroll came from: `<batch>/<slug>` (written by `renderloop new --rerolls`)
+    source: Optional[str] = Field(default=None, alias="from", max_length=200, pattern=r"^[^/\s]+/[^/\s]+$")
 
     @field_validator("slug", mode="before")
     @classmethod

@@ -237,3 +237,36 @@ def test_two_clones_one_review_never_commit_markers_and_never_lose_typing(sandbo
     git(sandbox.mac, "add", "notes.md")
     refused = git(sandbox.mac, "commit", "-m", "notes", "notes.md", check=False)
     assert refused.returncode != 0 and "notes.md:2: unresolved conflict (markers at lines 2, 4 and 6)" in refused.stderr
+
+
+# ---------------------------------------------------------------- 7. a reroll is gathered once
+
+
+def test_a_reroll_is_gathered_once_and_the_new_batch_says_where_each_prompt_came_from(sandbox: Sandbox) -> None:
+    review = pull_review(sandbox)
+    type_verdict(review, "a", "verdict: reroll\ncues:\n- bigger kite")
+    type_verdict(review, "b", "verdict: keep\ncues:")
+    assert git(sandbox.mac, "commit", "-q", "-am", "review: one").returncode == 0
+    made = cli("new", "two", "--rerolls", cwd=sandbox.mac)
+    assert made.returncode == 0, made.stderr
+    written = (sandbox.mac / "batches/two.yaml").read_text()
+    assert "  - slug: a\n    from: one/a\n" in written
+    git(sandbox.mac, "add", "batches")
+    git(sandbox.mac, "commit", "-q", "-m", "batch: two")
+    # sent, not rendered yet: asking again gathers nothing twice
+    again = cli("new", "three", "--rerolls", cwd=sandbox.mac)
+    assert again.returncode == 1
+    assert "a (one): already gathered into batches/two.yaml (from: one/a)" in again.stderr
+    assert not (sandbox.mac / "batches/three.yaml").exists()
+    # rewriting the same batch (--force) gathers it again
+    assert cli("new", "two", "--rerolls", "--force", cwd=sandbox.mac).returncode == 0
+    assert (sandbox.mac / "batches/two.yaml").read_text().count("from: one/a") == 1
+    # rendered, rerolled again there: gathered from the new batch
+    git(sandbox.mac, "push", "-q")
+    render(sandbox)
+    git(sandbox.mac, "pull", "-q")
+    type_verdict(sandbox.mac / "renders/two/review.md", "a", "verdict: reroll\ncues:")
+    git(sandbox.mac, "commit", "-q", "-am", "review: two")
+    third = cli("new", "three", "--rerolls", cwd=sandbox.mac)
+    assert third.returncode == 0, third.stderr
+    assert "from: two/a" in (sandbox.mac / "batches/three.yaml").read_text()

@@ -256,7 +256,7 @@ def test_only_slugs_whose_latest_verdict_is_reroll(studio_root: Path, sequence: 
         assert new_batch(studio_root, "three", rerolls=True, model=None, force=False) == 0
         assert [j.slug for j in load(studio_root, "three").jobs] == ["lamp"]
     else:
-        with pytest.raises(FatalError, match="^no slug's latest verdict is reroll: nothing to write$"):
+        with pytest.raises(FatalError, match="^no reroll left to gather, none or each already gathered into a batch: nothing to write$"):
             new_batch(studio_root, "three", rerolls=True, model=None, force=False)
         assert not (studio_root / "batches" / "three.yaml").exists()
 
@@ -264,7 +264,7 @@ def test_only_slugs_whose_latest_verdict_is_reroll(studio_root: Path, sequence: 
 def test_no_rerolls_at_all_is_said_and_nothing_written(studio_root: Path) -> None:
     result = cli("new", "hero-2", "--rerolls", "--repo", str(studio_root))
     assert result.returncode == 1
-    assert result.stderr.strip() == "renderloop: error: no slug's latest verdict is reroll: nothing to write"
+    assert result.stderr.strip() == "renderloop: error: no reroll left to gather, none or each already gathered into a batch: nothing to write"
     assert not (studio_root / "batches" / "hero-2.yaml").exists()
 
 
