@@ -1,8 +1,9 @@
 """The latest kept image of each slug, as ``DIR/<slug>.png`` (``renderloop export DIR``).
 
 An image is kept when the verdict in force for its (batch, slug) is
-``keep``.  When one slug was kept in several batches, the latest verdict
-wins.  The image copied is the one the person saw when they kept it (the PNG
+``keep``.  When one slug was kept in several batches, the latest keep is
+``DIR/<slug>.png`` and each other one ``DIR/<batch>--<slug>.png``: no kept
+image is ever dropped.  The image copied is the one the person saw when they kept it (the PNG
 whose sha256 the ledger line records, found in the checkout or in git
 history), else the current render.  Nothing is written anywhere but DIR,
 and each file is written atomically.
@@ -30,6 +31,7 @@ class Exported:
     unchanged: list[str] = field(default_factory=list)
     current_instead: list[str] = field(default_factory=list)  # kept image not found: the current render
     skipped: list[str] = field(default_factory=list)  # "slug (batch): why"
+    also: dict[str, list[str]] = field(default_factory=dict)  # slug kept in several batches -> the other files written
 
     @property
     def total(self) -> int:
@@ -42,19 +44,25 @@ def export(repo: Path, dest: Path) -> Optional[Exported]:
     target = Path(dest).resolve()
     if target.exists() and not target.is_dir():
         raise FatalError(f"{dest}: not a folder")
-    kept = latest_kept(Ledger.read(studio.ledger_path))
+    ledger = Ledger.read(studio.ledger_path)
+    kept = latest_kept(ledger)
     if not kept:
         return None
     target.mkdir(parents=True, exist_ok=True)
     result = Exported()
-    for slug, line in sorted(kept.items()):
+    others = [line for line in ledger.in_force().values() if line.verdict == "keep" and kept[line.slug] is not line]
+    files = [(slug, slug, line) for slug, line in sorted(kept.items())]
+    files += [(f"{line.batch}--{line.slug}", line.slug, line) for line in sorted(others, key=lambda l: (l.slug, l.batch))]
+    for name, slug, line in files:
         png, how = kept_png(studio, line)
         if png is None:
             result.skipped.append(f"{slug} ({line.batch}): {how}")
             continue
         if how == "current":
             result.current_instead.append(f"{slug} ({line.batch})")
-        _write(target, slug, png, result)
+        _write(target, name, png, result)
+        if name != slug:
+            result.also.setdefault(slug, []).append(f"{name}.png")
     return result
 
 
@@ -105,13 +113,13 @@ def _from_history(studio: Studio, rel: str, sha256: str) -> Optional[bytes]:
     return None
 
 
-def _write(target: Path, slug: str, png: bytes, result: Exported) -> None:
-    path = target / f"{slug}.png"
+def _write(target: Path, name: str, png: bytes, result: Exported) -> None:
+    path = target / f"{name}.png"
     if path.parent != target:  # a slug is never a path; the ledger's schema already ensures it
         raise FatalError(f"refusing to write {path} outside {target}")
     if path.is_file() and not path.is_symlink() and path.read_bytes() == png:
-        result.unchanged.append(slug)
+        result.unchanged.append(name)
         return
     write_atomic(path, png)  # replaces a symbolic link itself, never the file it points to
-    result.written.append(slug)
+    result.written.append(name)
 

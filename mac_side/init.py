@@ -72,7 +72,7 @@ def _enable_existing(studio: Studio) -> list[str]:
     changed = _set_pull_settings(studio)
     if changed:
         changes.append("set " + ", ".join(changed) + " in this clone (so a plain `git pull` works)")
-    missing = [name for name in HOOK_NAMES if read_or_none(studio.hooks_dir / name) != shim(name).encode("utf-8")]
+    missing = [name for name in HOOK_NAMES if not _shim_current(studio, name)]
     if missing:
         for name in missing:
             write_text_atomic(studio.hooks_dir / name, shim(name))

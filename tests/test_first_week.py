@@ -270,3 +270,28 @@ def test_a_reroll_is_gathered_once_and_the_new_batch_says_where_each_prompt_came
     third = cli("new", "three", "--rerolls", cwd=sandbox.mac)
     assert third.returncode == 0, third.stderr
     assert "from: two/a" in (sandbox.mac / "batches/three.yaml").read_text()
+
+
+# ---------------------------------------------------------------- 8. export drops no image
+
+
+def test_export_writes_every_kept_image_when_two_batches_keep_the_same_slug(sandbox: Sandbox, tmp_path: Path) -> None:
+    review = pull_review(sandbox)
+    type_verdict(review, "a", "verdict: keep\ncues:")
+    type_verdict(review, "b", "verdict: keep\ncues:")
+    git(sandbox.mac, "commit", "-q", "-am", "review: one")
+    second = pull_review(sandbox, ONE.replace("a red kite", "a green kite"), name="two")
+    type_verdict(second, "a", "verdict: keep\ncues:")
+    type_verdict(second, "b", "verdict: reject\ncues:")
+    git(sandbox.mac, "commit", "-q", "-am", "review: two")
+    site = tmp_path / "site"
+    exported = cli("export", str(site), cwd=sandbox.mac)
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.splitlines() == [
+        f"Exported 3 kept images to {site}.",
+        "a was kept in 2 batches: a.png is the latest keep; also written: one--a.png",
+    ]
+    assert sorted(p.name for p in site.iterdir()) == ["a.png", "b.png", "one--a.png"]
+    assert (site / "a.png").read_bytes() == (sandbox.mac / "renders/two/a.png").read_bytes()
+    assert (site / "one--a.png").read_bytes() == (sandbox.mac / "renders/one/a.png").read_bytes()
+    assert (site / "b.png").read_bytes() == (sandbox.mac / "renders/one/b.png").read_bytes()

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: Subcommands) -> None:
-    p = add_command(sub, "export", "copy the latest kept image of each slug to DIR/<slug>.png", run)
+    p = add_command(sub, "export", "copy the latest kept image of each slug to DIR/<slug>.png (other keeps: DIR/<batch>--<slug>.png)", run)
     p.add_argument("dest", type=Path, metavar="DIR")
     add_repo(p)
 
@@ -30,6 +30,8 @@ def export(repo: Path, dest: Path) -> int:
         return 0
     unchanged = f" ({len(result.unchanged)} already up to date)" if result.unchanged else ""
     print(f"Exported {result.total} kept image{'s' if result.total != 1 else ''} to {dest}{unchanged}.")
+    for slug, names in sorted(result.also.items()):
+        print(f"{slug} was kept in {len(names) + 1} batches: {slug}.png is the latest keep; also written: {', '.join(names)}")
     if result.current_instead:
         print("The kept version is no longer in history; exported the current render for: " + ", ".join(result.current_instead))
     if result.skipped:
