@@ -18,7 +18,7 @@ from studio.limits import (
     MAX_ARCHETYPE_CHARS, MAX_CUE_CHARS, MAX_CUES, MAX_NEGATIVE_CHARS, MAX_PROMPT_CHARS, MAX_PROMPTS, MAX_SIDE,
     MAX_STEPS, Limits, SamplerName, control_problem,
 )
-from studio.source import Document, dotted, load_bytes, load_file, problems_from
+from studio.source import Document, did_you_mean, dotted, load_bytes, load_file, problems_from
 from studio.spec import SEED_MAX, Spec, apply_cues, derive_seed, split_cues
 
 Backend = Literal["comfyui", "fal", "mflux", "placeholder"]
@@ -259,12 +259,23 @@ def resolve(doc: Document, batch_id: str, config: StudioConfig) -> LoadedBatch:
     """Validate ``doc`` against the schema and the studio's models; resolve every spec."""
     if not isinstance(doc.data, dict):
         raise InvalidFile([doc.problem((), "a batch file is a mapping with 'version' and 'prompts'")])
-    try:
-        batch = Batch.model_validate(doc.data)
-    except ValidationError as exc:
-        raise InvalidFile(problems_from(exc, doc)) from None
-    problems: list[Problem] = _limit_problems(doc, batch, config.limits)
-    plans = [(index, entry, _plan(doc, batch_id, batch, index, entry)) for index, entry in enumerate(batch.prompts)]
+    problems: list[Problem] = []
+    data = doc.data
+    places = list(range(len(data["prompts"]))) if isinstance(data.get("prompts"), list) else []  # each prompt's index in the file
+    for _ in range(3):  # every problem of the file in one pass: check what validates, past what does not
+        try:
+            batch = Batch.model_validate(data)
+            break
+        except ValidationError as exc:
+            problems += problems_from(exc, doc, known=_known_keys)
+            pruned = _without_errors(data, places, exc)
+            if pruned is None:
+                raise InvalidFile(sorted(dict.fromkeys(problems), key=lambda p: p.line)) from None
+            data, places = pruned
+    else:
+        raise InvalidFile(sorted(dict.fromkeys(problems), key=lambda p: p.line))
+    problems += _limit_problems(doc, batch, config.limits, places)
+    plans = [(index, entry, _plan(doc, batch_id, batch, index, entry)) for index, entry in zip(places, batch.prompts)]
     problems += [plan for _, _, plan in plans if isinstance(plan, Problem)]
     total = sum(_count(plan) for _, _, plan in plans if not isinstance(plan, Problem))
     if total > config.limits.prompts_per_batch and any(entry.sweep or batch.sweep for entry in batch.prompts):
@@ -304,7 +315,52 @@ def resolve(doc: Document, batch_id: str, config: StudioConfig) -> LoadedBatch:
     return LoadedBatch(batch_id, doc.path, batch, tuple(jobs))
 
 
-def _limit_problems(doc: Document, batch: Batch, limits: Limits) -> list[Problem]:
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys a batch file allows at ``loc`` (a prompt entry's, or the batch's), for near-match hints."""
+    if len(loc) == 2 and loc[0] == "prompts":
+        model: type[_SharedSettings] = PromptEntry
+    elif not loc:
+        model = Batch
+    else:
+        return []  # deeper mappings (a sweep's axes) name no near match
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _without_errors(data: dict, places: list[int], exc: ValidationError) -> Optional[tuple[dict, list[int]]]:
+    """``data`` without what ``exc`` found wrong (a bad setting, or a prompt whose slug or prompt is bad),
+    with the original index of each prompt left; None when nothing useful is left to check."""
+    drop_top: set[str] = set()
+    drop_key: dict[int, set[str]] = {}
+    drop_entry: set[int] = set()
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        if len(loc) >= 3 and loc[0] == "prompts" and isinstance(loc[1], int):
+            key = str(loc[2])
+            if key in ("slug", "prompt") or error["type"] == "missing":
+                drop_entry.add(loc[1])
+            else:
+                drop_key.setdefault(loc[1], set()).add(key)
+        elif len(loc) == 2 and loc[0] == "prompts" and isinstance(loc[1], int):
+            drop_entry.add(loc[1])  # not a mapping
+        elif len(loc) >= 1 and loc[0] not in ("prompts", "version"):
+            drop_top.add(str(loc[0]))
+        else:
+            return None  # the version or the prompt list itself: nothing further to check
+    prompts = data.get("prompts")
+    if not isinstance(prompts, list):
+        return None
+    kept = [
+        (places[i], {k: v for k, v in entry.items() if k not in drop_key.get(i, set())})
+        for i, entry in enumerate(prompts) if i not in drop_entry and isinstance(entry, dict)
+    ]
+    if not kept:
+        return None
+    pruned = {k: v for k, v in data.items() if k not in drop_top}
+    pruned["prompts"] = [entry for _, entry in kept]
+    return pruned, [place for place, _ in kept]
+
+
+def _limit_problems(doc: Document, batch: Batch, limits: Limits, places: list[int]) -> list[Problem]:
     """What exceeds the lower limits this studio's renderloop.yaml sets (the schema holds renderloop's own)."""
     problems = []
     if len(batch.prompts) > limits.prompts_per_batch:
@@ -312,7 +368,7 @@ def _limit_problems(doc: Document, batch: Batch, limits: Limits) -> list[Problem
             f"prompts: {len(batch.prompts)} prompts; renderloop.yaml limits.prompts_per_batch allows at most "
             f"{limits.prompts_per_batch}")))
     sources: list[tuple[tuple[Any, ...], _SharedSettings]] = [((), batch)]
-    sources += [(("prompts", index), entry) for index, entry in enumerate(batch.prompts)]
+    sources += [(("prompts", index), entry) for index, entry in zip(places, batch.prompts)]
     for loc, source in sources:
         texts: list[tuple[tuple[Any, ...], str, Optional[str]]] = [
             (loc + (name,), name, getattr(source, name, None)) for name in ("prompt", "negative", "sampler", "scheduler")
@@ -359,7 +415,8 @@ def _resolve_spec(
     model = config.models.get(model_name)
     if model is None:
         known = ", ".join(sorted(config.models))
-        return None, [doc.problem(where("model"), f"unknown model {model_name!r}; renderloop.yaml has {known}")]
+        hint = did_you_mean(model_name, config.models)
+        return None, [doc.problem(where("model"), f"unknown model {model_name!r}{hint or f'; renderloop.yaml has {known}'}")]
     problems = []
     width = pick("width", model.width)
     height = pick("height", model.height)

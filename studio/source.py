@@ -15,11 +15,12 @@ refuses text where a number belongs), a boolean is ``true`` or ``false``
 """
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Optional
 
 import yaml
 from pydantic import ValidationError
@@ -354,16 +355,31 @@ def _index_lines(
                 lines.setdefault(loc + (key, "__key__"), key_node.start_mark.line + 1)
 
 
-def problems_from(exc: ValidationError, doc: Document, prefix: Loc = ()) -> list[Problem]:
-    """Turn a pydantic ValidationError on ``doc.data`` into ``path:line: message`` problems."""
+KnownKeys = Callable[[Loc], Iterable[str]]  # the keys allowed in the mapping at a location
+
+
+def problems_from(exc: ValidationError, doc: Document, prefix: Loc = (), known: Optional[KnownKeys] = None) -> list[Problem]:
+    """Turn a pydantic ValidationError on ``doc.data`` into ``path:line: message`` problems.
+
+    With ``known``, an unknown key names the allowed key it is closest to.
+    """
     problems = []
     for error in exc.errors(include_url=False):
         loc = prefix + tuple(error["loc"])
         # An unknown key, or a whole mapping found wrong, is pointed at by its key's line.
         on_key = error["type"] == "extra_forbidden" or isinstance(error.get("input"), dict)
         where = loc + ("__key__",) if on_key else loc
-        problems.append(doc.problem(where, describe_error(error, loc)))
+        message = describe_error(error, loc)
+        if error["type"] == "extra_forbidden" and known is not None:
+            message += did_you_mean(str(loc[-1]), known(loc[:-1]))
+        problems.append(doc.problem(where, message))
     return sorted(problems, key=lambda p: p.line)
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """``; did you mean 'prompt'?`` for the option nearest ``word`` (as git and ruff say it), or ""."""
+    near = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {near[0]!r}?" if near else ""
 
 
 def describe_error(error: ErrorDetails, loc: Loc) -> str:

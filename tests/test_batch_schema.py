@@ -452,9 +452,9 @@ def test_unknown_keys_are_named_at_the_key_line() -> None:
     assert only_problem(ONE + "    colour: red\n") == f"{REL}:6: unknown key 'colour' in prompts[0]"
     assert only_problem("colour: red\n" + ONE) == f"{REL}:1: unknown key 'colour'"
     # a value on the following lines: the key's own line is named
-    assert only_problem(ONE + "    Seed:\n      - 12\n") == f"{REL}:6: unknown key 'Seed' in prompts[0]"
+    assert only_problem(ONE + "    Seed:\n      - 12\n") == f"{REL}:6: unknown key 'Seed' in prompts[0]; did you mean 'seed'?"
     # a typo of a known key is unknown too
-    assert only_problem(ONE.replace("prompts:", "promtps: []\nprompts:")) == f"{REL}:3: unknown key 'promtps'"
+    assert only_problem(ONE.replace("prompts:", "promtps: []\nprompts:")) == f"{REL}:3: unknown key 'promtps'; did you mean 'prompts'?"
 
 
 def test_every_problem_of_a_file_is_reported_in_line_order() -> None:
@@ -620,7 +620,7 @@ def test_unknown_models_are_named() -> None:
     known = "renderloop.yaml has flux-dev, flux-schnell, qwen-image, z-image-turbo"
     assert only_problem(ONE + "    model: sdxl\n") == f"{REL}:6: unknown model 'sdxl'; {known}"
     assert only_problem(ONE.replace("model: flux-schnell", "model: Flux-Schnell")) == (
-        f"{REL}:2: unknown model 'Flux-Schnell'; {known}"
+        f"{REL}:2: unknown model 'Flux-Schnell'; did you mean 'flux-schnell'?"
     )
     # two prompts relying on a bad batch default: one problem, at the batch's line
     two = ONE.replace("model: flux-schnell", "model: sdxl") + "  - slug: b\n    prompt: y\n"

@@ -295,3 +295,40 @@ def test_export_writes_every_kept_image_when_two_batches_keep_the_same_slug(sand
     assert (site / "a.png").read_bytes() == (sandbox.mac / "renders/two/a.png").read_bytes()
     assert (site / "one--a.png").read_bytes() == (sandbox.mac / "renders/one/a.png").read_bytes()
     assert (site / "b.png").read_bytes() == (sandbox.mac / "renders/one/b.png").read_bytes()
+
+
+# ---------------------------------------------------------------- 6. every problem of a batch file at once
+
+
+def test_every_problem_of_a_batch_file_in_one_commit_with_near_matches(sandbox: Sandbox) -> None:
+    bad = (
+        "version: 1\n"                        # 1
+        "model: flux-schnel\n"                # 2
+        "width: 256\n"                        # 3
+        "height: 256\n"                       # 4
+        "prompts:\n"                          # 5
+        "  - slug: a\n"                       # 6
+        "    promt: a red kite\n"             # 7
+        "  - slug: b\n"                       # 8
+        "    prompt: a blue boat\n"           # 9
+        "    widht: 512\n"                    # 10
+        "  - slug: b\n"                       # 11
+        "    prompt: again\n"                 # 12
+        "  - slug: c\n"                       # 13
+        "    prompt: a cat\n"                 # 14
+        "    model: flux-schnell\n"           # 15
+        "    width: 100\n"                    # 16
+    )
+    sandbox.write("batches/bad.yaml", bad)
+    git(sandbox.mac, "add", "batches")
+    stopped = git(sandbox.mac, "commit", "-m", "bad", check=False)
+    assert stopped.returncode != 0
+    lines = [line for line in stopped.stderr.splitlines() if line.startswith("batches/bad.yaml:")]
+    assert lines == [
+        "batches/bad.yaml:2: unknown model 'flux-schnel'; did you mean 'flux-schnell'?",
+        "batches/bad.yaml:6: missing required key 'prompt' in prompts[0]",
+        "batches/bad.yaml:7: unknown key 'promt' in prompts[0]; did you mean 'prompt'?",
+        "batches/bad.yaml:10: unknown key 'widht' in prompts[1]; did you mean 'width'?",
+        "batches/bad.yaml:11: duplicate slug 'b' (first at line 8)",
+        "batches/bad.yaml:16: width 100 is not a multiple of 8",
+    ], stopped.stderr
