@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Optional
 
 from mac_side.ledger import short
+from mac_side.ledger_acknowledge import acknowledgements
 from studio import git
 from studio.errors import FatalError, InvalidFile
 from studio.layout import LEDGER_NAME
@@ -55,6 +56,8 @@ class Verified:
     seconds: float = 0.0
     violations: list[Violation] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # commit -> `abc1234 "subject"`, for each violation
+    acknowledged: list[Violation] = field(default_factory=list)  # in commits acknowledged in git (see ledger_acknowledge)
+    acknowledged_by: dict[str, str] = field(default_factory=dict)  # acknowledged commit -> the acknowledging one
 
 
 def verify(repo: Path) -> Verified:
@@ -68,8 +71,12 @@ def verify(repo: Path) -> Verified:
     graph = history(root)
     with git.ObjectReader(root) as objects:
         violations, lines = check(graph, objects)
+    known = acknowledgements(root) if violations else {}
+    open_ = [v for v in violations if v.commit not in known]
+    settled = [v for v in violations if v.commit in known]
     names = subjects(root, sorted({v.commit for v in violations})) if violations else {}
-    return Verified(len(graph), lines, time.monotonic() - started, violations, names)
+    by = {v.commit: known[v.commit].by for v in settled}
+    return Verified(len(graph), lines, time.monotonic() - started, open_, names, settled, by)
 
 
 def history(root: Path) -> CommitGraph:

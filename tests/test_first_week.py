@@ -332,3 +332,41 @@ def test_every_problem_of_a_batch_file_in_one_commit_with_near_matches(sandbox: 
         "batches/bad.yaml:11: duplicate slug 'b' (first at line 8)",
         "batches/bad.yaml:16: width 100 is not a multiple of 8",
     ], stopped.stderr
+
+
+# ---------------------------------------------------------------- 9. acknowledging a violation that was undone
+
+
+def test_a_tamper_undone_with_git_revert_can_be_acknowledged_in_git(sandbox: Sandbox) -> None:
+    review = pull_review(sandbox)
+    type_verdict(review, "a", "verdict: keep\ncues:")
+    git(sandbox.mac, "commit", "-q", "-am", "review: one")
+    assert cli("ledger", "verify", cwd=sandbox.mac).returncode == 0
+    ledger = sandbox.mac / "ledger.jsonl"
+    ledger.write_text(ledger.read_text().replace('"keep"', '"reject"'), encoding="utf-8")
+    git(sandbox.mac, "commit", "-q", "--no-verify", "-am", "fix a verdict by hand")
+    tamper = git(sandbox.mac, "rev-parse", "HEAD").stdout.strip()
+    red = cli("ledger", "verify", cwd=sandbox.mac)
+    assert red.returncode == 1 and f"renderloop ledger acknowledge {tamper[:7]} --reason" in red.stdout
+    git(sandbox.mac, "revert", "--no-edit", "HEAD")  # the README's undo
+    revert = git(sandbox.mac, "rev-parse", "HEAD").stdout.strip()
+    still = cli("ledger", "verify", cwd=sandbox.mac)
+    assert still.returncode == 1 and revert[:7] in still.stdout  # the revert removes the tampered line too
+    # only commits verify names can be acknowledged, and a reason is required
+    first = git(sandbox.mac, "rev-list", "--max-parents=0", "HEAD").stdout.strip()
+    wrong = cli("ledger", "acknowledge", first, "--reason", "x", cwd=sandbox.mac)
+    assert wrong.returncode == 1 and "reports no violation in this commit" in wrong.stderr
+    assert cli("ledger", "acknowledge", tamper, cwd=sandbox.mac).returncode == 2
+    done = cli("ledger", "acknowledge", tamper[:7], revert[:7], "--reason", "hand edit, reverted", cwd=sandbox.mac)
+    assert done.returncode == 0, done.stderr
+    message = git(sandbox.mac, "log", "-1", "--format=%B").stdout
+    assert "hand edit, reverted" in message
+    assert f"Renderloop-Acknowledge: {tamper}" in message and f"Renderloop-Acknowledge: {revert}" in message
+    green = cli("ledger", "verify", cwd=sandbox.mac)
+    assert green.returncode == 0, green.stdout
+    assert f"violation(s), acknowledged in" in green.stdout and "outside acknowledged commits" in green.stdout
+    # pushed, it holds in every clone; a new tamper is red again
+    assert git(sandbox.mac, "push", "-q", check=False).returncode == 0
+    ledger.write_text(ledger.read_text().replace('"keep"', '"reroll"'), encoding="utf-8")
+    git(sandbox.mac, "commit", "-q", "--no-verify", "-am", "again")
+    assert cli("ledger", "verify", cwd=sandbox.mac).returncode == 1
