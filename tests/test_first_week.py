@@ -11,17 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Sandbox, cli, git
+from tests.test_pull_while_reviewing import batch, render
 
 ONE = "version: 1\nmodel: flux-schnell\nwidth: 256\nheight: 256\nprompts:\n  - slug: a\n    prompt: a red kite\n  - slug: b\n    prompt: a blue boat\n"
 
-
-def batch(slug: str) -> str:
-    return f"version: 1\nmodel: flux-schnell\nwidth: 256\nheight: 256\nprompts:\n  - slug: {slug}\n    prompt: {slug}\n"
-
-
-def render(sandbox: Sandbox) -> None:
-    result = cli("worker", "--repo", str(sandbox.worker), "--backend", "placeholder", "--once")
-    assert result.returncode == 0, result.stderr
 
 
 def global_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, extra: str) -> None:

@@ -240,7 +240,9 @@ def test_verify_names_each_commit_and_line_that_broke_the_ledger(studio: Path) -
     assert out[1].startswith(f'{removed} "drop two lines": ledger.jsonl:2: ')
     assert out[2].startswith(f'{removed} "drop two lines": ledger.jsonl:3: ')
     assert out[3].startswith(f'{bad} "append garbage": ledger.jsonl:2: not a valid ledger line')
-    assert out[-1] == "ledger.jsonl: 4 problem(s) in 3 of 5 commits"
+    assert out[-2] == "ledger.jsonl: 4 problem(s) in 3 of 5 commits"
+    assert out[-1].startswith("Undo them (`git revert COMMIT`, or re-add the lines), then record that in git: "
+                              "renderloop ledger acknowledge ")
 
 
 def test_verify_catches_a_same_size_edit_buried_under_later_appends(studio: Path) -> None:
@@ -256,7 +258,7 @@ def test_verify_catches_a_same_size_edit_buried_under_later_appends(studio: Path
     result = verify(studio)
     assert result.returncode == 1
     assert result.stdout.splitlines()[0].startswith(f'{sneaky} "quietly change a verdict": ledger.jsonl:1: line 1 of')
-    assert result.stdout.splitlines()[-1] == "ledger.jsonl: 1 problem(s) in 1 of 6 commits"
+    assert result.stdout.splitlines()[-2] == "ledger.jsonl: 1 problem(s) in 1 of 6 commits"
 
 
 def test_verify_accepts_union_merges_and_catches_a_merge_that_drops_a_side(studio: Path) -> None:
