@@ -64,6 +64,15 @@ def init(path: Path) -> Initialized:
     return Initialized(studio.root, new_repository, created=True)
 
 
+def _shim_current(studio: Studio, name: str) -> bool:
+    """True when ``hooks/NAME`` is the shim this renderloop writes (a link or a large file is not)."""
+    wanted = shim(name).encode("utf-8")
+    try:
+        return read_or_none(studio.hooks_dir / name, len(wanted) + 1, studio.root) == wanted
+    except FatalError:
+        return False
+
+
 def _enable_existing(studio: Studio) -> list[str]:
     changes = []
     if git.config_get(studio.root, "core.hooksPath") != HOOKS:
