@@ -489,7 +489,10 @@ def resolve_review_conflicts(root: Path) -> bool:
 
 def _merge_typed(root: Path, rel: str) -> Optional[bytes]:
     """The pulled review with the person's typing merged in, or None when it does not merge cleanly."""
-    versions = [git.show(root, f"refs/stash:{rel}"), git.show(root, f"refs/stash^2:{rel}"), git.show(root, f"HEAD:{rel}")]
+    try:
+        versions = [git.show(root, f"{rev}:{rel}", MAX_REVIEW_BYTES) for rev in ("refs/stash", "refs/stash^2", "HEAD")]
+    except git.TooLarge:
+        return None
     if any(v is None for v in versions):
         return None
     folder = git.state_dir(root) / "merge"
