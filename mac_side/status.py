@@ -2,7 +2,7 @@
 
 Counts come from the files of this checkout (pull first to see the worker's
 latest): a slug is *rendered* when its record is current (same spec_hash)
-and done with its PNG present, *failed* when its current record failed,
+and done with its PNG in the commit (here, or left out of a thin clone), *failed* when its current record failed,
 *pending* otherwise (no record, an older spec, or a missing PNG: what the
 worker will render next), and *reviewed* when the ledger holds a verdict for
 its current spec.
@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from studio.batch import Job, LoadedBatch
+from studio.batch import Job
 from studio.capability import newest, rel_path
 from studio.config import load_config
-from studio.inventory import job_state, load_batches, png_in, records
+from studio.inventory import Survey, survey
 from studio.layout import Studio
 from studio.ledger import Ledger
 from studio.order import completion_order, render_order
@@ -63,7 +63,7 @@ def capability_warnings(studio: Studio, waiting: list[Job]) -> list[str]:
 def batch_statuses(studio: Studio, waiting: Optional[list[Job]] = None) -> list[BatchStatus]:
     """Each batch's counts; ``waiting`` (when given) collects the pending images, in plan order."""
     config = load_config(studio)
-    inventory = load_batches(studio, config)
+    inventory = survey(studio, config)
     ledger = Ledger.read(studio.ledger_path)
     found = []
     for batch_id in sorted(inventory.paths):
@@ -72,23 +72,25 @@ def batch_statuses(studio: Studio, waiting: Optional[list[Job]] = None) -> list[
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             found.append(BatchStatus(batch_id, problem=f"{problems[0]}{more}"))
         else:
-            found.append(count(studio, inventory.batches[batch_id], ledger, waiting))
+            found.append(count(inventory, batch_id, ledger, waiting))
     return found
 
 
-def count(studio: Studio, loaded: LoadedBatch, ledger: Ledger, waiting: Optional[list[Job]] = None) -> BatchStatus:
-    actual = records(studio, loaded.batch)
+def count(inventory: Survey, batch: str, ledger: Ledger, waiting: Optional[list[Job]] = None) -> BatchStatus:
+    """One batch's counts; its pending images appended to ``waiting`` (their batch file parsed only then)."""
     rendered = failed = reviewed = 0
-    has_png = png_in(studio)
-    for job in loaded.jobs:
-        state = job_state(job, actual.get(job.slug), has_png)
+    pending: set[str] = set()
+    jobs = inventory.jobs[batch]
+    for slug, spec_hash in jobs:
+        state = inventory.state(batch, slug, spec_hash)
         if state == "done":
             rendered += 1
         elif state == "failed":
             failed += 1
-        elif waiting is not None:
-            waiting.append(job)
-        if ledger.for_image(job.batch, job.slug, job.spec_hash) is not None:
+        else:
+            pending.add(slug)
+        if ledger.for_image(batch, slug, spec_hash) is not None:
             reviewed += 1
-    total = len(loaded.jobs)
-    return BatchStatus(loaded.batch, total, total - rendered - failed, rendered, failed, reviewed)
+    if waiting is not None and pending:
+        waiting += [job for job in inventory.loaded(batch).jobs if job.slug in pending]
+    return BatchStatus(batch, len(jobs), len(jobs) - rendered - failed, rendered, failed, reviewed)

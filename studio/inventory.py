@@ -5,12 +5,14 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Union
+from typing import Callable, Literal, NamedTuple, Optional, Union
 
+from studio import checkout, git, plancache
 from studio.batch import Job, LoadedBatch, batch_id_of, load_batch, load_batch_bytes
 from studio.config import StudioConfig
 from studio.errors import InvalidFile, Problem
-from studio.layout import BATCH_ERROR_NAME, Studio
+from studio.layout import BATCH_ERROR_NAME, RENDERS, Studio, batch_id_problem
+from studio.plancache import BatchFacts, PlanCache
 from studio.record import RenderRecord, try_read_record
 from studio.fsutil import RefusedFile, path_problem, read_bounded
 
@@ -116,23 +118,136 @@ def _read_record_cached(path: Path) -> RenderRecord | None:
 JobState = Literal["done", "failed", "pending"]
 
 
-PngCheck = Callable[[Job], bool]  # is the image's PNG there?
+PngCheck = Callable[[Job], bool]  # is the image's PNG in this checkout's commit?
 
 
-def job_state(job: Job, record: RenderRecord | None, has_png: PngCheck) -> JobState:
+class Rendered(NamedTuple):
+    """What planning needs of a render record."""
+
+    status: str
+    spec_hash: str
+
+
+def job_state(job: Job, record: RenderRecord | Rendered | None, has_png: PngCheck) -> JobState:
     """Where one image stands, as the worker, ``renderloop status``, ``follow`` and the review see it.
 
-    *done*: a record of this very spec, done, with its PNG present; *failed*:
-    a record of this spec that failed; *pending* otherwise (no record, a
-    record of an older spec, or a missing PNG: what the worker renders next).
+    *done*: a record of this very spec, done, with its PNG in the checkout's
+    commit (on this disk or left out of a sparse checkout); *failed*: a record
+    of this spec that failed; *pending* otherwise (no record, a record of an
+    older spec, or a missing PNG: what the worker renders next).
     """
-    if record is None or record.spec_hash != job.spec_hash:
+    return _state(job.spec_hash, record, lambda: has_png(job))
+
+
+def _state(spec_hash: str, record: RenderRecord | Rendered | None, has_png: Callable[[], bool]) -> JobState:
+    if record is None or record.spec_hash != spec_hash:
         return "pending"
     if record.status == "failed":
         return "failed"
-    return "done" if has_png(job) else "pending"
+    return "done" if has_png() else "pending"
 
 
 def png_in(studio: Studio) -> PngCheck:
-    """The PNG check of this checkout: ``renders/<batch>/<slug>.png`` is a file."""
-    return lambda job: studio.png_path(job.batch, job.slug).is_file()
+    """The PNG check of this checkout: ``renders/<batch>/<slug>.png`` is in its commit (checked out or
+    left out of a thin clone; :mod:`studio.checkout`), or a file when the studio is not a git clone."""
+    if not (studio.root / ".git").exists():
+        return lambda job: studio.png_path(job.batch, job.slug).is_file()
+    pngs = {rel for rel in checkout.entries(studio.root, RENDERS) if rel.endswith(".png")}
+    return lambda job: f"{RENDERS}/{job.batch}/{job.slug}.png" in pngs
+
+
+@dataclass
+class Survey:
+    """The studio as planning sees it: each batch file's slugs and spec hashes, each record's state.
+
+    Built mostly from the plan cache (:mod:`studio.plancache`): only files
+    whose blob id is new are read and parsed. :meth:`loaded` parses a batch
+    file fully, for the batches that have images to render.
+    """
+
+    studio: Studio
+    config: StudioConfig
+    paths: dict[str, Path] = field(default_factory=dict)  # batch id -> batch file
+    jobs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # valid batch -> [(slug, spec_hash)]
+    invalid: dict[str, InvalidFile] = field(default_factory=dict)
+    records: dict[tuple[str, str], Rendered] = field(default_factory=dict)
+    pngs: set[tuple[str, str]] = field(default_factory=set)
+
+    def state(self, batch: str, slug: str, spec_hash: str) -> JobState:
+        return _state(spec_hash, self.records.get((batch, slug)), lambda: (batch, slug) in self.pngs)
+
+    def loaded(self, batch_id: str) -> LoadedBatch:
+        settings = hashlib.sha256(self.config.model_dump_json().encode()).hexdigest()
+        result = _load_cached(self.studio, self.paths[batch_id], self.config, settings)
+        if isinstance(result, InvalidFile):
+            raise result
+        return result
+
+
+def survey(studio: Studio, config: StudioConfig) -> Survey:
+    """Every batch file and render record of ``studio``, through the plan cache."""
+    settings = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
+    in_git = (studio.root / ".git").exists()
+    cache = PlanCache(git.state_dir(studio.root) / plancache.NAME if in_git else None, settings)
+    found = Survey(studio, config)
+    by_id: dict[str, list[Path]] = {}
+    for path in studio.batch_files():
+        by_id.setdefault(batch_id_of(path), []).append(path)
+    for batch_id, paths in by_id.items():
+        found.paths[batch_id] = paths[0]
+        if len(paths) > 1:
+            names = " and ".join(studio.rel(p) for p in paths)
+            message = f"batch {batch_id!r} is defined twice, by {names}: keep one"
+            found.invalid[batch_id] = InvalidFile([Problem(studio.rel(p), 1, message) for p in paths])
+            continue
+        facts = _batch_facts(studio, paths[0], config, settings, cache)
+        if "problems" in facts:
+            found.invalid[batch_id] = InvalidFile([Problem(str(p), int(n), str(m)) for p, n, m in facts["problems"]])
+        else:
+            found.jobs[batch_id] = [(slug, spec_hash) for slug, spec_hash in facts["jobs"]]
+    for rel, entry in checkout.entries(studio.root, RENDERS).items():
+        parts = rel.split("/")
+        if len(parts) != 3 or batch_id_problem(parts[1]) is not None:
+            continue
+        stem, _, suffix = parts[2].rpartition(".")
+        if suffix == "png":
+            found.pngs.add((parts[1], stem))
+        elif suffix == "json" and parts[2] != BATCH_ERROR_NAME:
+            known, record = cache.record(entry.blob)
+            if not known:
+                record = _record_facts(studio, rel, entry)
+                cache.put_record(entry.blob, record)
+            if record is not None and record[0] == parts[1] and record[1] == stem:
+                found.records[(parts[1], stem)] = Rendered(record[2], record[3])
+    cache.save()
+    return found
+
+
+def _batch_facts(studio: Studio, path: Path, config: StudioConfig, settings: str, cache: PlanCache) -> BatchFacts:
+    try:
+        raw: Optional[bytes] = read_bounded(path, config.limits.batch_bytes, studio.root, studio.rel(path))
+    except (OSError, InvalidFile):  # refused or unreadable: the loader says why, every time
+        raw = None
+    key = f"{studio.rel(path)}\0{checkout.blob_id(raw)}" if raw is not None else ""
+    facts = cache.batch(key) if key else None
+    if facts is not None:
+        return facts
+    result = _load_cached(studio, path, config, settings)
+    if isinstance(result, InvalidFile):
+        facts = {"problems": [[p.path, p.line, p.message] for p in result.problems]}
+    else:
+        facts = {"jobs": [[job.slug, job.spec_hash] for job in result.jobs]}
+    if key:
+        cache.put_batch(key, facts)
+    return facts
+
+
+def _record_facts(studio: Studio, rel: str, entry: checkout.Entry) -> Optional[list[str]]:
+    if entry.here:
+        record = try_read_record(studio.root / rel)  # bounded, never through a link
+    else:  # left out of a thin clone: the blob itself
+        try:
+            record = RenderRecord.model_validate_json(git.show(studio.root, entry.blob) or b"")
+        except ValueError:
+            record = None
+    return None if record is None else [record.batch, record.slug, record.status, record.spec_hash]

@@ -1,8 +1,10 @@
 """Gather and decide: which images the batch files want that the records lack.
 
-Pure reading: no git, no writes. The desired state is every batch file; the
-actual state is the render records; a job is planned for each (batch, slug)
-whose record is missing, or whose spec_hash differs, or whose image is gone.
+Reading only (the index and ``git status`` for blob ids; the plan cache in
+``.git`` is its one write). The desired state is every batch file; the actual
+state is the render records and images in the checkout's commit; a job is
+planned for each (batch, slug) whose record is missing, or whose spec_hash
+differs, or whose image is gone.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 from studio.batch import Job
 from studio.config import StudioConfig
 from studio.errors import FatalError, InvalidFile
-from studio.inventory import job_state, load_batches, png_in, records
+from studio.inventory import survey
 from studio.layout import BATCH_ERROR_NAME, Studio, batch_id_problem
 
 
@@ -29,31 +31,32 @@ class Plan:
 def make_plan(
     studio: Studio, config: StudioConfig, *, retry_failed: bool = False, only: set[str] | None = None
 ) -> Plan:
-    inventory = load_batches(studio, config)
+    inventory = survey(studio, config)
     plan = Plan()
-    for batch_id in [*inventory.invalid, *inventory.batches]:
+    for batch_id in [*inventory.invalid, *inventory.jobs]:
         why = escapes(studio, batch_id)
         if why and (only is None or batch_id in only):
             plan.refused[batch_id] = why
     for batch_id, error in inventory.invalid.items():
         if (only is None or batch_id in only) and batch_id_problem(batch_id) is None and batch_id not in plan.refused:
             plan.invalid[batch_id] = (inventory.paths[batch_id], error)
-    has_png = png_in(studio)
-    for batch_id, loaded in inventory.batches.items():
+    for batch_id, jobs in inventory.jobs.items():
         if (only is not None and batch_id not in only) or batch_id in plan.refused:
             continue
-        actual = records(studio, batch_id)
         done = failed = 0
-        for job in loaded.jobs:
-            plan.desired[(job.batch, job.slug)] = job.spec_hash
-            state = job_state(job, actual.get(job.slug), has_png)
+        wanted: set[str] = set()
+        for slug, spec_hash in jobs:
+            plan.desired[(batch_id, slug)] = spec_hash
+            state = inventory.state(batch_id, slug, spec_hash)
             if state == "done":
                 done += 1
             elif state == "failed" and not retry_failed:
                 failed += 1
             else:
-                plan.jobs.append(job)
-        plan.totals[batch_id] = (len(loaded.jobs), done, failed)
+                wanted.add(slug)
+        if wanted:  # only a batch with images to render is parsed (its specs are needed)
+            plan.jobs += [job for job in inventory.loaded(batch_id).jobs if job.slug in wanted]
+        plan.totals[batch_id] = (len(jobs), done, failed)
     plan.jobs = by_model(plan.jobs)
     plan.clear_errors = [
         batch_id for batch_id in error_records(studio)

@@ -6,6 +6,7 @@ normal test run never collects this folder (``norecursedirs`` in pyproject.toml)
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -52,6 +53,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    _scale_summary(terminalreporter)
     lines = figures.summary()
     if lines:
         terminalreporter.section("renderloop: the four figures of issue 3")
@@ -59,3 +61,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                                     f"after: {_load()}; {os.cpu_count()} CPUs")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+def _scale_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    scale: dict[str, float] = getattr(sys.modules.get("tests.bench.test_scale"), "FIGURES", {})
+    if scale:
+        terminalreporter.section("renderloop: issue 13, medians in seconds")
+        for name, value in sorted(scale.items()):
+            terminalreporter.write_line(f"{name}: {value:.3f}")

@@ -22,10 +22,12 @@ import contextlib
 import io
 import json
 import os
+import pickle
 import random
 import shutil
 import struct
 import subprocess
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -45,6 +47,7 @@ WIDTH, HEIGHT = 1344, 768
 NOISE_ROWS = 320  # rows of random pixels: 320 * (1 + 1344 * 3) bytes, about 1.29 MB stored as is
 MODEL = "z-image-turbo"
 PER_BATCH = 20
+FORMAT = 2  # bump when what build() writes changes: cached studios are rebuilt
 LEDGER_COMMITS = 10  # the ledger grows over this many review commits
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -149,9 +152,10 @@ def build(root: Path, renders: int, ledger_lines: int, *, per_batch: int = PER_B
     work = root / "seed"
     with contextlib.redirect_stdout(io.StringIO()):
         init(work)
+    branch = "main"  # whatever init.defaultBranch says: the benchmark rig pushes to main
+    git.run(work, "branch", "-M", branch)
     studio = Studio.at(work)
     config = load_config(studio)
-    branch = git.current_branch(work) or "main"
     result = Synthetic(root / "remote.git", branch=branch)
     batch_count = -(-renders // per_batch) if renders else 0
     person = "Person <person@example.com>"
@@ -176,14 +180,30 @@ def build(root: Path, renders: int, ledger_lines: int, *, per_batch: int = PER_B
                 result.jobs.append(job)
                 result.png_sha[(job.batch, job.slug)] = record.png_sha256 or ""
             made += count
-    if ledger_lines:
-        with FastImport(work, branch, "2g") as stream:  # each ledger version a delta of the one before
-            _write_ledger(stream, result, ledger_lines, rng, person)
     git.run(root, "clone", "--quiet", "--bare", str(work), str(result.remote))  # hard links: no copy
     git.run(result.remote, "config", "pack.compression", "0")
     shutil.rmtree(work, ignore_errors=True)
-    result.ledger_lines = ledger_lines
+    add_ledger(result, ledger_lines, seed=seed)
     return result
+
+
+def add_ledger(made: Synthetic, lines: int, *, seed: int = 13) -> None:
+    """Append ``lines`` verdicts on ``made``'s renders to its ledger, over :data:`LEDGER_COMMITS` commits."""
+    if lines:
+        with FastImport(made.remote, made.branch, "2g") as stream:  # each version a delta of the one before
+            _write_ledger(stream, made, lines, random.Random(seed + 1), "Person <person@example.com>")
+    made.ledger_lines += lines
+
+
+def with_ledger(made: Synthetic, root: Path, lines: int) -> Synthetic:
+    """A copy of ``made`` (hard-linked, instant) at ``root/remote.git`` with ``lines`` more verdicts."""
+    copy = Synthetic(root / "remote.git", list(made.batches), list(made.jobs), dict(made.png_sha),
+                     made.ledger_lines, made.branch)
+    root.mkdir(parents=True, exist_ok=True)
+    git.run(root, "clone", "--quiet", "--bare", str(made.remote), str(copy.remote))
+    git.run(copy.remote, "config", "pack.compression", "0")
+    add_ledger(copy, lines)
+    return copy
 
 
 class FastImport:
@@ -191,8 +211,9 @@ class FastImport:
 
     def __init__(self, work: Path, branch: str, big_file_threshold: str) -> None:
         self.branch = branch
-        self.parent = git.head(work) or ""
-        self.clock = START + timedelta(seconds=20 * int(git.out(work, "rev-list", "--count", "HEAD")))
+        self.work = work
+        self.parent = git.rev_parse(work, f"refs/heads/{branch}") or ""
+        self.clock = START + timedelta(seconds=20 * int(git.out(work, "rev-list", "--count", self.parent)))
         self.mark = 0
         self.proc = subprocess.Popen(
             ["git", "-c", "pack.compression=0", "-c", "core.compression=0", "-c", "fastimport.unpackLimit=0", "fast-import", "--quiet",
@@ -234,10 +255,11 @@ class FastImport:
 def _write_ledger(stream: FastImport, result: Synthetic, total: int, rng: random.Random, person: str) -> None:
     writer = LedgerWriter(rng)
     ledger = io.BytesIO()
+    ledger.write(git.show(stream.work, f"{stream.parent}:{LEDGER_NAME}") or b"")
     steps = min(LEDGER_COMMITS, total)
     for step in range(steps):
-        end = total * (step + 1) // steps
-        start = total * step // steps
+        end = result.ledger_lines + total * (step + 1) // steps
+        start = result.ledger_lines + total * step // steps
         for index in range(start, end):
             job = result.jobs[index % len(result.jobs)] if result.jobs else None
             sha = result.png_sha.get((job.batch, job.slug)) if job else None
@@ -260,3 +282,24 @@ def clone(remote: Path, dest: Path, *extra: str) -> Path:
 
 def noise_png_for_tests() -> bytes:
     return PngMaker().make(random.Random(os.getpid()))
+
+
+def cached(renders: int, ledger_lines: int, *, cache: Path | None = None) -> Synthetic:
+    """The studio of that size, built once and kept in ``RENDERLOOP_BENCH_CACHE`` (default: the temp folder).
+
+    Benchmarks clone it (``git clone`` of a local path hard-links the objects), never change it.
+    """
+    base = cache or Path(os.environ.get("RENDERLOOP_BENCH_CACHE") or Path(tempfile.gettempdir()) / "renderloop-bench")
+    folder = base / f"v{FORMAT}-r{renders}-l{ledger_lines}"
+    facts = folder / "synthetic.pickle"
+    if facts.is_file():
+        made: Synthetic = pickle.loads(facts.read_bytes())
+        return made
+    shutil.rmtree(folder, ignore_errors=True)
+    if ledger_lines and renders:
+        made = with_ledger(cached(renders, 0, cache=base), folder, ledger_lines)  # the images once per size
+    else:
+        folder.mkdir(parents=True)
+        made = build(folder, renders, ledger_lines)
+    facts.write_bytes(pickle.dumps(made))
+    return made

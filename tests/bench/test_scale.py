@@ -1,0 +1,136 @@
+"""Issue 13: costs that do not grow with history, measured on synthetic studios (tests/bench/synthetic.py).
+
+Sizes: 0 and 200 renders, 0 and 100,000 ledger lines; with ``RENDERLOOP_BENCH_LARGE=1`` also 2,000
+renders and 1,000,000 lines (building those takes minutes the first time; they are kept in
+``RENDERLOOP_BENCH_CACHE``). Every figure is a median of several runs of the real command in its own
+process, and lands in the summary at the end (and in ``RENDERLOOP_BENCH_SCALE_JSON`` when set).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from tests.bench.harness import POST_RECEIVE, Rig, ServerProcess, WorkerProcess
+from tests.bench.synthetic import Synthetic, cached
+from tests.bench.test_dispatch import RENDER_SECONDS, _measure
+from tests.helpers import git
+
+LARGE = os.environ.get("RENDERLOOP_BENCH_LARGE") == "1"
+RENDERS = [0, 200, *([2000] if LARGE else [])]
+LINES = [0, 100_000, *([1_000_000] if LARGE else [])]
+RUNS = int(os.environ.get("RENDERLOOP_BENCH_RUNS", "5"))
+REPO = Path(__file__).resolve().parents[2]
+
+FIGURES: dict[str, float] = {}  # "figure | size" -> median seconds
+
+
+def record(name: str, size: str, values: list[float]) -> float:
+    value = statistics.median(values)
+    FIGURES[f"{name} | {size}"] = value
+    out = os.environ.get("RENDERLOOP_BENCH_SCALE_JSON")
+    if out:
+        Path(out).write_text(json.dumps(FIGURES, indent=1, sort_keys=True), encoding="utf-8")
+    return value
+
+
+def timed(runs: int, action: Callable[[], object], before: Callable[[], object] | None = None) -> list[float]:
+    values = []
+    for _ in range(runs):
+        if before:
+            before()
+        started = time.perf_counter()
+        action()
+        values.append(time.perf_counter() - started)
+    return values
+
+
+def renderloop(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "renderloop", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    if check and done.returncode != 0:
+        raise AssertionError(f"renderloop {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+@pytest.fixture(scope="session")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("scale")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)  # full checkouts of 2,000 images are 2.6 GB each
+
+
+def clone_of(made: Synthetic, dest: Path, *extra: str) -> Path:
+    git(dest.parent, "clone", "--quiet", *extra, str(made.remote), str(dest))
+    git(dest, "config", "user.name", "renderloop worker")
+    git(dest, "config", "user.email", "worker@example.com")
+    return dest
+
+
+def rig_of(made: Synthetic, root: Path) -> Rig:
+    """The benchmark rig on a synthetic studio: the person's clone checks out no images."""
+    root.mkdir(parents=True)
+    remote = root / "remote.git"
+    git(root, "clone", "--quiet", "--bare", str(made.remote), str(remote))
+    pushes_log = root / "pushes.log"
+    hook = remote / "hooks" / "post-receive"
+    hook.write_text(POST_RECEIVE.format(log=pushes_log.as_posix()), encoding="utf-8", newline="\n")
+    hook.chmod(0o755)
+    person = root / "person"
+    git(root, "clone", "--quiet", "--sparse", str(remote), str(person))
+    git(person, "sparse-checkout", "add", "batches")
+    worker = root / "worker"
+    git(root, "clone", "--quiet", str(remote), str(worker))
+    git(worker, "config", "user.name", "renderloop worker")
+    git(worker, "config", "user.email", "worker@example.com")
+    return Rig(root, remote, person, worker, pushes_log)
+
+
+# ---------------------------------------------------------------- item 3: planning that does not repeat itself
+
+
+@pytest.mark.parametrize("renders", RENDERS)
+def test_worker_once_with_nothing_to_do(renders: int, scratch: Path) -> None:
+    made = cached(renders, 0)
+    here = clone_of(made, scratch / f"idle-{renders}")
+
+    def once() -> None:
+        renderloop("worker", "--repo", str(here), "--backend", "placeholder", "--once", "--no-push", cwd=here)
+
+    once()  # the first run after a clone learns every file (the cache is in .git, per clone)
+    value = record("worker --once, nothing to do", f"{renders} renders", timed(RUNS, once))
+    assert not git(here, "status", "--porcelain").stdout  # rendered nothing, changed nothing
+    assert value < 5
+
+
+@pytest.mark.parametrize("renders", RENDERS)
+def test_push_to_first_render(renders: int, scratch: Path) -> None:
+    rig = rig_of(cached(renders, 0), scratch / f"push-{renders}")
+    server = ServerProcess(scratch / f"push-{renders}-server", RENDER_SECONDS)
+    worker = None
+    try:
+        worker = WorkerProcess(rig, [server.url])
+
+        class Bench:  # what _measure needs of pytest-benchmark
+            extra_info: dict = {}
+
+            @staticmethod
+            def pedantic(action, setup, rounds, iterations):  # type: ignore[no-untyped-def]
+                for _ in range(rounds):
+                    args, _ = setup()
+                    action(*args)
+
+        latencies = _measure(Bench(), rig, server, worker, "scale", RUNS)
+        record("push to first render", f"{renders} renders", latencies)
+    finally:
+        if worker:
+            worker.close()
+        server.close()
