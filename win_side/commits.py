@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from studio import git
+from studio import git, thin
 from studio.clock import utcnow
 from studio.errors import InvalidFile
 from studio.capability import Capability, parse, rel_path
@@ -65,7 +65,7 @@ def commit_paths(repo: WorkerRepo, message: str, paths: list[str]) -> str | None
     """
     with repo.lock:
         paths = existing_or_tracked(repo.root, paths)
-        git.run(repo.root, "add", "--all", "--", *paths)
+        git.run(repo.root, "add", "--all", *thin.add_options(repo.root), "--", *paths)
         if paths and git.ok(repo.root, "diff", "--cached", "--quiet", "HEAD", "--", *paths):
             return None
         faults.point("commit")

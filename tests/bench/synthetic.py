@@ -181,7 +181,7 @@ def build(root: Path, renders: int, ledger_lines: int, *, per_batch: int = PER_B
                 result.png_sha[(job.batch, job.slug)] = record.png_sha256 or ""
             made += count
     git.run(root, "clone", "--quiet", "--bare", str(work), str(result.remote))  # hard links: no copy
-    git.run(result.remote, "config", "pack.compression", "0")
+    serve(result.remote)
     shutil.rmtree(work, ignore_errors=True)
     add_ledger(result, ledger_lines, seed=seed)
     return result
@@ -201,9 +201,16 @@ def with_ledger(made: Synthetic, root: Path, lines: int) -> Synthetic:
                      made.ledger_lines, made.branch)
     root.mkdir(parents=True, exist_ok=True)
     git.run(root, "clone", "--quiet", "--bare", str(made.remote), str(copy.remote))
-    git.run(copy.remote, "config", "pack.compression", "0")
+    serve(copy.remote)
     add_ledger(copy, lines)
     return copy
+
+
+def serve(remote: Path) -> None:
+    """Serve partial clones (``--filter=blob:none``), as hosted remotes do; never compress noise."""
+    for key, value in (("pack.compression", "0"), ("uploadpack.allowFilter", "true"),
+                       ("uploadpack.allowAnySHA1InWant", "true")):
+        git.run(remote, "config", key, value)
 
 
 class FastImport:

@@ -1,0 +1,87 @@
+"""Thin clones (studio/thin.py): a partial clone whose checkout leaves older batches' images out."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from studio import thin
+from studio.config import load_config
+from studio.layout import Studio
+from tests.bench.synthetic import Synthetic, build, clone
+from tests.helpers import cli, git
+from win_side.plan import make_plan
+
+
+@pytest.fixture
+def made(tmp_path: Path) -> Synthetic:
+    """A remote with three batches of two rendered images (b0002 the newest) and a few verdicts."""
+    return build(tmp_path / "gen", renders=6, ledger_lines=9, per_batch=2)
+
+
+def _pngs(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in (root / "renders").glob("*/*.png"))
+
+
+def test_a_thin_clone_holds_everything_but_the_older_images(made: Synthetic, tmp_path: Path) -> None:
+    cloned = thin.clone(made.remote.as_uri(), tmp_path / "thin", newest=1)
+    root = cloned.path
+    assert cloned.batches == ["b0002", "b0001", "b0000"] and cloned.left_out == ["b0001", "b0000"]
+    assert _pngs(root) == ["renders/b0002/b0002-000.png", "renders/b0002/b0002-001.png"]
+    assert len(list((root / "renders").glob("*/*.json"))) == 6 and (root / "batches" / "b0000.yaml").is_file()
+    assert (root / "ledger.jsonl").read_bytes().count(b"\n") == 9
+    assert not git(root, "status", "--porcelain").stdout
+    assert thin.left_out(root) == {"b0000", "b0001"}
+    # partial: the left-out images were never fetched
+    missing = {row[1:] for row in git(root, "rev-list", "--objects", "--missing=print", "HEAD").stdout.split()
+               if row.startswith("?")}
+    images = {row.split()[2] for row in git(root, "ls-tree", "-r", "HEAD", "renders").stdout.splitlines()
+              if row.endswith(".png")}
+    assert len(images) == 6 and len(images & missing) == 4
+
+    assert thin.open_batches(root, ["b0000", "b0002"]) == ["b0000"]
+    assert _pngs(root)[:2] == ["renders/b0000/b0000-000.png", "renders/b0000/b0000-001.png"]
+    assert thin.left_out(root) == {"b0001"} and not git(root, "status", "--porcelain").stdout
+
+    everything = thin.clone(made.remote.as_uri(), tmp_path / "all", newest=None)
+    assert everything.left_out == [] and len(_pngs(everything.path)) == 6 and not thin.is_sparse(everything.path)
+
+
+def test_status_and_the_plan_in_a_thin_clone_are_those_of_a_full_clone(made: Synthetic, tmp_path: Path) -> None:
+    full = clone(made.remote, tmp_path / "full")
+    root = thin.clone(made.remote.as_uri(), tmp_path / "thin", newest=0).path
+    assert _pngs(root) == []
+    for here in (full, root):
+        studio = Studio.at(here)
+        plan = make_plan(studio, load_config(studio))
+        assert plan.jobs == [] and plan.totals == {"b0000": (2, 2, 0), "b0001": (2, 2, 0), "b0002": (2, 2, 0)}
+    assert cli("status", cwd=root).stdout == cli("status", cwd=full).stdout
+    assert " 2 " in cli("status", cwd=root).stdout.splitlines()[1]
+
+
+def test_the_worker_in_a_thin_clone_renders_only_what_is_new_and_leaves_it_clean(made: Synthetic, tmp_path: Path) -> None:
+    person = clone(made.remote, tmp_path / "person")
+    worker = thin.clone(made.remote.as_uri(), tmp_path / "worker", newest=0).path
+    git(worker, "config", "user.name", "renderloop worker")
+    git(worker, "config", "user.email", "worker@example.com")
+    # the person changes one prompt of an old batch (its images are not in the worker's clone) and adds a batch
+    batch = person / "batches" / "b0000.yaml"
+    batch.write_text(batch.read_text().replace("b0000 image 1,", "b0000 image 1 at dusk,"), newline="\n")
+    (person / "batches" / "fresh.yaml").write_text(
+        "version: 1\nmodel: z-image-turbo\nwidth: 512\nheight: 384\nprompts:\n  - slug: one\n    prompt: one\n",
+        newline="\n",
+    )
+    git(person, "add", "batches")
+    git(person, "commit", "--quiet", "--no-verify", "-m", "reroll one, add one")
+    git(person, "push", "--quiet")
+
+    done = cli("worker", "--repo", str(worker), "--backend", "placeholder", "--once", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "2 rendered" in done.stderr
+    assert not git(worker, "status", "--porcelain").stdout
+    git(person, "pull", "--quiet", "--no-rebase")
+    subjects = git(person, "log", "--format=%s", "-3").stdout.splitlines()
+    assert sorted(s.split(" [")[0] for s in subjects[:2]) == ["render(b0000): b0000-001", "render(fresh): one"]
+    assert (person / "renders" / "b0000" / "b0000-001.png").stat().st_size > 0
+    again = cli("worker", "--repo", str(worker), "--backend", "placeholder", "--once", timeout=120)
+    assert "0 rendered" in again.stderr and not git(worker, "status", "--porcelain").stdout
