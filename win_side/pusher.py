@@ -5,6 +5,11 @@ whenever it is woken, so a burst of commits goes out in one push.  A
 rejected push (the person pushed meanwhile, or a lost race that shows as
 ``cannot lock ref ... expected``) is fetched, rebased and tried again.  An
 unreachable remote is retried on a capped schedule; commits wait locally.
+
+A remote that is not on this disk (a hosted one) limits how often it may be
+pushed to: pushes are then spaced ``interval`` seconds apart (the worker's
+default is 10 s, at most 6 a minute), and the commits made meanwhile go out
+together in the next push. A commit waits at most ``interval`` for its push.
 """
 from __future__ import annotations
 
@@ -25,9 +30,14 @@ MAX_REBASES = 20
 
 
 class Pusher:
-    def __init__(self, repo: WorkerRepo, on_integrated: Optional[Callable[[], None]] = None) -> None:
+    def __init__(
+        self, repo: WorkerRepo, on_integrated: Optional[Callable[[], None]] = None, interval: float = 0.0
+    ) -> None:
         self.repo = repo
         self.on_integrated = on_integrated  # the remote brought new commits: re-plan
+        self.interval = interval  # seconds between two pushes at least
+        self.pushes = 0
+        self._last_push = float("-inf")
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.throttle = Throttle(BACKOFF)
@@ -56,9 +66,17 @@ class Pusher:
         self._wake.wait(timeout=5.0)
         if self._stop.is_set():
             return False
+        spacing = self.spacing()
+        if spacing > 0:  # too soon after the last push: commits gather meanwhile
+            self._stop.wait(spacing)
+            return True
         self._wake.clear()
         self.push_pending()
         return True
+
+    def spacing(self) -> float:
+        """Seconds to wait before the next push may go (0: now)."""
+        return max(0.0, self._last_push + self.interval - time.monotonic())
 
     def push_pending(self) -> bool:
         """Push everything that waits; True when the remote has it all."""
@@ -92,7 +110,10 @@ class Pusher:
                 if stuck >= 2:  # not a lost race: a stale lock on the server, a hook refusing...
                     raise RemoteUnreachable(f"the remote refuses the push: {exc}") from None
                 continue
+            self._last_push = time.monotonic()
+            self.pushes += 1
             log.debug("pushed %s", sha[:10])
+            return True  # commits made during the push go in the next one, spaced like this one
         return self.repo.unpushed() == 0
 
     def _schedule_retry(self, reason: str) -> None:
@@ -105,12 +126,18 @@ class Pusher:
         )
 
     def flush(self, timeout: float) -> bool:
-        """Push now and keep trying until everything is pushed or ``timeout`` passes."""
+        """Push now (or once the spacing allows) and keep trying until everything is pushed or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         while True:
-            if self.push_pending():
+            remaining = deadline - time.monotonic()
+            if self.repo.unpushed() and self.spacing() > 0:
+                if self.spacing() > remaining:
+                    return False
+                time.sleep(self.spacing())
+            if self.push_pending() and self.repo.unpushed() == 0:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.throttle.remaining > remaining:
                 return False
-            self.throttle.wait(threading.Event())  # stop() came first: only the timeout ends the flush
+            if self.throttle.waiting:
+                self.throttle.wait(threading.Event())  # stop() came first: only the timeout ends the flush

@@ -54,6 +54,7 @@ class ReconcileOptions:
     retry_failed: bool = False
     only: Optional[set[str]] = None  # restrict to these batches (``renderloop local``)
     backend_wait: Optional[float] = None  # run_once: give up after every lane failed this long (None: never)
+    push_interval: float = 0.0  # seconds between two pushes at least (a hosted remote's rate limit)
 
 
 class _RecordCommon(TypedDict):
@@ -96,7 +97,10 @@ class Reconciler:
         self.stopping = threading.Event()
         self.outcomes: queue.Queue[Optional[RenderOutcome]] = queue.Queue()
         self.renders = RenderQueue(backend.lanes, self.outcomes.put)
-        self.pusher = Pusher(repo, on_integrated=self.poke) if options.push and repo.has_remote() else None
+        self.pusher = (
+            Pusher(repo, on_integrated=self.poke, interval=options.push_interval)
+            if options.push and repo.has_remote() else None
+        )
         self.pending = PendingRenders(repo.state)
         self._told: set[tuple[str, str, str]] = set()  # write failures already logged
         self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)

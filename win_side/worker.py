@@ -27,9 +27,11 @@ from win_side.notify import FORMATS, Notifier, batch_end_callback
 from win_side.progress import Progress
 from win_side.reconcile import ReconcileOptions, Reconciler, Summary
 from win_side.repo import WorkerRepo
-from win_side.watch import Watcher
+from win_side.watch import Watcher, local_remote_repo
 
 log = logging.getLogger("renderloop.worker")
+
+HOSTED_PUSH_INTERVAL = 10.0  # at most 6 pushes a minute to a remote that is not on this disk
 
 
 @dataclass
@@ -52,6 +54,7 @@ class WorkerOptions:
     models_dir: Optional[str] = None  # ComfyUI's models folder: missing means a drive not mounted
     comfyui_ready_timeout: float = 600.0  # how long a started ComfyUI may take to answer
     backend_wait: float = 60.0  # --once: seconds to wait for a backend that does not answer
+    push_interval: Optional[float] = None  # None: 0 for a remote on this disk, HOSTED_PUSH_INTERVAL otherwise
 
 
 def open_studio(repo: Path) -> Studio:
@@ -131,7 +134,8 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
         reconciler = Reconciler(
             repo, backend,
             ReconcileOptions(worker=worker_name, push=options.push, retry_failed=options.retry_failed,
-                             backend_wait=options.backend_wait if options.once else None),
+                             backend_wait=options.backend_wait if options.once else None,
+                             push_interval=push_interval(repo, options.push_interval)),
             progress,
         )
         lanes = ", ".join(lane.name for lane in backend.lanes)
@@ -217,3 +221,12 @@ def _own_identity(root: Path, name: str) -> Optional[str]:
     email = f"{local}@renderloop.invalid" if "user.email" in unset else None
     git.commit_as(user, email)
     return f"{user or git.config_get(root, 'user.name')} <{email or git.config_get(root, 'user.email')}>"
+
+
+def push_interval(repo: WorkerRepo, chosen: Optional[float]) -> float:
+    """Seconds between pushes: as chosen, else none to a remote on this disk and 10 s to any other."""
+    if chosen is not None:
+        if chosen < 0:
+            raise FatalError(f"--push-interval {chosen:g}: give a number of seconds, 0 or more")
+        return chosen
+    return 0.0 if local_remote_repo(repo) is not None else HOSTED_PUSH_INTERVAL

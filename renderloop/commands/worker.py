@@ -47,6 +47,8 @@ def add_parser(sub: Subcommands) -> None:
                    help="also write the log to PATH (rotated at 5 MB, 3 kept): for Task Scheduler")
     p.add_argument("--backend-wait", type=float, default=60.0, metavar="SECONDS",
                    help="with --once: how long to wait for a backend that does not answer before giving up (exit 1)")
+    p.add_argument("--push-interval", type=float, default=None, metavar="SECONDS",
+                   help="seconds between two pushes at least (default: 0 to a remote on this disk, 10 to others)")
     service = p.add_argument_group("start at logon, restart on failure")
     service.add_argument("--install", action="store_true",
                          help="register the worker with these flags: a Task Scheduler task (Windows), a systemd "
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     above_zero("--window", args.window, "give 1 or more")
     at_least_zero("--placeholder-seconds", args.placeholder_seconds)
     at_least_zero("--backend-wait", args.backend_wait)
+    at_least_zero("--push-interval", args.push_interval)
 
     return worker(
         WorkerOptions(
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             comfyui_start=args.comfyui_start,
             models_dir=str(Path(args.models_dir).absolute()) if args.models_dir else None,
             backend_wait=args.backend_wait,
+            push_interval=args.push_interval,
         ),
         log_file=args.log_file,
     )
