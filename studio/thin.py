@@ -21,6 +21,7 @@ from studio.errors import FatalError
 from studio.layout import RENDERS, batch_id_problem
 
 EVERYTHING = "/*"
+CLONE_TIMEOUT = 4 * 3600.0  # --all over a slow line is gigabytes; a dead one is cut by git's own limits
 
 
 def _pattern(batch: str) -> str:
@@ -41,7 +42,7 @@ def clone(url: str, dest: Path, newest: Optional[int]) -> Cloned:
     if newest is not None and newest < 0:
         raise FatalError(f"--batches {newest}: give a number of batches, 0 or more")
     git.run(dest.parent if dest.parent.is_dir() else Path.cwd(), "clone", "--quiet", "--filter=blob:none",
-            "--no-checkout", url, str(dest))
+            "--no-checkout", url, str(dest), timeout=CLONE_TIMEOUT)
     result = Cloned(dest.resolve())
     branch = git.current_branch(dest)
     if branch is None or git.head(dest) is None:
