@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from studio import git
+from studio import git, thin
 from studio.errors import FatalError, InvalidFile
 from studio.fsutil import read_or_none, write_atomic
 from studio.layout import Studio, open_studio
@@ -32,6 +32,7 @@ class Exported:
     current_instead: list[str] = field(default_factory=list)  # kept image not found: the current render
     skipped: list[str] = field(default_factory=list)  # "slug (batch): why"
     also: dict[str, list[str]] = field(default_factory=dict)  # slug kept in several batches -> the other files written
+    brought_in: list[str] = field(default_factory=list)  # batches whose images a thin clone had left out
 
     @property
     def total(self) -> int:
@@ -53,6 +54,8 @@ def export(repo: Path, dest: Path) -> Optional[Exported]:
     others = [line for line in ledger.in_force().values() if line.verdict == "keep" and kept[line.slug] is not line]
     files = [(slug, slug, line) for slug, line in sorted(kept.items())]
     files += [(f"{line.batch}--{line.slug}", line.slug, line) for line in sorted(others, key=lambda l: (l.slug, l.batch))]
+    wanted = {line.batch for _, _, line in files} & thin.left_out(studio.root)
+    result.brought_in = thin.open_batches(studio.root, sorted(wanted))  # a thin clone: one fetch for them all
     for name, slug, line in files:
         png, how = kept_png(studio, line)
         if png is None:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from mac_side.review import RETRY_HINT, Outline, Review, decode, outline, parse, render
-from studio import git
+from studio import git, thin
 from studio.batch import LoadedBatch, load_batch
 from studio.config import StudioConfig, load_config
 from studio.errors import FatalError, InvalidFile
 from studio.fsutil import read_or_none, write_text_atomic
-from studio.inventory import png_in, records
+from studio.inventory import PngCheck, png_in, records
 from studio.layout import REVIEW_NAME, Studio, batch_id_problem
 from studio.ledger import Ledger
 from studio.limits import MAX_LEDGER_BYTES, MAX_RECORD_BYTES, MAX_REVIEW_BYTES
@@ -40,6 +40,7 @@ class Outcome:
     records: dict[str, RenderRecord] = field(default_factory=dict)
     loaded: Optional[LoadedBatch] = None
     worker_problem: Optional[str] = None  # the worker could not read the batch file
+    images_elsewhere: bool = False  # a thin clone left this batch's images out
 
     def line(self) -> str:
         if self.problem:
@@ -56,6 +57,8 @@ class Outcome:
             text += f" -> {self.path}" + ("" if self.changed else " (unchanged)")
         if facts.failed:
             text += f"; {RETRY_HINT}"
+        if self.images_elsewhere:
+            text += f"; its images are not in this clone: `renderloop open {self.batch}` brings them"
         return text
 
 
@@ -87,20 +90,27 @@ def update_reviews(studio: Studio, batches: list[str], stage: bool) -> list[Outc
     config = load_config(studio)
     raw = read_or_none(studio.ledger_path, MAX_LEDGER_BYTES, studio.root, studio.rel(studio.ledger_path))
     ledger = Ledger.lenient(raw or b"")
-    outcomes = [update_review(studio, config, batch, ledger) for batch in batches]
+    has_png = png_in(studio)  # one look at the checkout for every batch
+    outcomes = [update_review(studio, config, batch, ledger, has_png) for batch in batches]
+    elsewhere = thin.left_out(studio.root)
+    for outcome in outcomes:
+        outcome.images_elsewhere = outcome.batch in elsewhere and bool(outcome.records)
     written = [o.path for o in outcomes if o.path]
     if stage and written:
         git.add(studio.root, *written)
     return outcomes
 
 
-def update_review(studio: Studio, config: StudioConfig, batch: str, ledger: Ledger) -> Outcome:
+def update_review(
+    studio: Studio, config: StudioConfig, batch: str, ledger: Ledger, has_png: Optional[PngCheck] = None
+) -> Outcome:
     outcome = Outcome(batch)
     try:
         review_path = studio.review_path(batch)  # renders/<batch> must be a real folder
     except FatalError as exc:
         outcome.problem = f"{exc}: no review written"
         return outcome
+    has_png = has_png or png_in(studio)
     path = next((p for p in studio.batch_files() if p.stem == batch), None)
     if path is None:
         outcome.problem = f"no batch file batches/{batch}.yaml: no review written"
@@ -113,7 +123,7 @@ def update_review(studio: Studio, config: StudioConfig, batch: str, ledger: Ledg
     outcome.loaded = loaded
     outcome.worker_problem = batch_error(studio, batch)
     outcome.records = records(studio, batch)
-    outcome.facts = outline(loaded, outcome.records, png_in(studio))
+    outcome.facts = outline(loaded, outcome.records, has_png)
     old_text = None
     try:
         raw = read_or_none(review_path, MAX_REVIEW_BYTES, studio.root, studio.rel(review_path))
@@ -128,7 +138,7 @@ def update_review(studio: Studio, config: StudioConfig, batch: str, ledger: Ledg
         outcome.review = parse(old_text, studio.rel(review_path))
     elif not outcome.records:
         return outcome  # nothing rendered yet: no review to write
-    text = render(loaded, outcome.records, outcome.review, functools.partial(ledger.holds, batch), png_in(studio))
+    text = render(loaded, outcome.records, outcome.review, functools.partial(ledger.holds, batch), has_png)
     outcome.path = studio.rel(review_path)
     if text != old_text:
         write_text_atomic(review_path, text)

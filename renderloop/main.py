@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from renderloop.commands import (
+    clone,
     demo,
     doctor,
     export,
@@ -29,6 +30,7 @@ from renderloop.commands import (
     wake,
     worker,
 )
+from renderloop.commands import open as open_verb  # the verb, not the builtin
 from renderloop.console import replace_unencodable
 from renderloop.error_handler import Exit, error_handler, leave_quietly_on_broken_pipe
 from renderloop.options import HelpFormatter
@@ -36,7 +38,10 @@ from renderloop.output import show_warnings
 from studio import __version__
 from studio.errors import NotConfigured
 
-COMMANDS = (init, new, status, review, ledger, stats, export, follow, worker, hub, local, wake, doctor, demo, hook)
+COMMANDS = (
+    init, clone, open_verb, new, status, review, ledger, stats, export, follow, worker, hub, local, wake, doctor, demo,
+    hook,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -85,3 +85,45 @@ def test_the_worker_in_a_thin_clone_renders_only_what_is_new_and_leaves_it_clean
     assert (person / "renders" / "b0000" / "b0000-001.png").stat().st_size > 0
     again = cli("worker", "--repo", str(worker), "--backend", "placeholder", "--once", timeout=120)
     assert "0 rendered" in again.stderr and not git(worker, "status", "--porcelain").stdout
+
+
+def test_the_commands_in_a_thin_clone(made: Synthetic, tmp_path: Path) -> None:
+    done = cli("clone", made.remote.as_uri(), str(tmp_path / "thin"), "--batches", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "the images of the newest 1 of 3 batches" in done.stdout
+    root = tmp_path / "thin"
+    full = clone(made.remote, tmp_path / "full")
+    for here in (root, full):
+        assert cli("init", str(here)).returncode == 0
+        git(here, "config", "user.name", "Person")
+
+    # the review of a left-out batch says how to bring its images; otherwise the same as in a full clone
+    reviewed = cli("review", "b0000", cwd=root)
+    assert "its images are not in this clone: `renderloop open b0000` brings them" in reviewed.stdout
+    assert reviewed.stdout.split("; its images")[0] == cli("review", "b0000", cwd=full).stdout.strip()
+    assert (root / "renders/b0000/review.md").read_text() == (full / "renders/b0000/review.md").read_text()
+
+    # the pre-commit hook folds a verdict into the ledger the same way
+    for here in (root, full):
+        review = here / "renders/b0000/review.md"
+        text = review.read_text()
+        at = text.index("verdict:", text.index("## b0000-001"))
+        review.write_text(text[:at] + "verdict: keep" + text[at + len("verdict:"):], newline="\n")
+        committed = git(here, "commit", "-q", "-am", "review b0000", check=False)
+        assert committed.returncode == 0, committed.stderr
+        assert not git(here, "status", "--porcelain").stdout
+    assert cli("stats", cwd=root).stdout == cli("stats", cwd=full).stdout
+    assert cli("status", cwd=root).stdout == cli("status", cwd=full).stdout
+
+    opened = cli("open", "b0001", "b0002", "nothing", cwd=root)
+    assert opened.stdout.splitlines() == [
+        "b0001: images brought in", "b0002: images already here", "nothing: no renders in this clone",
+        "1 older batch(es) still have their images left out.",
+    ]
+    assert thin.left_out(root) == {"b0000"} and not git(root, "status", "--porcelain").stdout
+
+    # export brings in what it exports
+    exported = cli("export", str(tmp_path / "out"), cwd=root)
+    assert "Brought in the images of b0000 " in exported.stdout, exported.stdout + exported.stderr
+    assert (tmp_path / "out" / "b0000-001.png").read_bytes() == (full / "renders/b0000/b0000-001.png").read_bytes()
+    assert thin.left_out(root) == set() and len(_pngs(root)) == 6 and not git(root, "status", "--porcelain").stdout

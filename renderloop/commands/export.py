@@ -28,6 +28,8 @@ def export(repo: Path, dest: Path) -> int:
     if result is None:
         print("No kept images yet: mark images `verdict: keep` in a review and commit it, then export.")
         return 0
+    if result.brought_in:
+        print(f"Brought in the images of {', '.join(result.brought_in)} (this clone had left them out).")
     unchanged = f" ({len(result.unchanged)} already up to date)" if result.unchanged else ""
     print(f"Exported {result.total} kept image{'s' if result.total != 1 else ''} to {dest}{unchanged}.")
     for slug, names in sorted(result.also.items()):
