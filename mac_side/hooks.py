@@ -33,7 +33,7 @@ from typing import Callable, Optional
 from mac_side.ledger import Fold, describe, fold
 from mac_side.review import decode, parse, refresh_grids
 from mac_side.review_update import batches_with_renders, update_reviews
-from studio import git
+from studio import checkout, git
 from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
 from studio.capability import Capability, model_warnings, newest, range_problems
 from studio.config import StudioConfig, check_workflows, parse_config, workflow_nodes
@@ -97,14 +97,10 @@ def pre_commit(studio: Studio) -> Said:
     conflicts = conflict_markers(root, staged)
     if conflicts:  # a half-resolved merge: its verdicts cannot be read, nor its text committed
         return Said(problems=conflicts)
-    try:  # the two ledgers' sizes are asked of git before either is read
-        head_ledger = (git.show(root, f"HEAD:{LEDGER_NAME}", MAX_LEDGER_BYTES) or b"") if git.head(root) else b""
-        index_ledger = git.show(root, f":{LEDGER_NAME}", MAX_LEDGER_BYTES) or b""
-    except git.TooLarge as exc:
-        return Said(problems=[*problems, Problem(LEDGER_NAME, 1, size_problem(exc.size, exc.limit) or str(exc))])
-    problems += guard(head_ledger, index_ledger, LEDGER_NAME, "(compared with the last commit)")
+    staged_ledger = _StagedLedger(root)
+    problems += staged_ledger.problems()
     reviews = [rel for rel in staged if _is_review_path(rel)]
-    result = _fold_reviews(studio, reviews, index_ledger, config) if reviews else Fold()
+    result = _fold_reviews(studio, reviews, staged_ledger, config) if reviews else Fold()
     problems += result.problems
     if problems:
         return Said(problems=list(dict.fromkeys(problems)), warnings=warnings)
@@ -160,17 +156,71 @@ def conflict_markers(root: Path, staged: list[str]) -> list[Problem]:
     return problems
 
 
-def _fold_reviews(studio: Studio, reviews: list[str], index_ledger: bytes, config: StagedConfig) -> Fold:
-    """New ledger lines for the staged reviews, judged against the ledger they will be appended to."""
+class _StagedLedger:
+    """The ledger as staged, against the last commit's, read only as far as needed.
+
+    Its blob id and size come first (one ``git cat-file``); when they are the
+    last commit's nothing more is read. A staged ledger whose first bytes hash
+    to the last commit's blob id only appended lines: those alone are checked.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        with git.ObjectReader(root) as objects:
+            self.head = objects.blob_header(f"HEAD:{LEDGER_NAME}") if git.head(root) else None
+            self.staged = objects.blob_header(f":{LEDGER_NAME}")
+        self._bytes: Optional[bytes] = None
+
+    def bytes(self) -> bytes:
+        if self._bytes is None:
+            self._bytes = (git.show(self.root, self.staged[0]) or b"") if self.staged else b""
+        return self._bytes
+
+    def problems(self) -> list[Problem]:
+        if self.staged == self.head:
+            return []
+        too_large = size_problem(self.staged[1], MAX_LEDGER_BYTES) if self.staged else None
+        if too_large:  # its size is asked of git before a byte of it is read
+            return [Problem(LEDGER_NAME, 1, too_large)]
+        new = self.bytes()
+        if self.head is None:
+            return guard(b"", new, LEDGER_NAME, "(compared with the last commit)")
+        old_id, old_size = self.head
+        if starts_with_blob(new, old_id, old_size):
+            return guard(new[:old_size], new, LEDGER_NAME)
+        old = git.show(self.root, old_id) or b""
+        return guard(old, new, LEDGER_NAME, "(compared with the last commit)")
+
+
+def starts_with_blob(data: bytes, blob: str, size: int) -> bool:
+    """True when the first ``size`` bytes of ``data`` are the blob ``blob`` (hashed as git hashes it)."""
+    return len(data) >= size and checkout.blob_id(memoryview(data)[:size], len(blob)) == blob
+
+
+def _fold_reviews(studio: Studio, reviews: list[str], staged: _StagedLedger, config: StagedConfig) -> Fold:
+    """New ledger lines for the staged reviews, judged against the ledger they will be appended to.
+
+    The ledger in the working tree is the staged one, or the staged one with
+    lines appended (after an aborted commit): its verdicts in force come from
+    :mod:`studio.verdicts` at the cost of what was appended since the last read.
+    """
     total = Fold()
-    base = index_ledger
-    working = read_or_none(studio.ledger_path, MAX_LEDGER_BYTES, studio.root, LEDGER_NAME)
-    if working is not None and working != index_ledger:  # appended after an aborted commit, or edited
-        unstaged = guard(index_ledger, working, LEDGER_NAME, "(unstaged change in the working tree)")
+    root = studio.root
+    same = git.ok(root, "diff-files", "--quiet", "--", LEDGER_NAME)  # stat calls: no read
+    if same:
+        ledger = Ledger.read(studio.ledger_path, quiet=True)  # its bad lines are the guard's to report
+    else:
+        working = read_or_none(studio.ledger_path, MAX_LEDGER_BYTES, studio.root, LEDGER_NAME)
+        staged_id, staged_size = staged.staged or ("", 0)
+        if working is not None and staged_id and starts_with_blob(working, staged_id, staged_size):
+            unstaged = guard(working[:staged_size], working, LEDGER_NAME, "(unstaged change in the working tree)")
+        else:
+            unstaged = guard(staged.bytes(), working or b"", LEDGER_NAME, "(unstaged change in the working tree)")
         total.problems += unstaged
-        if not unstaged:
-            base = working
-    ledger = Ledger.lenient(base)  # its bad lines are the guard's to report
+        if not unstaged and working is not None:
+            ledger = Ledger.read(studio.ledger_path, quiet=True)
+        else:
+            ledger = Ledger.lenient(staged.bytes())
     reviewer = git.config_get(studio.root, "user.name")
     for rel in reviews:
         result = _fold_review(studio.root, rel, config, ledger, reviewer)

@@ -21,7 +21,7 @@ from studio.fsutil import read_or_none, write_text_atomic
 from studio.inventory import PngCheck, png_in, records
 from studio.layout import REVIEW_NAME, Studio, batch_id_problem
 from studio.ledger import Ledger
-from studio.limits import MAX_LEDGER_BYTES, MAX_RECORD_BYTES, MAX_REVIEW_BYTES
+from studio.limits import MAX_RECORD_BYTES, MAX_REVIEW_BYTES
 from studio.record import BatchErrorRecord, RenderRecord
 
 log = logging.getLogger("renderloop.review")
@@ -88,8 +88,7 @@ def batches_with_renders(studio: Studio) -> list[str]:
 def update_reviews(studio: Studio, batches: list[str], stage: bool) -> list[Outcome]:
     """Write or update the review of each batch; stage the ones written when ``stage``."""
     config = load_config(studio)
-    raw = read_or_none(studio.ledger_path, MAX_LEDGER_BYTES, studio.root, studio.rel(studio.ledger_path))
-    ledger = Ledger.lenient(raw or b"")
+    ledger = Ledger.read(studio.ledger_path, quiet=True)
     has_png = png_in(studio)  # one look at the checkout for every batch
     outcomes = [update_review(studio, config, batch, ledger, has_png) for batch in batches]
     elsewhere = thin.left_out(studio.root)

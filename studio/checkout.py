@@ -23,7 +23,7 @@ class Entry:
     here: bool = True  # False: in the commit, left out of a sparse checkout
 
 
-def blob_id(data: bytes, length: int = 40) -> str:
+def blob_id(data: "bytes | memoryview", length: int = 40) -> str:
     """The id git gives ``data`` as a blob (SHA-1, or SHA-256 in a repository of 64-digit ids)."""
     digest = hashlib.sha1(usedforsecurity=False) if length == 40 else hashlib.sha256()
     digest.update(b"blob %d\0" % len(data))

@@ -19,9 +19,7 @@ from typing import Iterable, Literal, Optional, TypeGuard, Union
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
 from studio.errors import FatalError, InvalidFile, Problem
-from studio.fsutil import read_or_none
 from studio.layout import LEDGER_NAME, Slug
-from studio.limits import MAX_LEDGER_BYTES
 
 log = logging.getLogger("renderloop.ledger")
 
@@ -129,14 +127,21 @@ class Ledger:
         return cls(*_scan(raw, display))
 
     @classmethod
-    def read(cls, path: Path) -> "Ledger":
-        """The ledger at ``path`` read leniently (empty when there is none); lines left out are logged."""
-        raw = read_or_none(path, MAX_LEDGER_BYTES, None, path.name)  # a link, a device, too large: refused
-        if raw is None:
-            return cls()
-        ledger = cls.lenient(raw, path.name)
-        if ledger.problems:
-            more = f" (and {len(ledger.problems) - 1} more)" if len(ledger.problems) > 1 else ""
+    def read(cls, path: Path, quiet: bool = False) -> "Ledger":
+        """The verdicts in force in the ledger file at ``path``, read leniently (empty when there is none).
+
+        Its lines are the latest line about each image (batch, slug,
+        spec_hash), in ledger order: whatever a reader folds from them (the
+        verdict in force, the latest line about an image) is what it would
+        fold from every line, and reading costs only the lines appended since
+        the last read (:mod:`studio.verdicts`). Lines left out are logged unless ``quiet``.
+        """
+        from studio.verdicts import in_force  # it builds on LedgerLine
+
+        found = in_force(path, path.name)
+        ledger = cls(found.lines, found.problems)
+        if ledger.problems and not quiet:
+            more = f" (and {found.left_out - 1} more)" if found.left_out > 1 else ""
             log.warning("%s%s; such lines are left out", ledger.problems[0], more)
         return ledger
 

@@ -31,7 +31,7 @@ MAX_BATCH_BYTES = 2 * 1024 * 1024  # a batch file, and renderloop.yaml
 MAX_WORKFLOW_BYTES = 4 * 1024 * 1024
 MAX_RECORD_BYTES = 1024 * 1024  # a render record or a batch error record
 MAX_REVIEW_BYTES = 4 * 1024 * 1024
-MAX_LEDGER_BYTES = 256 * 1024 * 1024  # about a million verdicts
+MAX_LEDGER_BYTES = 512 * 1024 * 1024  # a million verdicts of about 330 bytes, rerolls' cues included, and room
 MAX_PNG_BYTES = 512 * 1024 * 1024  # also an image downloaded from a render server
 
 # How large an answer from a render server (ComfyUI, fal) may be, besides an image.

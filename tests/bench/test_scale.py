@@ -134,3 +134,33 @@ def test_push_to_first_render(renders: int, scratch: Path) -> None:
         if worker:
             worker.close()
         server.close()
+
+
+# ---------------------------------------------------------------- item 2: thin clones
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@pytest.mark.parametrize("renders", RENDERS)
+def test_clone_full_and_thin(renders: int, scratch: Path) -> None:
+    made = cached(renders, 0)
+    url = made.remote.as_uri()  # file://: git packs and sends objects as over a network, no hard links
+    for kind, args in (("full", ["git", "clone", "--quiet", url]), ("thin", ["renderloop", "clone", url])):
+        seconds, disk, fetched = [], [], []
+        for run in range(max(1, RUNS // 2)):
+            dest = scratch / f"clone-{kind}-{renders}-{run}"
+            started = time.perf_counter()
+            if kind == "full":
+                git(scratch, *args[1:], str(dest))
+            else:
+                renderloop(*args[1:], str(dest), "--batches", "3", cwd=scratch)
+            seconds.append(time.perf_counter() - started)
+            disk.append(_size(dest))
+            fetched.append(_size(dest / ".git" / "objects"))
+            assert not git(dest, "status", "--porcelain").stdout
+            shutil.rmtree(dest)
+        record(f"clone ({kind})", f"{renders} renders", seconds)
+        FIGURES[f"clone ({kind}) MB on disk | {renders} renders"] = statistics.median(disk) / 1e6
+        FIGURES[f"clone ({kind}) MB fetched | {renders} renders"] = statistics.median(fetched) / 1e6
