@@ -8,6 +8,13 @@ be a valid ledger line. This catches what the pre-commit hook could not:
 commits made with ``--no-verify``, from a clone without the hooks, or merges
 that dropped one side's lines.
 
+Only what is new: each clone remembers the last commit it verified (and
+that commit's ledger) in ``<git-dir>/renderloop/ledger-verified.json``; the
+next run checks only the commits since, and ``--full`` checks everything
+again. When the remembered commit is no longer in HEAD's history and lines of
+its ledger are gone from HEAD's, the history was rewritten (a force-push):
+that is reported, naming the last verified commit.
+
 Fast on long histories: one ``git rev-list`` lists the commits with their
 (rewritten) parents, one long-lived ``git cat-file`` gives each version's
 blob id and size. A version whose bytes are a prefix of the newest ledger is
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
 import os
 import time
 from collections import Counter
@@ -31,8 +39,9 @@ from typing import Optional
 
 from mac_side.ledger import short
 from mac_side.ledger_acknowledge import acknowledgements
-from studio import git
+from studio import checkout, git
 from studio.errors import FatalError, InvalidFile
+from studio.fsutil import write_text_atomic
 from studio.layout import LEDGER_NAME
 from studio.ledger import missing_lines
 from studio.ledger import parse as parse_ledger
@@ -47,6 +56,19 @@ class Violation:
     message: str
 
 
+MEMORY_NAME = "ledger-verified.json"
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """What this clone has proven: the ledger's history up to ``commit`` (its ledger ``blob`` of ``size`` bytes)."""
+
+    commit: str
+    blob: str
+    size: int
+    lines: int
+
+
 @dataclass
 class Verified:
     """The outcome of :func:`verify`; ``commits`` is None when the repository has no commit yet."""
@@ -58,31 +80,95 @@ class Verified:
     names: dict[str, str] = field(default_factory=dict)  # commit -> `abc1234 "subject"`, for each violation
     acknowledged: list[Violation] = field(default_factory=list)  # in commits acknowledged in git (see ledger_acknowledge)
     acknowledged_by: dict[str, str] = field(default_factory=dict)  # acknowledged commit -> the acknowledging one
+    since: Optional[str] = None  # only the commits after this one were checked (verified before)
+    already: Optional[str] = None  # HEAD, verified before: nothing to check
+    rewritten: Optional[str] = None  # why the history verified before is gone (a force-push)
 
 
-def verify(repo: Path) -> Verified:
+def verify(repo: Path, full: bool = False) -> Verified:
+    """Check the ledger's history: only the commits not verified before, unless ``full``."""
     root = Path(repo)
     if not git.is_repo(root):
         raise FatalError(f"{root}: not a git repository")
     root = git.toplevel(root)
-    if git.head(root) is None:
+    head = git.head(root)
+    if head is None:
         return Verified()
     started = time.monotonic()
-    graph = history(root)
+    memory = None if full else remembered(root)
+    since = None
+    if memory is not None:
+        if memory.commit == head:
+            return Verified(0, memory.lines, already=head)
+        if git.is_ancestor(root, memory.commit, head):
+            since = memory.commit
+        else:
+            gone = rewritten(root, memory)
+            if gone:
+                return Verified(0, rewritten=gone)
+    graph = history(root, since)
     with git.ObjectReader(root) as objects:
         violations, lines = check(graph, objects)
+        newest = objects.blob_header(f"{head}:{LEDGER_NAME}")
     known = acknowledgements(root) if violations else {}
     open_ = [v for v in violations if v.commit not in known]
     settled = [v for v in violations if v.commit in known]
+    if not open_:  # what is proven (acknowledged violations included) is not checked again
+        remember(root, Remembered(head, newest[0] if newest else "", newest[1] if newest else 0, lines))
     names = subjects(root, sorted({v.commit for v in violations})) if violations else {}
     by = {v.commit: known[v.commit].by for v in settled}
-    return Verified(len(graph), lines, time.monotonic() - started, open_, names, settled, by)
+    return Verified(len(graph), lines, time.monotonic() - started, open_, names, settled, by, since=since)
 
 
-def history(root: Path) -> CommitGraph:
-    """Commits touching the ledger (and every merge), parents first, with their rewritten parents."""
+def rewritten(root: Path, memory: Remembered) -> Optional[str]:
+    """Why the history verified before is not under HEAD any more, when verdicts went with it (else None).
+
+    A rebase of commits that only appended verdicts keeps every line: that is
+    no loss. A force-push that dropped or changed lines is, and the message
+    names the last verified commit, which is gone from this branch.
+    """
+    with git.ObjectReader(root) as objects:
+        header = objects.blob_header(f"HEAD:{LEDGER_NAME}")
+        now = objects.blob(header[0]) if header else b""
+        if len(now) >= memory.size and checkout.blob_id(memoryview(now)[: memory.size], len(memory.blob)) == memory.blob:
+            return None  # the verified ledger is still the first bytes of HEAD's
+        try:
+            before = objects.blob(memory.blob) if memory.blob else b""
+        except ValueError:
+            before = None
+    if before is not None:
+        dropped = missing_lines(before, now)
+        if not dropped:
+            return None
+        what = f"{len(dropped)} verdict line(s) dropped or changed (the first: line {dropped[0]})"
+    else:
+        what = "verdicts dropped or changed"
+    name = subjects(root, [memory.commit])[memory.commit] if git.ok(root, "cat-file", "-e", memory.commit) else memory.commit[:7]
+    return (f"history rewritten: {what} since {name}, the last verified commit, which is no "
+            f"longer in this branch's history (a force-push?); `renderloop ledger verify --full` checks what is left")
+
+
+def remembered(root: Path) -> Optional[Remembered]:
+    try:
+        data = json.loads((git.state_dir(root) / MEMORY_NAME).read_bytes())
+        return Remembered(str(data["commit"]), str(data["blob"]), int(data["size"]), int(data["lines"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def remember(root: Path, verified: Remembered) -> None:
+    data = {"commit": verified.commit, "blob": verified.blob, "size": verified.size, "lines": verified.lines}
+    write_text_atomic(git.state_dir(root) / MEMORY_NAME, json.dumps(data, indent=2) + "\n")
+
+
+def history(root: Path, since: Optional[str] = None) -> CommitGraph:
+    """Commits touching the ledger (and every merge), parents first, with their rewritten parents.
+
+    ``since``: only the commits that are not in its history.
+    """
     text = git.out(
-        root, "rev-list", "--full-history", "--parents", "--topo-order", "--reverse", "HEAD", "--", LEDGER_NAME
+        root, "rev-list", "--full-history", "--parents", "--topo-order", "--reverse", "HEAD",
+        *([f"^{since}"] if since else []), "--", LEDGER_NAME,
     )
     return [(shas[0], shas[1:]) for shas in (row.split() for row in text.splitlines()) if shas]
 

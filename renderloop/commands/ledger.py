@@ -15,8 +15,10 @@ if TYPE_CHECKING:
 def add_parser(sub: Subcommands) -> None:
     p = add_command(sub, "ledger", "the verdict ledger: `renderloop ledger verify`, `renderloop ledger acknowledge`", run)
     actions = p.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
-    add_repo(actions.add_parser("verify", help="prove from git history that no ledger line was changed or removed",
-                                        formatter_class=HelpFormatter))
+    v = actions.add_parser("verify", help="prove from git history that no ledger line was changed or removed",
+                           formatter_class=HelpFormatter)
+    v.add_argument("--full", action="store_true", help="check the whole history again, not only what is new")
+    add_repo(v)
     ack = actions.add_parser(
         "acknowledge",
         help="commit an acknowledgement of past violations (after undoing them): verify reports them as acknowledged",
@@ -30,22 +32,30 @@ def add_parser(sub: Subcommands) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.ledger_command == "acknowledge":
         return acknowledge(args.repo, args.commits, args.reason)
-    return verify(args.repo)
+    return verify(args.repo, args.full)
 
 
-def verify(repo: Path) -> int:
+def verify(repo: Path, full: bool = False) -> int:
     from mac_side.ledger_verify import verify as check_history
     from studio.layout import LEDGER_NAME
 
-    result = check_history(repo)
+    result = check_history(repo, full)
     if result.commits is None:
         print(f"{LEDGER_NAME}: no commits yet, nothing to verify")
+        return 0
+    if result.rewritten:
+        print(f"{LEDGER_NAME}: {result.rewritten}")
+        return 1
+    if result.already:
+        print(f"{LEDGER_NAME}: verified up to {result.already[:7]} already ({result.lines} lines); "
+              "`--full` checks it all again")
         return 0
     for commit, by in result.acknowledged_by.items():
         count = sum(1 for v in result.acknowledged if v.commit == commit)
         print(f"{result.names[commit]}: {count} violation(s), acknowledged in {by[:7]}")
     if not result.violations:
-        print(f"{LEDGER_NAME}: {result.commits} commits, {result.lines} lines, "
+        scope = f"{result.commits} new commits since {result.since[:7]}" if result.since else f"{result.commits} commits"
+        print(f"{LEDGER_NAME}: {scope}, {result.lines} lines, "
               f"no line ever changed or removed{' outside acknowledged commits' if result.acknowledged else ''} "
               f"({result.seconds:.2f} s)")
         return 0
