@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -164,3 +165,111 @@ def test_clone_full_and_thin(renders: int, scratch: Path) -> None:
         record(f"clone ({kind})", f"{renders} renders", seconds)
         FIGURES[f"clone ({kind}) MB on disk | {renders} renders"] = statistics.median(disk) / 1e6
         FIGURES[f"clone ({kind}) MB fetched | {renders} renders"] = statistics.median(fetched) / 1e6
+
+
+# ---------------------------------------------------------------- item 1: ledger cost follows what changed
+
+LEDGER_RENDERS = 2000 if LARGE else 200  # the studio the ledger figures are measured on
+
+
+def person_clone(lines: int, dest: Path) -> Path:
+    """The person's clone (hooks enabled) of the studio with ``lines`` verdicts; images of 3 batches only."""
+    made = cached(LEDGER_RENDERS, lines)
+    renderloop("clone", made.remote.as_uri(), str(dest), "--batches", "3", cwd=dest.parent)
+    renderloop("init", str(dest), cwd=dest)
+    git(dest, "config", "user.name", "Person")
+    git(dest, "config", "user.email", "person@example.com")
+    return dest
+
+
+VERDICT = re.compile(r"^verdict:[^\n]*\ncues:\n(?:- [^\n]*\n)*", re.MULTILINE)
+
+
+def type_verdicts(here: Path, batches: list[str], count: int, tag: str) -> None:
+    """Fill in ``count`` verdicts (rerolls with the cue ``tag``, new each time) in the reviews of ``batches``."""
+    left = count
+    for batch in batches:
+        if left <= 0:
+            return
+        review = here / "renders" / batch / "review.md"
+        text, typed = VERDICT.subn(f"verdict: reroll\ncues:\n- {tag}\n", review.read_text(encoding="utf-8"), count=left)
+        review.write_text(text, encoding="utf-8", newline="\n")
+        left -= typed
+
+
+@pytest.mark.parametrize("lines", LINES)
+def test_ledger_costs(lines: int, scratch: Path) -> None:
+    here = person_clone(lines, scratch / f"ledger-{lines}")
+    size = f"{lines} lines, {LEDGER_RENDERS} renders"
+    made = cached(LEDGER_RENDERS, lines)
+    renderloop("review", cwd=here)  # every review written (and staged): the starting point
+    git(here, "commit", "-q", "-m", "reviews")
+    many = min(500, LEDGER_RENDERS)
+    batches = made.batches
+    runs = iter(range(1000))
+
+    for count in (1, many):
+        def setup(count: int = count) -> None:
+            type_verdicts(here, batches, count, f"take {next(runs)}")
+
+        def act(count: int = count) -> None:
+            done = git(here, "commit", "-q", "-am", f"{count} verdicts")
+            assert f"recorded {count} verdict" in done.stdout + done.stderr, done.stdout + done.stderr
+
+        record(f"hook: commit a review of {count} verdict(s)", size, timed(RUNS, act, setup))
+
+    def plain() -> None:
+        (here / "notes.txt").write_text(f"{time.time()}\n", encoding="utf-8")
+        git(here, "add", "notes.txt")
+        git(here, "commit", "-q", "-m", "a note")
+
+    record("hook: a commit with no review", size, timed(RUNS, plain))
+    for verb in ("status", "stats"):
+        renderloop(verb, cwd=here)
+        record(f"renderloop {verb}", size, timed(RUNS, lambda: renderloop(verb, cwd=here)))
+    record("renderloop ledger verify (new commits only)", size,
+           timed(RUNS, lambda: renderloop("ledger", "verify", cwd=here), lambda: plain() or _verdict(here)))
+    record("renderloop ledger verify --full", size, timed(max(1, RUNS // 2), lambda: renderloop("ledger", "verify", "--full", cwd=here)))
+
+
+def _verdict(here: Path) -> None:
+    """One more verdict committed, so that verify has a new commit to check."""
+    with (here / "ledger.jsonl").open("rb") as f:
+        f.seek(-2, 2)
+        while f.read(1) != b"\n":
+            f.seek(-2, 1)
+        last = f.read()
+    (here / "ledger.jsonl").open("ab").write(last.replace(b'"id": "0', b'"id": "1', 1))
+    git(here, "commit", "-q", "--no-verify", "-am", "one more verdict")
+
+
+@pytest.mark.parametrize("lines", LINES)
+def test_pull_that_writes_a_review(lines: int, scratch: Path) -> None:
+    """The worker pushes one new render; the person's pull runs post-merge, which writes the batch's review."""
+    here = person_clone(lines, scratch / f"pull-{lines}")
+    made = cached(LEDGER_RENDERS, lines)
+    worker = scratch / f"pull-{lines}-worker"
+    renderloop("clone", made.remote.as_uri(), str(worker), "--batches", "0", cwd=scratch)
+    git(worker, "config", "user.name", "renderloop worker")
+    git(worker, "config", "user.email", "worker@example.com")
+    remote = scratch / f"pull-{lines}-remote.git"
+    git(scratch, "clone", "-q", "--bare", str(made.remote), str(remote))
+    for clone in (here, worker):
+        git(clone, "remote", "set-url", "origin", str(remote))
+        git(clone, "fetch", "-q")
+    runs = iter(range(1000))
+
+    def render_one() -> None:
+        name = f"new-{next(runs):03d}"
+        batch = worker / "batches" / f"{name}.yaml"
+        batch.write_text(f"version: 1\nmodel: z-image-turbo\nwidth: 512\nheight: 384\nprompts:\n  - slug: {name}\n"
+                         f"    prompt: {name}\n", encoding="utf-8", newline="\n")
+        git(worker, "add", str(batch))
+        git(worker, "commit", "-q", "-m", f"batch {name}")
+        renderloop("worker", "--repo", str(worker), "--backend", "placeholder", "--once", cwd=worker)
+
+    def pull() -> None:
+        done = git(here, "pull", "-q", "--no-rebase")
+        assert "review.md" in done.stdout + done.stderr, done.stdout + done.stderr
+
+    record("pull that writes a review (post-merge)", f"{lines} lines, {LEDGER_RENDERS} renders", timed(RUNS, pull, render_one))
