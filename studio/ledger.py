@@ -99,6 +99,11 @@ def _scan(raw: bytes, display: str) -> tuple[list[LedgerLine], list[Problem]]:
     return lines, problems
 
 
+def problems_of(raw: bytes, display: str = LEDGER_NAME) -> list[Problem]:
+    """What is wrong with the lines of ``raw`` (nothing when each is a clean ledger line)."""
+    return _scan(raw, display)[1]
+
+
 Image = tuple[str, str, str]  # batch, slug, spec_hash
 
 

@@ -30,8 +30,8 @@ from pydantic import ValidationError
 from studio import git
 from studio.errors import Problem
 from studio.fsutil import RefusedFile, link_problem, size_problem, write_text_atomic
+from studio.ledger import LedgerLine, problems_of
 from studio.limits import MAX_LEDGER_BYTES
-from studio.ledger import LedgerLine
 
 log = logging.getLogger("renderloop.ledger")
 
@@ -75,8 +75,9 @@ class Index:
             key = _key(raw)
             if key is None:
                 self.bad += 1
-                if len(self.problems) < 5:
-                    self.problems.append((self.lines, "not a valid ledger line"))
+                if len(self.problems) < 5:  # said as a strict read says it
+                    said = problems_of(raw + b"\n", display)
+                    self.problems.append((self.lines, said[0].message if said else "not a valid ledger line"))
                 continue
             self.latest[key] = (self.lines, raw.decode("utf-8"))
         self.size += end
