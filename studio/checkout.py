@@ -1,8 +1,8 @@
 """What a checkout holds under some folders, by git blob id, without reading the files.
 
-The index names every tracked file with its blob id; ``git status`` (stat
-calls only) names the files the working tree changed, added or deleted, and
-only those are read and hashed here. A file a sparse checkout leaves out
+The index names every tracked file with its blob id, and the same ``git
+ls-files`` (stat calls only) names the files the working tree changed, added
+or deleted: only those are read and hashed here. A file a sparse checkout leaves out
 (``skip-worktree``) is still listed, with ``here`` False: it is in the
 commit, only not on this disk. Outside a git repository the files on disk
 are read and hashed.
@@ -32,27 +32,32 @@ def blob_id(data: "bytes | memoryview", length: int = 40) -> str:
 
 
 def entries(root: Path, *folders: str) -> dict[str, Entry]:
-    """Every file under ``folders`` (relative, forward slashes), by path."""
+    """Every file under ``folders`` (relative, forward slashes), by path: one ``git ls-files``."""
     if not (root / ".git").exists():
         return _from_disk(root, folders)
     found: dict[str, Entry] = {}
+    changed: set[str] = set()
     length = 40
-    for row in git.out(root, "ls-files", "-s", "-t", "-z", "--", *folders).split("\0"):
-        meta, _, path = row.partition("\t")
+    listing = git.out(root, "ls-files", "-s", "-t", "-c", "-m", "-d", "-o", "--exclude-standard", "-z", "--", *folders)
+    for row in listing.split("\0"):
+        tag, _, rest = row.partition(" ")
+        if tag == "?":  # untracked
+            changed.add(rest)
+            continue
+        meta, _, path = rest.partition("\t")
         fields = meta.split(" ")
-        if len(fields) != 4 or fields[3] != "0":  # a conflict's stages: taken from the disk below
+        if len(fields) != 3:
             continue
-        found[path] = Entry(fields[2], fields[0] != "S")
-        length = len(fields[2])
-    status = git.out(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", "--", *folders)
-    for item in status.split("\0"):
-        if len(item) < 4 or item[1] == " ":  # the working tree has what the index has
-            continue
-        path = item[3:]
+        if fields[2] != "0" or tag in ("C", "R"):  # a conflict, or changed or deleted in the working tree
+            changed.add(path)
+        elif tag in ("H", "S"):
+            found[path] = Entry(fields[1], tag == "H")
+            length = len(fields[1])
+    for path in changed:
+        found.pop(path, None)
         try:
             data = (root / path).read_bytes()
         except OSError:  # deleted from the working tree
-            found.pop(path, None)
             continue
         found[path] = Entry(blob_id(data, length))
     return found

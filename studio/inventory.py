@@ -187,8 +187,7 @@ class Survey:
 def survey(studio: Studio, config: StudioConfig) -> Survey:
     """Every batch file and render record of ``studio``, through the plan cache."""
     settings = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
-    in_git = (studio.root / ".git").exists()
-    cache = PlanCache(git.state_dir(studio.root) / plancache.NAME if in_git else None, settings)
+    cache = PlanCache(_state_dir(studio) / plancache.NAME if (studio.root / ".git").exists() else None, settings)
     found = Survey(studio, config)
     by_id: dict[str, list[Path]] = {}
     for path in studio.batch_files():
@@ -221,6 +220,16 @@ def survey(studio: Studio, config: StudioConfig) -> Survey:
                 found.records[(parts[1], stem)] = Rendered(record[2], record[3])
     cache.save()
     return found
+
+
+def _state_dir(studio: Studio) -> Path:
+    """``<git-dir>/renderloop``, without a git call in a plain clone (``.git`` a folder)."""
+    gitdir = studio.root / ".git"
+    if gitdir.is_dir():
+        state = gitdir / "renderloop"
+        state.mkdir(exist_ok=True)
+        return state
+    return git.state_dir(studio.root)
 
 
 def _batch_facts(studio: Studio, path: Path, config: StudioConfig, settings: str, cache: PlanCache) -> BatchFacts:
