@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
-from studio.fsutil import write_text_atomic
+from studio.fsutil import write_atomic
 
 log = logging.getLogger("renderloop.plancache")
 
@@ -87,7 +87,7 @@ class PlanCache:
             return  # a studio this large plans without a cache rather than write a huge file every pass
         data = {"version": VERSION, "settings": self.settings, "batches": batches, "records": records}
         try:
-            write_text_atomic(self.path, json.dumps(data, separators=(",", ":")))
+            write_atomic(self.path, json.dumps(data, separators=(",", ":")).encode(), durable=False)
         except OSError as exc:  # a read-only clone: plan without remembering
             log.debug("cannot write %s: %s", self.path, exc)
         self._dirty = False

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from studio import git
 from studio.errors import Problem
-from studio.fsutil import RefusedFile, link_problem, size_problem, write_text_atomic
+from studio.fsutil import RefusedFile, link_problem, size_problem, write_atomic
 from studio.ledger import LedgerLine, problems_of
 from studio.limits import MAX_LEDGER_BYTES
 
@@ -126,7 +126,7 @@ def in_force(path: Path, display: str = "ledger.jsonl") -> InForce:
         index.tail = f.read(index.size - max(0, index.size - TAIL)).hex()
     if store and changed:
         try:
-            write_text_atomic(store, index.to_json())
+            write_atomic(store, index.to_json().encode("utf-8"), durable=False)
         except OSError as exc:  # a read-only clone: read the whole ledger next time
             log.debug("cannot write %s: %s", store, exc)
     return _lines(index, display)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,20 +38,31 @@ FIGURES: dict[str, float] = {}  # "figure | size" -> median seconds
 def record(name: str, size: str, values: list[float]) -> float:
     value = statistics.median(values)
     FIGURES[f"{name} | {size}"] = value
+    if CPU:
+        FIGURES[f"{name} [cpu] | {size}"] = statistics.median(CPU)
+        CPU.clear()
     out = os.environ.get("RENDERLOOP_BENCH_SCALE_JSON")
     if out:
         Path(out).write_text(json.dumps(FIGURES, indent=1, sort_keys=True), encoding="utf-8")
     return value
 
 
+CPU: list[float] = []  # CPU seconds of the processes each timed run waited for (user + system): load-proof
+
+
 def timed(runs: int, action: Callable[[], object], before: Callable[[], object] | None = None) -> list[float]:
+    """Wall seconds of each run of ``action``; its child processes' CPU seconds go to :data:`CPU`."""
     values = []
+    CPU.clear()
     for _ in range(runs):
         if before:
             before()
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         action()
         values.append(time.perf_counter() - started)
+        now = resource.getrusage(resource.RUSAGE_CHILDREN)
+        CPU.append(now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime)
     return values
 
 
