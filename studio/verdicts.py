@@ -138,10 +138,8 @@ def _lines(index: Index, display: str) -> InForce:
     for number, text in sorted(index.latest.values()):
         try:
             lines.append(LedgerLine.model_validate_json(text))
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
-            problems.append(Problem(display, number, f"not a valid ledger line: {where} {first['msg']}".replace("  ", " ")))
+        except ValidationError:  # said as a strict read says it
+            problems += [Problem(display, number, p.message) for p in problems_of(text.encode("utf-8") + b"\n")[:1]]
     return InForce(lines, sorted(problems, key=lambda p: p.line), index.bad + len(problems) - len(index.problems))
 
 
