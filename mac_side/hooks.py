@@ -222,12 +222,13 @@ def _fold_reviews(studio: Studio, reviews: list[str], staged: _StagedLedger, con
         else:
             ledger = Ledger.lenient(staged.bytes())
     reviewer = git.config_get(studio.root, "user.name")
-    for rel in reviews:
-        result = _fold_review(studio.root, rel, config, ledger, reviewer)
-        total.lines += result.lines
-        total.notes += result.notes
-        total.problems += result.problems
-        total.refreshed.update(result.refreshed)
+    with git.ObjectReader(root) as staged_files:  # one git process for every record the reviews name
+        for rel in reviews:
+            result = _fold_review(studio.root, rel, config, ledger, reviewer, staged_files)
+            total.lines += result.lines
+            total.notes += result.notes
+            total.problems += result.problems
+            total.refreshed.update(result.refreshed)
     return total
 
 
@@ -311,7 +312,9 @@ def _is_review_path(rel: str) -> bool:
     return len(parts) == 3 and parts[0] == RENDERS and parts[2] == REVIEW_NAME and batch_id_problem(parts[1]) is None
 
 
-def _fold_review(root: Path, rel: str, config: StagedConfig, ledger: Ledger, reviewer: Optional[str]) -> Fold:
+def _fold_review(
+    root: Path, rel: str, config: StagedConfig, ledger: Ledger, reviewer: Optional[str], staged_files: git.ObjectReader
+) -> Fold:
     batch_id = rel.split("/")[1]
     try:
         raw = staged_bytes(root, rel, MAX_REVIEW_BYTES) or b""
@@ -324,11 +327,18 @@ def _fold_review(root: Path, rel: str, config: StagedConfig, ledger: Ledger, rev
     if problems:
         return Fold(problems=problems)
 
+    staged_records = _staged_records(root, batch_id)
+
     def record_of(slug: str) -> Optional[RenderRecord]:
+        mode, blob = staged_records.get(slug, ("", ""))
+        if mode not in ("100644", "100755"):  # none, or a link or a submodule: no record
+            return None
+        header = staged_files.blob_header(blob)  # the size first: a record over the limit is not read
+        if header is None or size_problem(header[1], MAX_RECORD_BYTES):
+            return None
         try:
-            raw = staged_bytes(root, f"{RENDERS}/{batch_id}/{slug}.json", MAX_RECORD_BYTES)
-            return RenderRecord.model_validate_json(raw) if raw else None
-        except (ValueError, RefusedFile):
+            return RenderRecord.model_validate_json(staged_files.blob(blob))
+        except ValueError:
             return None
 
     result = fold(parse(text, rel), batch_id, batch, record_of, ledger, reviewer)
@@ -343,6 +353,18 @@ def _fold_review(root: Path, rel: str, config: StagedConfig, ledger: Ledger, rev
             if refreshed != text:
                 result.refreshed[rel] = refreshed
     return result
+
+
+def _staged_records(root: Path, batch_id: str) -> dict[str, tuple[str, str]]:
+    """Slug -> (mode, blob id) of each record staged in ``renders/<batch_id>/``: one git call for them all."""
+    found = {}
+    for row in git.out(root, "ls-files", "--stage", "-z", "--", f"{RENDERS}/{batch_id}/").split("\0"):
+        meta, _, rel = row.partition("\t")
+        fields = meta.split()
+        name = rel.rpartition("/")[2]
+        if len(fields) == 3 and rel.count("/") == 2 and name.endswith(".json"):
+            found[name[: -len(".json")]] = (fields[0], fields[1])
+    return found
 
 
 def _staged_batch(root: Path, batch_id: str, review: str, config: StagedConfig) -> tuple[Optional[LoadedBatch], list[Problem]]:
