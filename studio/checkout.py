@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio import git
+from studio.errors import InvalidFile
+from studio.fsutil import read_bounded
+from studio.limits import MAX_PNG_BYTES
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,9 @@ def entries(root: Path, *folders: str) -> dict[str, Entry]:
             length = len(fields[1])
     for path in changed:
         found.pop(path, None)
-        try:
-            data = (root / path).read_bytes()
-        except OSError:  # deleted from the working tree
+        try:  # bounded and never through a link, like every read of the studio
+            data = read_bounded(root / path, MAX_PNG_BYTES, root, path)
+        except (OSError, InvalidFile):  # deleted from the working tree, or refused: not there
             continue
         found[path] = Entry(blob_id(data, length))
     return found
