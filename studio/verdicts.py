@@ -151,7 +151,11 @@ def _open_regular(path: Path, display: str) -> Optional[IO[bytes]]:
     except (FileNotFoundError, NotADirectoryError):
         return None
     if stat.S_ISLNK(info.st_mode):
-        raise RefusedFile(display, link_problem("its target is not followed"))
+        try:
+            target = f"to {os.readlink(path)[:80]!r}"
+        except OSError:
+            target = "its target is unreadable"
+        raise RefusedFile(display, link_problem(target))
     if not stat.S_ISREG(info.st_mode):
         raise RefusedFile(display, "not a regular file; renderloop reads only regular files")
     too_large = size_problem(info.st_size, MAX_LEDGER_BYTES)
