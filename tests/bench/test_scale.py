@@ -32,7 +32,9 @@ LINES = [0, 100_000, *([1_000_000] if LARGE else [])]
 RUNS = int(os.environ.get("RENDERLOOP_BENCH_RUNS", "5"))
 REPO = Path(__file__).resolve().parents[2]
 
-FIGURES: dict[str, float] = {}  # "figure | size" -> median seconds
+FIGURES: dict[str, float] = {}
+# Building and cloning studios of 2,000 images and a million verdicts takes minutes: past the suite's 300 s.
+pytestmark = pytest.mark.timeout(3 * 3600)  # "figure | size" -> median seconds
 
 
 def record(name: str, size: str, values: list[float]) -> float:
