@@ -177,11 +177,12 @@ class _StagedLedger:
         return self._bytes
 
     def problems(self) -> list[Problem]:
+        for header in (self.staged, self.head):  # their sizes are asked of git before a byte is read
+            too_large = size_problem(header[1], MAX_LEDGER_BYTES) if header else None
+            if too_large:
+                return [Problem(LEDGER_NAME, 1, too_large)]
         if self.staged == self.head:
             return []
-        too_large = size_problem(self.staged[1], MAX_LEDGER_BYTES) if self.staged else None
-        if too_large:  # its size is asked of git before a byte of it is read
-            return [Problem(LEDGER_NAME, 1, too_large)]
         new = self.bytes()
         if self.head is None:
             return guard(b"", new, LEDGER_NAME, "(compared with the last commit)")
