@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from mac_side import ledger_watch
 from mac_side.ledger import Fold, describe, fold
 from mac_side.review import decode, parse, refresh_grids
 from mac_side.review_update import batches_with_renders, update_reviews
@@ -62,6 +63,7 @@ class Said:
     messages: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)  # shown, and the commit goes on
+    alerts: list[str] = field(default_factory=list)  # for stderr, whatever the hook did: a rewritten remote
 
 
 def run_hook(name: str, args: list[str]) -> Said:
@@ -71,9 +73,10 @@ def run_hook(name: str, args: list[str]) -> Said:
     studio = Studio.at(git.toplevel(Path.cwd()))
     if not studio.is_studio():
         return Said()
-    if name == "pre-commit":
-        return pre_commit(studio)
-    return _POST_HOOKS[name](studio, args)
+    rewrites = [rewrite.message() for rewrite in ledger_watch.notice(studio.root)]  # cheap: see ledger_watch
+    said = pre_commit(studio) if name == "pre-commit" else _POST_HOOKS[name](studio, args)
+    said.alerts[:0] = rewrites
+    return said
 
 
 # ---------------------------------------------------------------- pre-commit

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from mac_side import ledger_watch
 from mac_side.ledger import short
 from mac_side.ledger_acknowledge import acknowledgements
 from studio import checkout, git
@@ -86,7 +87,12 @@ class Verified:
 
 
 def verify(repo: Path, full: bool = False) -> Verified:
-    """Check the ledger's history: only the commits not verified before, unless ``full``."""
+    """Check the ledger's history: only the commits not verified before, unless ``full``.
+
+    A remote branch rewritten with verdicts lost, as the hooks noticed it (or
+    this run does, after a plain ``git fetch``), is reported until ``full``
+    accepts what is left (:mod:`mac_side.ledger_watch`).
+    """
     root = Path(repo)
     if not git.is_repo(root):
         raise FatalError(f"{root}: not a git repository")
@@ -94,6 +100,17 @@ def verify(repo: Path, full: bool = False) -> Verified:
     head = git.head(root)
     if head is None:
         return Verified()
+    if not full:
+        ledger_watch.notice(root)
+    result = _verify(root, head, full)
+    if full:
+        ledger_watch.accept(root)
+    elif result.rewritten is None and ledger_watch.pending(root):
+        result.rewritten = "\n".join(ledger_watch.pending(root))
+    return result
+
+
+def _verify(root: Path, head: str, full: bool) -> Verified:
     started = time.monotonic()
     memory = None if full else remembered(root)
     since = None

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from mac_side import ledger_watch
+from studio import git
 from studio.batch import Job
 from studio.capability import newest, rel_path
 from studio.config import load_config
@@ -34,6 +36,14 @@ class BatchStatus:
     failed: int = 0
     reviewed: int = 0
     problem: Optional[str] = None  # the first problem of an invalid batch file
+
+
+def rewrites(studio: Studio) -> list[str]:
+    """The remote rewrites that took verdicts, noticed and not accepted yet (``mac_side.ledger_watch``)."""
+    if not git.is_repo(studio.root) or git.head(studio.root) is None:
+        return []
+    ledger_watch.notice(studio.root)
+    return ledger_watch.pending(studio.root)
 
 
 def order_lines(waiting: list[Job]) -> list[str]:

@@ -24,11 +24,13 @@ from studio.layout import BATCH_ERROR_NAME, RENDERS, Studio, slug_problem
 from studio.limits import MAX_PNG_BYTES, MAX_RECORD_BYTES
 from studio.oslock import FileLock
 from studio.record import RenderRecord
+from studio.rewrite import is_rewrite, ledger_lost
 from win_side import faults
 
 log = logging.getLogger("renderloop.worker")
 
 PID_FILE = "worker.pid"  # names the worker holding worker.lock
+REWRITE_FILE = "remote-rewritten"  # "OLD NEW": a force-push fetched and not integrated yet
 _REJECTED = re.compile(
     r"\[rejected\]|\[remote rejected\]|non-fast-forward|fetch first|cannot lock ref|"
     r"failed to update ref|stale info|Updates were rejected",
@@ -56,12 +58,14 @@ class WorkerRepo:
     remote: str = "origin"
 
     def __post_init__(self) -> None:
-        self.rewritten: Optional[tuple[str, str]] = None  # (old, new) tip of a remote branch rewritten under us
         self.lock = threading.RLock()  # held for every write to the tree, index or HEAD
         self.fetch_lock = threading.Lock()  # one fetch at a time (FETCH_HEAD, tracking ref)
         self._held: Optional[FileLock] = None  # the OS lock on the clone, while this process has it
         self.root = self.studio.root
         self.state = git.state_dir(self.root)
+        # (old, new) tip of a remote branch rewritten under us, kept on disk until integrated: a run killed
+        # in between must not rebase the commits the force-push dropped back on top of the new history
+        self.rewritten: Optional[tuple[str, str]] = _read_rewrite(self.state / REWRITE_FILE)
         # A run killed mid-rebase leaves HEAD detached; the rebase names the branch (recover() aborts it).
         branch = git.current_branch(self.root) or _rebasing_branch(git.git_dir(self.root))
         if branch is None:
@@ -229,11 +233,14 @@ class WorkerRepo:
         seen = git.rev_parse(self.root, self.remote_ref)
         git.run(self.root, "fetch", "--quiet", "--no-tags", self.remote, self.branch)
         fetched = git.rev_parse(self.root, "FETCH_HEAD")
-        if seen and fetched and seen != fetched and not git.is_ancestor(self.root, seen, fetched):
-            self.rewritten = (seen, fetched)
+        if seen and fetched and is_rewrite(self.root, seen, fetched):
+            lost = ledger_lost(self.root, seen, fetched)
+            self.rewritten = (self.rewritten[0] if self.rewritten else seen, fetched)  # the tip our commits are on
+            write_text_atomic(self.state / REWRITE_FILE, " ".join(self.rewritten) + "\n")
             log.warning("%s was rewritten (a force-push): it was at %s and is now at %s, which does not contain it; "
-                        "following the new history, the worker's own unpushed commits rebased on top (it never "
-                        "force-pushes)", self.remote_ref, seen[:12], fetched[:12])
+                        "%s; following the new history, the worker's own unpushed commits rebased on top (it never "
+                        "force-pushes)", self.remote_ref, seen[:12], fetched[:12],
+                        lost.describe() if lost else "no verdict dropped")
         git.run(self.root, "update-ref", f"refs/remotes/{self.remote}/{self.branch}", "FETCH_HEAD")
 
     def integrate(self) -> bool:
@@ -241,17 +248,24 @@ class WorkerRepo:
         with self.lock:
             remote = git.rev_parse(self.root, self.remote_ref)
             before = git.head(self.root)
-            if remote is None or before is None or remote == before:
+            if remote is None or before is None:
+                return False
+            if remote == before:
+                self._forget_rewrite()
                 return False
             if git.is_ancestor(self.root, remote, before):
-                self.rewritten = None
+                self._forget_rewrite()
                 return False  # we are ahead: only our commits are new
             old = self.rewritten[0] if self.rewritten else None
             # After a force-push only our own commits go on top: the ones it dropped are not brought back.
             since = old if old and git.is_ancestor(self.root, old, before) else None
             self._rebase_onto(self.remote_ref, since)
-            self.rewritten = None
+            self._forget_rewrite()
             return git.head(self.root) != before
+
+    def _forget_rewrite(self) -> None:
+        self.rewritten = None
+        (self.state / REWRITE_FILE).unlink(missing_ok=True)
 
     def _rebase_onto(self, upstream: str, since: Optional[str] = None) -> None:
         """Put our commits on ``upstream``: those after ``since`` when given, else those ``upstream`` lacks."""
@@ -356,6 +370,14 @@ def _rebasing_branch(gitdir: Path) -> str | None:
         if name.startswith("refs/heads/"):
             return name[len("refs/heads/"):]
     return None
+
+
+def _read_rewrite(path: Path) -> Optional[tuple[str, str]]:
+    try:
+        old, new = path.read_text(encoding="ascii").split()
+    except (OSError, ValueError):
+        return None
+    return old, new
 
 
 def _read_pid(path: Path) -> int | None:

@@ -36,6 +36,8 @@ def hook(name: str, args: list[str]) -> int:
             print(f"renderloop {name}: {line}", file=sys.stderr)
         print(f"renderloop {name}: no review written; fix the above and run `renderloop review`", file=sys.stderr)
         return 0
+    for alert in said.alerts:  # a remote rewritten under this clone: said whatever the hook did
+        print(f"renderloop: {alert}", file=sys.stderr)
     for warning in said.warnings:  # advice (a model the published worker cannot render): the commit goes on
         print(warning, file=sys.stderr)
     if said.problems:

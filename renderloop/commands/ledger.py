@@ -44,7 +44,8 @@ def verify(repo: Path, full: bool = False) -> int:
         print(f"{LEDGER_NAME}: no commits yet, nothing to verify")
         return 0
     if result.rewritten:
-        print(f"{LEDGER_NAME}: {result.rewritten}")
+        for line in result.rewritten.splitlines():
+            print(f"{LEDGER_NAME}: {line}")
         return 1
     if result.already:
         print(f"{LEDGER_NAME}: verified up to {result.already[:7]} already ({result.lines} lines); "

@@ -24,13 +24,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def status(repo: Path) -> int:
-    from mac_side.status import batch_statuses, capability_warnings, order_lines
+    from mac_side.status import batch_statuses, capability_warnings, order_lines, rewrites
     from studio.batch import Job
     from studio.layout import open_studio
 
     studio = open_studio(repo)
     waiting: list[Job] = []
     found = batch_statuses(studio, waiting)
+    for note in rewrites(studio):  # verdicts a force-push took: first, whatever else there is
+        print(f"warning: {note}")
     if not found:
         print("No batches yet: `renderloop new NAME` scaffolds batches/NAME.yaml.")
         return 0

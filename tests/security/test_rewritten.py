@@ -19,6 +19,11 @@ from tests.security.helpers import GOOD, attacker, remote_files, run_worker
 from win_side.repo import WorkerRepo
 
 
+LINE = ('{"id": "01KE6P4YM0Y6H5N8YH53HVFX%s", "at": "2026-03-01T09:00:00Z", "batch": "b0000", "slug": "b0000-000", '
+        '"verdict": "keep", "cues": [], "model": null, "seed": null, "spec_hash": null, "png_sha256": null, '
+        '"archetype": null, "reviewer": null}\n')
+
+
 def head(repo: Path, rev: str = "HEAD") -> str:
     return git(repo, "rev-parse", rev).stdout.strip()
 
@@ -72,9 +77,50 @@ def test_a_force_push_is_said_in_one_line_naming_both_commits(sandbox: Sandbox, 
     said = [r.getMessage() for r in caplog.records if "rewritten" in r.getMessage()]
     assert said == [
         f"origin/main was rewritten (a force-push): it was at {seen[:12]} and is now at {new[:12]}, which does "
-        "not contain it; following the new history, the worker's own unpushed commits rebased on top (it never "
-        "force-pushes)"
+        "not contain it; no verdict dropped; following the new history, the worker's own unpushed commits rebased "
+        "on top (it never force-pushes)"
     ]
+
+
+def test_the_worker_says_how_many_verdicts_the_force_push_dropped(sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
+    publish(sandbox, "ledger.jsonl", LINE % "8R" + LINE % "8S")
+    seen = publish(sandbox, "ledger.jsonl", LINE % "8R" + LINE % "8S" + LINE % "8T")
+    repo = worker_repo(sandbox)
+    repo.fetch()
+    repo.integrate()
+    clone = attacker(sandbox)
+    git(clone, "reset", "-q", "--hard", "HEAD~2")  # both verdict commits
+    (clone / "ledger.jsonl").write_text(LINE % "8S", encoding="utf-8", newline="\n")
+    git(clone, "commit", "-q", "--no-verify", "-am", "rewritten")
+    git(clone, "push", "-q", "-f", "origin", "HEAD:main")
+    new = head(clone)
+    with caplog.at_level(logging.WARNING, logger="renderloop.worker"):
+        repo.fetch()
+    said = [r.getMessage() for r in caplog.records if "rewritten" in r.getMessage()]
+    assert said == [
+        f"origin/main was rewritten (a force-push): it was at {seen[:12]} and is now at {new[:12]}, which does "
+        "not contain it; 2 verdict line(s) dropped or changed (the first: ledger.jsonl line 1); following the new "
+        "history, the worker's own unpushed commits rebased on top (it never force-pushes)"
+    ]
+
+
+def test_a_worker_killed_between_fetch_and_rebase_still_leaves_the_dropped_commits_out(sandbox: Sandbox) -> None:
+    """The rewrite is kept in .git until integrated: a new run rebases only the worker's own commits."""
+    publish(sandbox, "notes/first.txt", "one\n")
+    repo = worker_repo(sandbox)
+    repo.fetch()
+    repo.integrate()
+    local_render_commit(sandbox)
+    dropped, new = force_push_dropping_the_last_commit(sandbox)
+    repo.fetch()  # the tracking ref now says the new tip; the process dies here
+    assert (sandbox.worker / ".git" / "renderloop" / "remote-rewritten").read_text() == f"{dropped} {new}\n"
+    again = worker_repo(sandbox)  # the next run
+    assert again.rewritten == (dropped, new)
+    assert again.integrate()
+    history = git(sandbox.worker, "rev-list", "HEAD").stdout.split()
+    assert dropped not in history and head(sandbox.worker, "HEAD~1") == new
+    assert not (sandbox.worker / "notes/first.txt").exists()
+    assert not (sandbox.worker / ".git" / "renderloop" / "remote-rewritten").exists() and again.rewritten is None
 
 
 def test_an_ordinary_push_is_not_called_a_rewrite(sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
