@@ -64,6 +64,30 @@ def local_render_commit(sandbox: Sandbox, rel: str = "renders/own/one.json") -> 
     return head(sandbox.worker)
 
 
+def own_render_then_force_push(sandbox: Sandbox) -> tuple[WorkerRepo, str, str]:
+    """The worker up to date with one unpushed render commit; then a force-push drops the remote's last commit."""
+    publish(sandbox, "notes/first.txt", "one\n")
+    repo = worker_repo(sandbox)
+    repo.fetch()
+    repo.integrate()
+    local_render_commit(sandbox)
+    dropped, new = force_push_dropping_the_last_commit(sandbox)
+    return repo, dropped, new
+
+
+def said_on_fetch(repo: WorkerRepo, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the worker logs about a rewrite as it fetches."""
+    with caplog.at_level(logging.WARNING, logger="renderloop.worker"):
+        repo.fetch()
+    return [r.getMessage() for r in caplog.records if "rewritten" in r.getMessage()]
+
+
+def logged(seen: str, new: str, verdicts: str) -> str:
+    return (f"origin/main was rewritten (a force-push): it was at {seen[:12]} and is now at {new[:12]}, which does "
+            f"not contain it; {verdicts}; following the new history, the worker's own unpushed commits rebased "
+            "on top (it never force-pushes)")
+
+
 def test_a_force_push_is_said_in_one_line_naming_both_commits(sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
     seen = publish(sandbox, "notes/first.txt", "one\n")
     repo = worker_repo(sandbox)
@@ -72,14 +96,7 @@ def test_a_force_push_is_said_in_one_line_naming_both_commits(sandbox: Sandbox, 
     assert head(sandbox.worker) == seen
     dropped, new = force_push_dropping_the_last_commit(sandbox)
     assert dropped == seen
-    with caplog.at_level(logging.WARNING, logger="renderloop.worker"):
-        repo.fetch()
-    said = [r.getMessage() for r in caplog.records if "rewritten" in r.getMessage()]
-    assert said == [
-        f"origin/main was rewritten (a force-push): it was at {seen[:12]} and is now at {new[:12]}, which does "
-        "not contain it; no verdict dropped; following the new history, the worker's own unpushed commits rebased "
-        "on top (it never force-pushes)"
-    ]
+    assert said_on_fetch(repo, caplog) == [logged(seen, new, "no verdict dropped")]
 
 
 def test_the_worker_says_how_many_verdicts_the_force_push_dropped(sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
@@ -94,24 +111,14 @@ def test_the_worker_says_how_many_verdicts_the_force_push_dropped(sandbox: Sandb
     git(clone, "commit", "-q", "--no-verify", "-am", "rewritten")
     git(clone, "push", "-q", "-f", "origin", "HEAD:main")
     new = head(clone)
-    with caplog.at_level(logging.WARNING, logger="renderloop.worker"):
-        repo.fetch()
-    said = [r.getMessage() for r in caplog.records if "rewritten" in r.getMessage()]
-    assert said == [
-        f"origin/main was rewritten (a force-push): it was at {seen[:12]} and is now at {new[:12]}, which does "
-        "not contain it; 2 verdict line(s) dropped or changed (the first: ledger.jsonl line 1); following the new "
-        "history, the worker's own unpushed commits rebased on top (it never force-pushes)"
+    assert said_on_fetch(repo, caplog) == [
+        logged(seen, new, "2 verdict line(s) dropped or changed (the first: ledger.jsonl line 1)")
     ]
 
 
 def test_a_worker_killed_between_fetch_and_rebase_still_leaves_the_dropped_commits_out(sandbox: Sandbox) -> None:
     """The rewrite is kept in .git until integrated: a new run rebases only the worker's own commits."""
-    publish(sandbox, "notes/first.txt", "one\n")
-    repo = worker_repo(sandbox)
-    repo.fetch()
-    repo.integrate()
-    local_render_commit(sandbox)
-    dropped, new = force_push_dropping_the_last_commit(sandbox)
+    repo, dropped, new = own_render_then_force_push(sandbox)
     repo.fetch()  # the tracking ref now says the new tip; the process dies here
     assert (sandbox.worker / ".git" / "renderloop" / "remote-rewritten").read_text() == f"{dropped} {new}\n"
     again = worker_repo(sandbox)  # the next run
@@ -135,12 +142,8 @@ def test_an_ordinary_push_is_not_called_a_rewrite(sandbox: Sandbox, caplog: pyte
 
 
 def test_the_workers_unpushed_render_survives_and_the_dropped_commit_stays_dropped(sandbox: Sandbox) -> None:
-    publish(sandbox, "notes/first.txt", "one\n")
-    repo = worker_repo(sandbox)
-    repo.fetch()
-    repo.integrate()
-    own = local_render_commit(sandbox)
-    dropped, new = force_push_dropping_the_last_commit(sandbox)
+    repo, dropped, new = own_render_then_force_push(sandbox)
+    own = head(sandbox.worker)
     repo.fetch()
     assert repo.integrate()
     history = git(sandbox.worker, "rev-list", "HEAD").stdout.split()
@@ -155,12 +158,7 @@ def test_the_workers_unpushed_render_survives_and_the_dropped_commit_stays_dropp
 
 def test_the_worker_never_force_pushes_over_a_rewrite(sandbox: Sandbox) -> None:
     """A push of the old history after a force-push is refused, not forced: the remote keeps the new tip."""
-    publish(sandbox, "notes/first.txt", "one\n")
-    repo = worker_repo(sandbox)
-    repo.fetch()
-    repo.integrate()
-    local_render_commit(sandbox)
-    _, new = force_push_dropping_the_last_commit(sandbox)
+    repo, _, new = own_render_then_force_push(sandbox)
     from win_side.repo import PushRejected
 
     with pytest.raises(PushRejected):
