@@ -206,25 +206,27 @@ def test_a_clone_that_verified_before_reports_it_a_fresh_clone_cannot(sandbox: S
 
 
 def test_the_check_costs_the_same_with_a_long_ledger(sandbox: Sandbox) -> None:
-    """The hook's check reads no ledger when nothing was rewritten: a 20,000-line ledger adds nothing."""
+    """The hook's check reads no ledger when nothing was rewritten: a 100,000-line ledger adds nothing."""
     from mac_side.ledger_watch import notice
 
     pull(sandbox.mac)
 
-    def timed() -> float:
-        started = time.perf_counter()
-        for _ in range(5):
+    def timed() -> float:  # the fastest of 7: what it costs, not what the load on the machine adds
+        runs = []
+        for _ in range(7):
+            started = time.perf_counter()
             notice(sandbox.mac)
-        return (time.perf_counter() - started) / 5
+            runs.append(time.perf_counter() - started)
+        return min(runs)
 
     publish_verdicts(sandbox, "8R")
     pull(sandbox.mac)
     short = timed()
     clone = attacker(sandbox)
     with (clone / "ledger.jsonl").open("a", encoding="utf-8", newline="\n") as ledger:
-        ledger.write("".join(LINE % f"{n:02d}"[-2:] for n in range(20000)))
+        ledger.write("".join(LINE % f"{n:02d}"[-2:] for n in range(100000)))
     git(clone, "commit", "-q", "--no-verify", "-am", "many verdicts")
     git(clone, "push", "-q")
     pull(sandbox.mac)
     long = timed()
-    assert long < short * 1.5 + 0.02, (short, long)
+    assert long < short * 1.5 + 0.01, (short, long)
