@@ -14,6 +14,9 @@ post-rewrite. ``git rebase`` with nothing to replay fires only post-checkout,
 during the rebase, when the index must not be touched: a small detached
 process then waits for the rebase to finish and writes the review.
 
+Every hook first looks, cheaply, for a remote branch rewritten with verdicts
+lost (:mod:`mac_side.ledger_watch`) and says it once, whatever else it does.
+
 Each hook returns a :class:`Said`: what to tell the person, and the problems
 that stop a commit; the ``hook`` command prints them.
 """

@@ -1,6 +1,7 @@
 """``renderloop doctor``: what this machine has for the loop, one line each (ok, warn, FAIL).
 
-On either machine: Python, git, the git identity, the hooks, the remote.
+On either machine: Python, git, the git identity, the hooks, the remote, and
+a force-push that took verdicts (until `ledger verify --full` accepts it).
 With ``--worker`` (or ``--comfyui URL``), as the GPU box: each ComfyUI
 server and what it lacks for each model.  Always: the fal key (its length,
 never its value) and mflux.  Exit 1 when something blocks the loop.
@@ -62,6 +63,7 @@ def doctor(repo: Path, worker: bool = False, backend: str = "comfyui", comfyui: 
         _identity(report, studio, worker)
         _hooks(report, studio, worker)
         _remote(report, studio)
+        _rewrites(report, studio)
     config = _config(report, studio) if studio is not None else None
     if config is not None and studio is not None and worker:
         _comfyui(report, config, studio, comfyui or list(config.worker.comfyui), blocking=backend == "comfyui")
@@ -150,6 +152,13 @@ def _remote(report: Report, studio: Studio) -> None:
         report.line(WARN, f"remote origin ({shown}) answers but has no branch {branch} yet (git push -u origin {branch})")
     else:
         report.line(OK, f"remote origin ({shown}) answers: {branch} at {sha[:10]}")
+
+
+def _rewrites(report: Report, studio: Studio) -> None:
+    from mac_side.status import rewrites
+
+    for note in rewrites(studio):  # verdicts a force-push took, until `ledger verify --full` accepts
+        report.line(WARN, note)
 
 
 def _config(report: Report, studio: Studio) -> Optional[StudioConfig]:

@@ -154,6 +154,8 @@ def test_fetch_then_reset_is_said_by_the_next_hook_and_by_verify(sandbox: Sandbo
     assert verify.stdout.splitlines() == [f"ledger.jsonl: {message(gone, new, 2, 1)}"]
     status = cli("status", cwd=sandbox.mac)
     assert f"warning: {message(gone, new, 2, 1)}" in status.stdout.splitlines()
+    doctor = cli("doctor", "--repo", str(sandbox.mac), cwd=sandbox.mac)
+    assert f"warn  {message(gone, new, 2, 1)}" in doctor.stdout.splitlines()
     (sandbox.mac / "mine.txt").write_text("x\n", encoding="utf-8")
     git(sandbox.mac, "add", "mine.txt")
     committed = git(sandbox.mac, "commit", "-q", "-m", "after the reset")
