@@ -14,7 +14,7 @@ post-rewrite. ``git rebase`` with nothing to replay fires only post-checkout,
 during the rebase, when the index must not be touched: a small detached
 process then waits for the rebase to finish and writes the review.
 
-Every hook first looks, cheaply, for a remote branch rewritten with verdicts
+Every hook also looks, cheaply, for a remote branch rewritten with verdicts
 lost (:mod:`mac_side.ledger_watch`) and says it once, whatever else it does.
 
 Each hook returns a :class:`Said`: what to tell the person, and the problems
@@ -76,9 +76,9 @@ def run_hook(name: str, args: list[str]) -> Said:
     studio = Studio.at(git.toplevel(Path.cwd()))
     if not studio.is_studio():
         return Said()
-    rewrites = [rewrite.message() for rewrite in ledger_watch.notice(studio.root)]  # cheap: see ledger_watch
     said = pre_commit(studio) if name == "pre-commit" else _POST_HOOKS[name](studio, args)
-    said.alerts[:0] = rewrites
+    # after the hook's own work: a hook that fails leaves the rewrite for the next one to say
+    said.alerts += [rewrite.message() for rewrite in ledger_watch.notice(studio.root)]  # cheap: see ledger_watch
     return said
 
 

@@ -256,10 +256,11 @@ class WorkerRepo:
             if git.is_ancestor(self.root, remote, before):
                 self._forget_rewrite()
                 return False  # we are ahead: only our commits are new
+            # After a force-push only our own commits go on top (those the old tip lacks, ``old..HEAD``, even
+            # when HEAD is behind it): the ones it dropped are not brought back.
             old = self.rewritten[0] if self.rewritten else None
-            # After a force-push only our own commits go on top: the ones it dropped are not brought back.
-            since = old if old and git.is_ancestor(self.root, old, before) else None
-            self._rebase_onto(self.remote_ref, since)
+            known = old is not None and git.ok(self.root, "cat-file", "-e", f"{old}^{{commit}}")
+            self._rebase_onto(self.remote_ref, old if known else None)
             self._forget_rewrite()
             return git.head(self.root) != before
 

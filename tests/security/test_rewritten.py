@@ -156,6 +156,28 @@ def test_the_workers_unpushed_render_survives_and_the_dropped_commit_stays_dropp
     assert studio_git.is_ancestor(sandbox.remote, new, head(sandbox.remote, "main"))  # a fast-forward
 
 
+def test_a_worker_behind_the_old_tip_keeps_only_its_own_commits(sandbox: Sandbox) -> None:
+    """The worker had fetched but not rebased onto the old tip when the rewrite came: what it dropped stays dropped."""
+    deep = publish(sandbox, "notes/deep.txt", "deep\n")
+    repo = worker_repo(sandbox)
+    repo.fetch()
+    repo.integrate()
+    local_render_commit(sandbox)
+    publish(sandbox, "notes/later.txt", "later\n")
+    repo.fetch()  # not integrated: the worker's HEAD is behind the tip it has seen
+    clone = attacker(sandbox)
+    git(clone, "reset", "-q", "--hard", f"{deep}~1")  # drops the deep commit, under the worker's HEAD
+    (clone / "notes.txt").write_text("rewritten\n", encoding="utf-8")
+    git(clone, "add", "notes.txt")
+    git(clone, "commit", "-q", "--no-verify", "-m", "rewritten")
+    git(clone, "push", "-q", "-f", "origin", "HEAD:main")
+    repo.fetch()
+    assert repo.integrate()
+    assert head(sandbox.worker, "HEAD~1") == head(clone)  # only the worker's render on top
+    assert git(sandbox.worker, "log", "-1", "--format=%s").stdout.strip() == "render own/one"
+    assert not (sandbox.worker / "notes/deep.txt").exists() and not (sandbox.worker / "notes/later.txt").exists()
+
+
 def test_the_worker_never_force_pushes_over_a_rewrite(sandbox: Sandbox) -> None:
     """A push of the old history after a force-push is refused, not forced: the remote keeps the new tip."""
     repo, _, new = own_render_then_force_push(sandbox)
