@@ -21,7 +21,7 @@ from studio.config import StudioConfig, load_config
 from studio.errors import FatalError, InvalidFile
 from studio.fsutil import write_text_atomic
 from studio.inventory import Inventory, load_batches, records
-from studio.layout import Studio, batch_id_problem, open_studio
+from studio.layout import Studio, batch_id_problem, checked_batch_id, open_studio
 from studio.ledger import Ledger, LedgerLine, latest_by_slug
 from studio.spec import SEED_MAX, derive_seed
 
@@ -44,9 +44,7 @@ def new_batch(
     compare: Optional[list[str]] = None, source: Optional[str] = None,
 ) -> Written:
     studio = open_studio(repo)
-    problem = batch_id_problem(batch)
-    if problem:
-        raise FatalError(problem)
+    checked_batch_id(batch)
     config = load_config(studio)
     if model is not None and model not in config.models:
         raise FatalError(f"unknown model {model!r}; renderloop.yaml has {', '.join(sorted(config.models))}")
@@ -300,9 +298,7 @@ def _indent(text: str, prefix: str) -> str:
 def _source_batch(studio: Studio, config: StudioConfig, source: Optional[str], batch: str) -> LoadedBatch:
     if source is None:
         raise FatalError("--compare needs --from BATCH: the batch whose prompts to compare")
-    problem = batch_id_problem(source)
-    if problem:
-        raise FatalError(problem)
+    checked_batch_id(source)
     if source == batch:
         raise FatalError(f"--from {source} is the batch being written: name a new batch")
     inventory = load_batches(studio, config)

@@ -19,7 +19,7 @@ from studio.config import StudioConfig, load_config
 from studio.errors import FatalError, InvalidFile
 from studio.fsutil import read_or_none, write_text_atomic
 from studio.inventory import PngCheck, png_in, records
-from studio.layout import REVIEW_NAME, Studio, batch_id_problem
+from studio.layout import REVIEW_NAME, Studio, batch_id_problem, checked_batch_id
 from studio.ledger import Ledger
 from studio.limits import MAX_RECORD_BYTES, MAX_REVIEW_BYTES
 from studio.record import BatchErrorRecord, RenderRecord
@@ -65,9 +65,7 @@ class Outcome:
 def review(studio: Studio, batches: list[str]) -> list[Outcome]:
     """Write or update the reviews of ``batches`` (default: every batch with renders), staged in a git checkout."""
     for name in batches:
-        problem = batch_id_problem(name)
-        if problem:
-            raise FatalError(problem)
+        checked_batch_id(name)
     wanted = batches or batches_with_renders(studio)
     return update_reviews(studio, wanted, stage=git.is_repo(studio.root)) if wanted else []
 

@@ -163,7 +163,7 @@ class Studio:
         )
 
     def batch_dir(self, batch: str) -> Path:
-        return self.inside(self.renders_dir / _checked_batch(batch))
+        return self.inside(self.renders_dir / checked_batch_id(batch))
 
     def png_path(self, batch: str, slug: str) -> Path:
         return self.batch_dir(batch) / f"{_checked_slug(slug)}.png"
@@ -221,7 +221,8 @@ def _checked_slug(slug: str) -> str:
     return slug
 
 
-def _checked_batch(batch: str) -> str:
+def checked_batch_id(batch: str) -> str:
+    """``batch`` when it is a valid batch id; else :class:`FatalError` saying why."""
     problem = batch_id_problem(batch)
     if problem:
         raise FatalError(problem)

@@ -18,7 +18,7 @@ from typing import Optional
 
 from studio import git
 from studio.errors import FatalError
-from studio.layout import RENDERS, batch_id_problem
+from studio.layout import RENDERS, batch_id_problem, checked_batch_id
 
 EVERYTHING = "/*"
 CLONE_TIMEOUT = 4 * 3600.0  # --all over a slow line is gigabytes; a dead one is cut by git's own limits
@@ -86,9 +86,7 @@ def left_out(repo: Path) -> set[str]:
 def open_batches(repo: Path, batches: list[str]) -> list[str]:
     """Bring the images of ``batches`` into this clone; returns those that were left out."""
     for batch in batches:
-        problem = batch_id_problem(batch)
-        if problem:
-            raise FatalError(problem)
+        checked_batch_id(batch)
     excluded = left_out(repo)
     opened = [batch for batch in batches if batch in excluded]
     if opened:

@@ -7,6 +7,10 @@ commit per image with the same trailers, pushed when the remote answers
 and otherwise left to wait in this clone.  Images that failed before (on
 the worker too) are tried again: asking for a local render is asking for
 another try.
+
+It lives in ``win_side`` though the command runs on a Mac: it is the
+worker's machinery (its reconciler, its clone lock, a backend), which
+``mac_side`` may not import, and it shares none of the author's tools.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from typing import Optional
 from studio import git
 from studio.config import load_config
 from studio.errors import FatalError
-from studio.layout import BATCH_SUFFIXES, BATCHES, batch_id_problem
+from studio.layout import BATCH_SUFFIXES, BATCHES, checked_batch_id
 from win_side.backends.base import BackendOptions
 from win_side.backends.mflux import MfluxBackend
 from win_side.progress import Progress
@@ -80,9 +84,7 @@ def _give_up(reconciler: Reconciler, gave_up: list[str], reason: str) -> None:
 
 def _check_batch(clone: WorkerRepo, batch: str) -> None:
     """The batch file is here, or on the remote (pushed from elsewhere; the sync brings it)."""
-    problem = batch_id_problem(batch)
-    if problem:
-        raise FatalError(problem)
+    checked_batch_id(batch)
     studio = clone.studio
     names = [f"{BATCHES}/{batch}{suffix}" for suffix in BATCH_SUFFIXES]
     if any((studio.root / name).is_file() for name in names):
