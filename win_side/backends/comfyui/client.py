@@ -92,20 +92,10 @@ class ComfyClient:
             return http.fetch(self._session, method, self.url + path, limit=limit, seconds=seconds,
                               stop=(self.stop if stoppable else None,), connect_timeout=min(CONNECT_TIMEOUT, seconds),
                               **kwargs)
-        except http.Stopped:
-            raise Stopping(f"ComfyUI at {self.url}: {what} given up, the worker is stopping") from None
-        except http.OutOfTime as exc:
-            raise OutOfTime(f"ComfyUI at {self.url} did not finish answering {what}: {exc}") from None
-        except http.TooLarge as exc:
-            raise BadAnswer(f"ComfyUI at {self.url} answered {what} with {exc}; refused") from None
-        except http.Unusable as exc:
-            raise BadAnswer(f"ComfyUI at {self.url} answered {what}: {exc}") from None
-        except requests.Timeout as exc:
-            raise ServerDown(f"ComfyUI at {self.url} did not answer {what} within {seconds:g} s") from exc
-        except requests.ConnectionError as exc:
-            raise ServerDown(f"cannot reach ComfyUI at {self.url} ({_reason(exc)})") from exc
-        except requests.RequestException as exc:
-            raise BadAnswer(f"ComfyUI at {self.url}: {what} failed: {exc}") from exc
+        except _FAILED as exc:
+            error, words = next((error, words) for failed, error, words in _FAILURES if isinstance(exc, failed))
+            raise error(words.format(at=f"ComfyUI at {self.url}", what=what, exc=exc, seconds=seconds,
+                                     reason=_reason(exc))) from exc
 
     def _json(self, response: http.Answer, what: str) -> Any:
         try:
@@ -233,6 +223,18 @@ class ComfyClient:
         except OutOfTime as exc:
             raise ServerDown(str(exc)) from None
 
+
+# What a failed request becomes, and how it reads: the first row whose type the failure is.
+_FAILURES: tuple[tuple[type[Exception], type[Exception], str], ...] = (
+    (http.Stopped, Stopping, "{at}: {what} given up, the worker is stopping"),
+    (http.OutOfTime, OutOfTime, "{at} did not finish answering {what}: {exc}"),
+    (http.TooLarge, BadAnswer, "{at} answered {what} with {exc}; refused"),
+    (http.Unusable, BadAnswer, "{at} answered {what}: {exc}"),
+    (requests.Timeout, ServerDown, "{at} did not answer {what} within {seconds:g} s"),
+    (requests.ConnectionError, ServerDown, "cannot reach {at} ({reason})"),
+    (requests.RequestException, BadAnswer, "{at}: {what} failed: {exc}"),
+)
+_FAILED = tuple(failed for failed, _, _ in _FAILURES)
 
 _REASONS = (
     ("connection refused", "connection refused"), ("actively refused", "connection refused"),
