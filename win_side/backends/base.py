@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
 
+from studio.clock import utcnow
 from studio.config import ModelSettings, StudioConfig
 from studio.record import ErrorKind
 from studio.spec import Spec
@@ -53,6 +54,16 @@ class RenderResult:
     backend_ids: dict[str, Any] = field(default_factory=dict)
     cost_usd: Optional[float] = None
     cached: bool = False  # answered from the backend's cache: nothing executed, render_seconds means nothing
+
+    @classmethod
+    def ended_now(
+        cls, png: bytes, seconds: float, backend_ids: dict[str, Any], *, cost_usd: Optional[float] = 0.0,
+        cached: bool = False,
+    ) -> RenderResult:
+        """A render that ended now after ``seconds``: it started that long ago (to the second, as records keep it)."""
+        finished = utcnow()
+        started = (finished - timedelta(seconds=seconds)).replace(microsecond=0)
+        return cls(png, started, finished, seconds, backend_ids, cost_usd, cached)
 
 
 class RenderFailed(Exception):

@@ -40,7 +40,6 @@ from urllib.parse import urlsplit
 import requests
 from PIL import Image, UnidentifiedImageError
 
-from studio.clock import utcnow
 from studio.config import FalModel
 from studio.errors import FatalError
 from studio.fsutil import write_text_atomic
@@ -247,7 +246,6 @@ class FalLane:
         self, request: RenderRequest, cancel: threading.Event, progress: Optional[ReportProgress] = None
     ) -> RenderResult:
         fal = _fal_settings(request)
-        started = utcnow()
         t0 = time.monotonic()
         job = self.jobs.load(request, fal.endpoint, self.client.base_url)
         if job is not None:
@@ -271,14 +269,9 @@ class FalLane:
         self.jobs.save(request, job)
         if progress:
             progress(1.0)
-        return RenderResult(
-            png=png,
-            started_at=started,
-            finished_at=utcnow(),
-            render_seconds=round(time.monotonic() - t0, 3),
-            backend_ids={"endpoint": fal.endpoint, "request_id": job.request_id},
-            cost_usd=cost_usd(fal, width, height),
-        )
+        return RenderResult.ended_now(png, round(time.monotonic() - t0, 3),
+                                      {"endpoint": fal.endpoint, "request_id": job.request_id},
+                                      cost_usd=cost_usd(fal, width, height))
 
     # -- submit ------------------------------------------------------------------------------
 

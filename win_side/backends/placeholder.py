@@ -15,7 +15,6 @@ from typing import Optional, Sequence, Union
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from studio.clock import utcnow
 from win_side.backends.base import Cancelled, RenderFailed, RenderRequest, RenderResult, ReportProgress
 
 
@@ -28,7 +27,6 @@ class PlaceholderLane:
     def render(
         self, request: RenderRequest, cancel: threading.Event, progress: Optional[ReportProgress] = None
     ) -> RenderResult:
-        started = utcnow()
         t0 = time.monotonic()
         if self.seconds > 0 and cancel.wait(self.seconds):
             raise Cancelled(request.slug)
@@ -37,14 +35,8 @@ class PlaceholderLane:
         png = paint(request)
         if progress:
             progress(1.0)
-        return RenderResult(
-            png=png,
-            started_at=started,
-            finished_at=utcnow(),
-            render_seconds=round(time.monotonic() - t0, 3),
-            backend_ids={"placeholder": request.spec_hash.removeprefix("sha256:")[:12]},
-            cost_usd=0.0,
-        )
+        return RenderResult.ended_now(png, round(time.monotonic() - t0, 3),
+                                      {"placeholder": request.spec_hash.removeprefix("sha256:")[:12]})
 
 
 class PlaceholderBackend:

@@ -32,11 +32,9 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from studio.clock import utcnow
 from studio.config import StudioConfig
 from studio.errors import InvalidFile, NotConfigured
 from studio.layout import Studio
@@ -308,10 +306,7 @@ class ComfyLane:
             raise RenderFailed("backend-error", str(exc), backend_ids=ids) from None
         seconds = errors.render_seconds(events)
         seconds = round(waited, 3) if seconds is None else seconds
-        finished = utcnow()
-        started = (finished - timedelta(seconds=seconds)).replace(microsecond=0)
-        return RenderResult(png=png, started_at=started, finished_at=finished, render_seconds=seconds,
-                            backend_ids=ids, cost_usd=0.0, cached=errors.answered_from_cache(events, graph.save_node))
+        return RenderResult.ended_now(png, seconds, ids, cached=errors.answered_from_cache(events, graph.save_node))
 
     def _forget(self, prompt_id: str, interrupt: bool = False) -> None:
         """Best effort: take our prompt off the server's queue (and stop it if it runs)."""
