@@ -54,11 +54,13 @@ _CAPTURED = Path(__file__).with_name("data") / "comfyui_inputs.json"
 Number = Union[int, float]
 
 
-class _Strict(BaseModel):
+class _Closed(BaseModel):
+    """Unknown fields refused (a file the worker writes; what people write is studio.config._Strict)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class BoundInput(_Strict):
+class BoundInput(_Closed):
     """One node input a spec field is written to, and what the servers accept there."""
 
     node: str
@@ -90,13 +92,13 @@ class BoundInput(_Strict):
         return None
 
 
-class ModelCapability(_Strict):
+class ModelCapability(_Closed):
     renderable: bool  # every server has its files and node types
     missing: dict[str, list[str]] = Field(default_factory=dict)  # server -> what it lacks
     inputs: dict[str, list[BoundInput]] = Field(default_factory=dict)  # spec field -> where it goes
 
 
-class Capability(_Strict):
+class Capability(_Closed):
     version: Literal[1] = 1
     worker: str
     updated_at: datetime

@@ -29,11 +29,9 @@ from win_side.backends.base import (
     RenderRequest,
     RenderResult,
 )
-from win_side.throttle import Throttle, try_again
+from win_side.throttle import WORKER_DELAYS, Throttle, try_again
 
 log = logging.getLogger("renderloop.worker")
-
-BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 
 
 @dataclass
@@ -120,7 +118,7 @@ class LaneRunner:
         self.deliver = deliver
         self.cancel = cancel
         self.stop = stop
-        self.throttle = Throttle(BACKOFF)
+        self.throttle = Throttle(WORKER_DELAYS)
         self._state = threading.Lock()
         self.down_since: Optional[float] = None  # monotonic time of the first failure to start an image in a row
         self.last_problem = ""

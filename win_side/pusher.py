@@ -21,11 +21,10 @@ from typing import Callable, Optional
 from studio.errors import FatalError
 from win_side.repo import PushRejected, RemoteUnreachable, WorkerRepo
 from win_side.threads import keep_running
-from win_side.throttle import Throttle, try_again
+from win_side.throttle import WORKER_DELAYS, Throttle, try_again
 
 log = logging.getLogger("renderloop.worker")
 
-BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 MAX_REBASES = 20
 
 
@@ -40,7 +39,7 @@ class Pusher:
         self._last_push = float("-inf")
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self.throttle = Throttle(BACKOFF)
+        self.throttle = Throttle(WORKER_DELAYS)
         self._thread = threading.Thread(target=self._run, name="pusher", daemon=True)
 
     def start(self) -> None:
@@ -88,7 +87,7 @@ class Pusher:
         if not ok:
             self._schedule_retry(f"the remote moved on {MAX_REBASES} times in a row")
             return False
-        self.throttle = Throttle(BACKOFF)
+        self.throttle = Throttle(WORKER_DELAYS)
         return True
 
     def _push_with_rebase(self) -> bool:

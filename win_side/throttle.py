@@ -12,6 +12,10 @@ import time
 from typing import Callable, Optional, Sequence
 
 
+# The worker's own schedule, for a lane that fails and for a push the remote refuses.
+WORKER_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+
+
 def doubling(base: float, cap: float) -> tuple[float, ...]:
     """base, 2 x base, 4 x base... up to cap (cap included once)."""
     delays: list[float] = []

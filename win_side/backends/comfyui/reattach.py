@@ -32,7 +32,9 @@ class Tag:
 
 
 @dataclass
-class Survey:
+class Holdings:
+    """What a ComfyUI server holds of ours: the prompts to take over, withdraw or stop."""
+
     held: dict[Key, str] = field(default_factory=dict)  # wanted image -> the prompt id that renders (rendered) it
     delete: list[str] = field(default_factory=list)  # queued, no longer wanted
     interrupt: list[str] = field(default_factory=list)  # running, no longer wanted
@@ -53,9 +55,9 @@ def tag_of(item: Any) -> Optional[Tag]:
 
 
 def survey(queue: Mapping[str, Any], history: Mapping[str, Any], wanted: Mapping[Key, str],
-           inflight: set[str]) -> Survey:
+           inflight: set[str]) -> Holdings:
     """What to do with our prompts on a server (``inflight``: prompt ids this process is waiting on already)."""
-    found = Survey()
+    found = Holdings()
     for section, unwanted in (("queue_running", found.interrupt), ("queue_pending", found.delete)):
         for item in queue.get(section) or []:
             tag = tag_of(item)
