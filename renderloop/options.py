@@ -7,6 +7,7 @@ the parsed arguments, calls the libraries, prints and returns the exit code.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -51,12 +52,19 @@ def add_repo(parser: argparse.ArgumentParser, help: str = "the studio checkout (
 
 
 def at_least_zero(flag: str, value: Optional[float]) -> None:
-    """Refuse a negative ``value`` given for ``flag`` (None: not given)."""
+    """Refuse a negative ``value`` given for ``flag`` (None: not given), and nan or infinity."""
+    _finite(flag, value)
     if value is not None and value < 0:
         raise NotConfigured(f"{flag} {value:g}: give zero or more")
 
 
 def above_zero(flag: str, value: Optional[float], hint: str = "give more than zero") -> None:
-    """Refuse a ``value`` of zero or less given for ``flag`` (None: not given)."""
+    """Refuse a ``value`` of zero or less given for ``flag`` (None: not given), and nan or infinity."""
+    _finite(flag, value)
     if value is not None and value <= 0:
         raise NotConfigured(f"{flag} {value:g}: {hint}")
+
+
+def _finite(flag: str, value: Optional[float]) -> None:
+    if value is not None and not math.isfinite(value):
+        raise NotConfigured(f"{flag} {value:g}: give a finite number")

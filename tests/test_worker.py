@@ -304,10 +304,21 @@ def test_an_empty_comfyui_list_is_a_clear_error_not_a_bug(sandbox: Sandbox) -> N
     ]
 
 
+@pytest.mark.parametrize("url", ["", "ftp://studio-pc:8188", "http://[::1", "studio-pc:port"])
+def test_a_comfyui_server_that_is_no_url_is_one_line_naming_it(sandbox: Sandbox, url: str) -> None:
+    result = run_worker(sandbox, "--backend", "comfyui", "--comfyui", url)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (f"renderloop: error: ComfyUI server {url!r} is not an http(s) URL: "
+                             "give one like http://127.0.0.1:8188\n")
+    assert render_commits(sandbox.worker) == []
+
+
 @pytest.mark.parametrize(("flag", "value", "why"), [
     ("--window", "0", "give 1 or more"),
     ("--poll", "-1", "give more than zero"),
     ("--placeholder-seconds", "-0.5", "give zero or more"),
+    ("--poll", "nan", "give a finite number"),
+    ("--backend-wait", "inf", "give a finite number"),
 ])
 def test_out_of_range_options_are_refused_in_one_line(sandbox: Sandbox, flag: str, value: str, why: str) -> None:
     result = run_worker(sandbox, flag, value)

@@ -186,10 +186,9 @@ def _keeper(options: WorkerOptions, urls: list[str]) -> Optional[ComfyKeeper]:
 def _notifier(options: WorkerOptions) -> Optional[Notifier]:
     if not options.notify:
         return None
-    from urllib.parse import urlsplit
+    from win_side.backends.http import is_http_url
 
-    parts = urlsplit(options.notify)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_url(options.notify):
         raise FatalError(f"--notify {options.notify!r}: give an http(s) URL, like https://ntfy.sh/my-studio")
     fmt = next((f for f in FORMATS if f == options.notify_format), None)
     if fmt is None:

@@ -384,7 +384,7 @@ class FalBackend:
         if not key:
             raise FatalError(NO_KEY)
         base_url = (options.fal_url or options.config.worker.fal_url or DEFAULT_QUEUE_URL).rstrip("/")
-        if urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).netloc:
+        if not http.is_http_url(base_url):
             raise FatalError(f"fal URL {base_url!r} is not an http(s) URL (like {DEFAULT_QUEUE_URL})")
         jobs = JobFiles(options.state_dir / "fal")
         jobs.prune()

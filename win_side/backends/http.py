@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -77,6 +78,16 @@ class Answer:
     def json(self) -> Any:
         """The body as JSON; ValueError when it is not."""
         return json.loads(self.content)
+
+
+def is_http_url(url: str) -> bool:
+    """``url`` is an http(s) URL with a host (and a port, if it names one, that is a number)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # a ValueError when the port is not a number
+    except ValueError:  # "http://[::1": an unclosed address
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def fetch(

@@ -49,6 +49,7 @@ from win_side.backends.base import (
     RenderRequest,
     RenderResult,
 )
+from win_side.backends import http
 from win_side.backends.comfyui import capability, errors, reattach
 from win_side.backends.comfyui.client import BadAnswer, ComfyClient, FileGone, OutOfTime, Rejected, ServerDown
 from win_side.backends.comfyui.events import EventStream, Watch
@@ -473,11 +474,17 @@ def stable_client_id(state_dir: Path, url: str) -> str:
 
 
 def normalize_url(url: str) -> str:
-    """``host:port`` or a URL, as one form: ``http://host:port`` without a trailing slash."""
-    url = url.strip().rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        url = "http://" + url
-    return url
+    """``host:port`` or a URL, as one form: ``http://host:port`` without a trailing slash.
+
+    Anything else (another scheme, no host, a port that is not a number) is a
+    :class:`NotConfigured` naming it.
+    """
+    text = url.strip().rstrip("/")
+    if "://" not in text:
+        text = "http://" + text
+    if not http.is_http_url(text):
+        raise NotConfigured(f"ComfyUI server {url!r} is not an http(s) URL: give one like http://127.0.0.1:8188")
+    return text
 
 
 def _report(progress: ReportProgress, fraction: float) -> None:
