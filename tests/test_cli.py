@@ -133,3 +133,20 @@ def test_a_failed_render_says_how_to_render_it_again(tmp_path: Path) -> None:
     assert "renderloop worker --retry-failed" in said, said
     review = (box.mac / "renders" / "hero" / "review.md").read_text()
     assert "renderloop worker --retry-failed" in review
+
+
+def test_every_command_module_is_registered_once_under_its_own_name() -> None:
+    """A new verb is its module in renderloop/commands plus one entry in main.COMMANDS; this holds the two together."""
+    import pkgutil
+
+    import renderloop.commands
+    from renderloop.main import COMMANDS
+
+    modules = sorted(m.name for m in pkgutil.iter_modules(renderloop.commands.__path__))
+    registered = [module.__name__.rsplit(".", 1)[1] for module in COMMANDS]
+    assert sorted(registered) == modules and len(set(registered)) == len(registered)
+    verbs = _subparsers(build_parser())
+    assert sorted(verbs) == modules  # each module registers the verb of its own name, and only that one
+    for verb, command in verbs.items():
+        runs = [p.get_default("run") for p in _every_parser(command).values() if p.get_default("run") is not None]
+        assert runs and {run.__module__ for run in runs} == {f"renderloop.commands.{verb}"}, verb
