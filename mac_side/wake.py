@@ -1,8 +1,9 @@
 """Send a Wake-on-LAN magic packet to the configured worker (``renderloop wake``).
 
 The packet is 6 bytes of 0xFF followed by the worker's MAC address 16 times
-(102 bytes), sent over UDP to ``worker.wake`` in ``renderloop.yaml``: the
-LAN's broadcast address and port (default 9).  The worker must have
+(102 bytes), sent over UDP to ``mac.wake`` in this Mac's machine.yaml (never
+the repository's renderloop.yaml): the LAN's broadcast address and port
+(default 9).  The worker must have
 Wake-on-LAN enabled in its firmware and network driver.
 
 :func:`wait_for_hub` then asks the studio's ``origin`` (the hub on the worker)
@@ -19,13 +20,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from studio import git
-from studio.config import WakeSettings, load_config
 from studio.errors import FatalError
 from studio.layout import open_studio
+from studio.machine import WakeTarget, load_machine
 
 NO_SETTINGS = (
-    "no Wake-on-LAN settings: add them under `worker:` in renderloop.yaml, e.g.\n"
-    "  wake: {mac: \"AA:BB:CC:DD:EE:FF\", broadcast: 192.168.1.255, port: 9}"
+    "no Wake-on-LAN settings: add them under `mac:` in {path}, e.g.\n"
+    "mac:\n"
+    "  wake: {{mac: \"AA:BB:CC:DD:EE:FF\", broadcast: 192.168.1.255, port: 9}}"
 )
 
 
@@ -36,7 +38,7 @@ def magic_packet(mac: bytes) -> bytes:
     return b"\xff" * 6 + mac * 16
 
 
-def send_magic_packet(settings: WakeSettings) -> int:
+def send_magic_packet(settings: WakeTarget) -> int:
     """Send the packet; returns the number of bytes sent."""
     packet = magic_packet(settings.mac_bytes)
     try:
@@ -50,12 +52,12 @@ def send_magic_packet(settings: WakeSettings) -> int:
         ) from None
 
 
-def wake(repo: Path) -> tuple[WakeSettings, int]:
-    """Send the packet to the worker of ``renderloop.yaml``: its settings and the bytes sent."""
-    studio = open_studio(repo)
-    settings = load_config(studio).worker.wake
+def wake() -> tuple[WakeTarget, int]:
+    """Send the packet to the worker named in this Mac's machine.yaml: its settings and the bytes sent."""
+    machine = load_machine()
+    settings = machine.mac.wake
     if settings is None:
-        raise FatalError(NO_SETTINGS)
+        raise FatalError(NO_SETTINGS.format(path=machine.path))
     return settings, send_magic_packet(settings)
 
 

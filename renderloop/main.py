@@ -14,6 +14,7 @@ from typing import Sequence
 
 from renderloop.commands import (
     clone,
+    config,
     demo,
     doctor,
     export,
@@ -39,7 +40,7 @@ from studio import __version__
 from studio.errors import NotConfigured
 
 COMMANDS = (
-    init, clone, open_verb, new, status, review, ledger, stats, export, follow, worker, hub, local, wake, doctor, demo,
+    init, clone, open_verb, new, status, review, ledger, stats, export, follow, worker, hub, local, wake, config, doctor, demo,
     hook,
 )
 

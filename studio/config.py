@@ -13,6 +13,7 @@ from studio.capability import newest, node_inputs
 from studio.errors import InvalidFile, Problem
 from studio.layout import Studio
 from studio.limits import MAX_BATCH_BYTES, MAX_STEPS, Limits, Pixels, SamplerName, Side
+from studio.machine import flag_hint, machine_path
 from studio.models import BUILTIN, BUILTIN_MODELS, GRAPH_NAMES, BuiltinModel
 from studio.source import Document, load_file, problems_from
 from studio.workflow import BIND_FIELDS, BindingError, parse_workflow_bytes, read_workflow
@@ -22,6 +23,8 @@ FAL_MANAGED_ARGUMENTS = (
     "prompt", "negative_prompt", "seed", "image_size", "num_inference_steps", "num_images", "output_format",
 )
 _ENDPOINT_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MFLUX_PROGRAM = re.compile(r"mflux-generate(-[a-z0-9]+)*")
+MFLUX_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9][A-Za-z0-9._-]{0,99})?")
 
 if TYPE_CHECKING:
     GraphName = str
@@ -92,7 +95,6 @@ class FalModel(_Strict):
     endpoint: str  # e.g. fal-ai/flux/schnell: the path after the queue host
     usd_per_mp: float = Field(default=0.0, ge=0)  # price per megapixel (1024 x 1024 pixels)
     round_up_mp: bool = True  # fal bills each started megapixel
-    timeout_seconds: float = Field(default=600.0, gt=0)  # the longest wait for one image
     # Extra inputs sent with every request, e.g. {enable_safety_checker: false}.
     arguments: dict[str, Union[bool, int, float, str]] = Field(default_factory=dict)
 
@@ -114,24 +116,40 @@ class FalModel(_Strict):
 
 
 class MfluxModel(_Strict):
-    """How a model renders with mflux on a Mac (one command per image)."""
+    """How a model renders with mflux on a Mac (one run of an mflux program per image).
 
-    command: Union[str, list[str]]  # program and fixed arguments, e.g. [mflux-generate, --model, schnell]
+    Only the program's name and its model come from here: which folder the
+    program is run from is this Mac's setting (``mac.mflux_bin`` in
+    machine.yaml, else PATH), so the repository never names a command.
+    """
+
+    program: str  # an mflux program, e.g. mflux-generate or mflux-generate-z-image-turbo
+    model: Optional[str] = None  # --model, e.g. schnell, dev or a Hugging Face repository
     quantize: Optional[Literal[3, 4, 5, 6, 8]] = None  # -q/--quantize
     low_ram: bool = False  # --low-ram
     guidance: Optional[float] = Field(default=None, ge=0)  # --guidance
 
-    @field_validator("command")
+    @field_validator("program")
     @classmethod
-    def _some_command(cls, value: Union[str, list[str]]) -> Union[str, list[str]]:
-        argv = [value] if isinstance(value, str) else value
-        if not argv or not all(isinstance(a, str) and a.strip() for a in argv):
-            raise ValueError("command names the mflux program, e.g. mflux-generate-z-image-turbo")
+    def _an_mflux_program(cls, value: str) -> str:
+        if not MFLUX_PROGRAM.fullmatch(value):
+            raise ValueError(
+                f"program {value!r} is not an mflux program: name one like mflux-generate or "
+                "mflux-generate-z-image-turbo (no folder: where it is installed is this Mac's mac.mflux_bin)"
+            )
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _a_model_name(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not MFLUX_MODEL.fullmatch(value):
+            raise ValueError(f"model {value!r} is not an mflux model name like schnell or owner/repository")
         return value
 
     @property
     def argv(self) -> list[str]:
-        return [self.command] if isinstance(self.command, str) else list(self.command)
+        """The program and its fixed arguments."""
+        return [self.program, *(["--model", self.model] if self.model else [])]
 
 
 class ModelSettings(_Strict):
@@ -166,68 +184,9 @@ class ModelSettings(_Strict):
         return self
 
 
-class WakeSettings(_Strict):
-    """Wake-on-LAN for the worker: `renderloop wake`."""
-
-    mac: str  # the worker's network card, e.g. AA:BB:CC:DD:EE:FF
-    broadcast: str = "255.255.255.255"  # the LAN's broadcast address, e.g. 192.168.1.255
-    port: int = Field(default=9, gt=0, lt=65536)
-
-    @field_validator("mac", mode="before")
-    @classmethod
-    def _mac_quoted(cls, value: object) -> object:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            raise ValueError(
-                'put the MAC address in quotes, like mac: "AA:BB:CC:DD:EE:FF" (unquoted, YAML reads it as a number)'
-            )
-        return value
-
-    @field_validator("mac")
-    @classmethod
-    def _mac_shape(cls, value: str) -> str:
-        digits = re.sub(r"[:\-.]", "", value.strip())
-        if not re.fullmatch(r"[0-9A-Fa-f]{12}", digits):
-            raise ValueError(
-                f"{value!r} is not a MAC address: write six pairs of hex digits, like AA:BB:CC:DD:EE:FF"
-            )
-        return ":".join(digits[i : i + 2] for i in range(0, 12, 2)).upper()
-
-    @field_validator("broadcast")
-    @classmethod
-    def _broadcast_shape(cls, value: str) -> str:
-        if not value.strip() or any(c.isspace() for c in value.strip()):
-            raise ValueError(f"broadcast {value!r} is not an address: write one like 192.168.1.255")
-        return value.strip()
-
-    @property
-    def mac_bytes(self) -> bytes:
-        return bytes.fromhex(self.mac.replace(":", ""))
-
-
-class WorkerSettings(_Strict):
-    name: Optional[str] = None
-    comfyui: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8188"])
-    window: int = Field(default=2, ge=1, le=64)
-    poll_seconds: Optional[float] = Field(default=None, gt=0)  # None: 12 s (a remote on this disk is watched)
-    backstop_seconds: float = Field(default=60.0, gt=0)
-    fal_url: Optional[str] = None
-    wake: Optional[WakeSettings] = None
-
-
-class LocalSettings(_Strict):
-    """`renderloop local`: the safety wrapper around mflux on this Mac."""
-
-    cooldown_seconds: float = Field(default=15.0, ge=0)  # pause between two mflux runs
-    min_available_gb: float = Field(default=8.0, ge=0)  # memory gate before each run
-    memory_wait_seconds: float = Field(default=600.0, ge=0)  # give up waiting for memory
-    timeout_seconds: float = Field(default=1800.0, gt=0)  # limit per image
-
-
 class StudioConfig(_Strict):
     version: Literal[1] = 1
     models: dict[str, ModelSettings]
-    worker: WorkerSettings = Field(default_factory=WorkerSettings)
-    local: LocalSettings = Field(default_factory=LocalSettings)
     limits: Limits = Field(default_factory=Limits)
 
     @field_validator("models")
@@ -292,9 +251,67 @@ def check_workflows(config: StudioConfig, doc: Document, read: Callable[[str], O
         raise InvalidFile(problems)
 
 
+# Keys older studios kept in renderloop.yaml that are this machine's to say now (SPEC 8b):
+# the key in renderloop.yaml -> the setting in machine.yaml.
+MOVED_TO_MACHINE: dict[str, str] = {
+    "worker.name": "worker.name",
+    "worker.comfyui": "worker.comfyui",
+    "worker.window": "worker.window",
+    "worker.poll_seconds": "worker.poll",
+    "worker.backstop_seconds": "worker.backstop",
+    "worker.fal_url": "worker.fal_url",
+    "worker.wake": "mac.wake",
+    "local.cooldown_seconds": "mac.cooldown",
+    "local.min_available_gb": "mac.min_available_gb",
+    "local.memory_wait_seconds": "mac.memory_wait",
+    "local.timeout_seconds": "mac.timeout",
+    "models.*.fal.timeout_seconds": "worker.fal_timeout",
+    "models.*.mflux.command": "mac.mflux_bin",
+}
+_MACHINE_SECTIONS = ("worker", "local", "mac")
+
+
+def machine_keys(doc: Document) -> list[Problem]:
+    """Machine settings found in a repository's renderloop.yaml, each refused where it belongs now."""
+    data = doc.data
+    found: list[tuple[tuple[str, ...], str]] = []  # (loc in renderloop.yaml, setting in machine.yaml)
+    for section in _MACHINE_SECTIONS:
+        value = data.get(section)
+        if isinstance(value, dict) and value:
+            for key in value:
+                where = f"{section}.{key}"
+                found.append(((section, str(key)), MOVED_TO_MACHINE.get(where, where)))
+        elif section in data:
+            found.append(((section,), section))
+    models = data.get("models")
+    for name, model in (models.items() if isinstance(models, dict) else ()):
+        for backend, key in (("fal", "timeout_seconds"), ("mflux", "command")):
+            part = model.get(backend) if isinstance(model, dict) else None
+            if isinstance(part, dict) and key in part:
+                found.append((("models", name, backend, key), MOVED_TO_MACHINE[f"models.*.{backend}.{key}"]))
+    place = machine_path()
+    problems = []
+    for loc, target in found:
+        key = ".".join(str(part) for part in loc)
+        if key.endswith(".mflux.command"):
+            model_key = key[: -len(".command")]
+            message = (
+                f"{key!r} is a machine setting: name only the program in {model_key}.program (and its "
+                f"{model_key}.model); the folder it runs from goes in {place} as mac.mflux_bin"
+            )
+        else:
+            renamed = f" as {target}" if target != key else ""
+            message = f"{key!r} is a machine setting: put it in {place}{renamed}{flag_hint(target)}"
+        problems.append(doc.problem(loc + ("__key__",), message))
+    return sorted(problems, key=lambda p: p.line)
+
+
 def parse_config(doc: Document) -> StudioConfig:
     if not isinstance(doc.data, dict):
         raise InvalidFile([doc.problem((), "renderloop.yaml must be a mapping of settings")])
+    moved = machine_keys(doc)
+    if moved:
+        raise InvalidFile(moved)
     try:
         return StudioConfig.model_validate(doc.data)
     except ValidationError as exc:
@@ -313,22 +330,12 @@ version: 1
 # min_side, max_side and max_pixels are the limits the validator enforces.
 # comfyui: the built-in graph and the model file names as the worker's ComfyUI
 # lists them. fal: the endpoint and the price per megapixel (USD).
-# mflux: the command that renders it on a Mac (Apple silicon).
+# mflux: the mflux program (and its model) that renders it on a Mac with Apple silicon.
+# Where and with what each machine renders (ComfyUI servers, fal's host, the
+# mflux folder, Wake-on-LAN) is that machine's own setting, never this file's:
+# see `renderloop config --path`.
 models:
-{models}
-worker:
-  # name: studio-pc           # defaults to this machine's host name
-  comfyui: [http://127.0.0.1:8188]
-  window: 2                   # prompts queued ahead on each server
-  # poll_seconds: 12          # how often to ask a remote over the network (one on this disk is watched)
-  # wake: {mac: "AA:BB:CC:DD:EE:FF", broadcast: 192.168.1.255, port: 9}
-
-local:                        # `renderloop local`: mflux on this Mac, one run at a time
-  cooldown_seconds: 15        # pause between two mflux runs
-  min_available_gb: 8         # wait until this much memory is free before each run...
-  memory_wait_seconds: 600    # ...for at most this long
-  timeout_seconds: 1800       # kill a run that takes longer than this
-"""
+{models}"""
 
 
 def _yaml_scalar(value: Union[str, int, float]) -> str:
@@ -353,8 +360,9 @@ def _template_model(model: BuiltinModel) -> str:
     lines += ["    comfyui:"] + [f"      {key}: {s(value)}" for key, value in comfyui.items()]
     if model.fal_endpoint:
         lines.append(f"    fal: {{endpoint: {s(model.fal_endpoint)}, usd_per_mp: {s(model.fal_usd_per_mp)}}}")
-    if model.mflux_command:
-        lines.append(f"    mflux: {{command: [{', '.join(s(arg) for arg in model.mflux_command)}]}}")
+    if model.mflux_program:
+        model_arg = f", model: {s(model.mflux_model)}" if model.mflux_model else ""
+        lines.append(f"    mflux: {{program: {s(model.mflux_program)}{model_arg}}}")
     return "".join(line + "\n" for line in lines)
 
 

@@ -31,7 +31,8 @@ class BuiltinModel:
     checkpoint: bool = False
     fal_endpoint: str = ""  # the path after fal's queue host
     fal_usd_per_mp: float = 0.0  # fal's price per megapixel
-    mflux_command: tuple[str, ...] = ()  # the mflux program and its fixed arguments
+    mflux_program: str = ""  # the mflux program that renders it on a Mac ...
+    mflux_model: str = ""  # ... and its --model, if it takes one
     # False: a distilled model with no negative branch; fal and mflux leave the spec's negative out.
     negative_prompt: bool = True
     max_side: int = 2048
@@ -55,20 +56,20 @@ BUILTIN_MODELS: tuple[BuiltinModel, ...] = (
         "flux-schnell", width=1024, height=1024, steps=4, cfg=1.0, sampler="euler", scheduler="simple",
         files={"unet": "flux1-schnell.safetensors", **_FLUX_FILES}, checkpoint=True,
         fal_endpoint="fal-ai/flux/schnell", fal_usd_per_mp=0.003,
-        mflux_command=("mflux-generate", "--model", "schnell"), negative_prompt=False,
+        mflux_program="mflux-generate", mflux_model="schnell", negative_prompt=False,
     ),
     BuiltinModel(
         "flux-dev", width=1024, height=1024, steps=20, cfg=1.0, sampler="euler", scheduler="simple",
         files={"unet": "flux1-dev.safetensors", **_FLUX_FILES}, tuning={"guidance": 3.5}, checkpoint=True,
         fal_endpoint="fal-ai/flux/dev", fal_usd_per_mp=0.025,
-        mflux_command=("mflux-generate", "--model", "dev"), negative_prompt=False,
+        mflux_program="mflux-generate", mflux_model="dev", negative_prompt=False,
     ),
     BuiltinModel(
         "z-image-turbo", width=1024, height=1024, steps=8, cfg=1.0, sampler="res_multistep", scheduler="simple",
         files={"unet": "z_image_turbo_bf16.safetensors", "clip": "qwen_3_4b.safetensors", "vae": "ae.safetensors"},
         tuning={"shift": 3.0},
         fal_endpoint="fal-ai/z-image/turbo", fal_usd_per_mp=0.005,
-        mflux_command=("mflux-generate-z-image-turbo",), negative_prompt=False,
+        mflux_program="mflux-generate-z-image-turbo", negative_prompt=False,
     ),
     BuiltinModel(
         "qwen-image", width=1328, height=1328, steps=20, cfg=4.0, sampler="euler", scheduler="simple",
@@ -76,7 +77,7 @@ BUILTIN_MODELS: tuple[BuiltinModel, ...] = (
                "vae": "qwen_image_vae.safetensors"},
         tuning={"shift": 3.1},
         fal_endpoint="fal-ai/qwen-image", fal_usd_per_mp=0.02,
-        mflux_command=("mflux-generate-qwen",),
+        mflux_program="mflux-generate-qwen",
     ),
 )
 

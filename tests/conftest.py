@@ -1,7 +1,9 @@
 """Shared fixtures: real git in temporary folders, isolated from the user's config.
 
 Every test runs with HOME and the global git config pointing into its own
-temporary folder, so nothing the tests do can touch the developer's files,
+temporary folder (this machine's settings too: ``machine.yaml`` there,
+absent unless a test writes it), so nothing the tests do can touch the
+developer's files,
 and with the folder of the running Python first on PATH, so the hook shims
 find this very ``renderloop``.
 """
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from studio import git as studio_git
+from studio.machine import env_name, leaves
 from tests.helpers import Sandbox, make_sandbox
 
 
@@ -38,6 +41,9 @@ def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     monkeypatch.delenv("FAL_KEY", raising=False)
     studio_git.reset()  # a worker run in this process earlier set it up for its clone
+    for leaf in leaves():  # this machine's settings: only what a test gives
+        monkeypatch.delenv(env_name(leaf), raising=False)
+    monkeypatch.setenv("RENDERLOOP_MACHINE_CONFIG", str(home / "machine.yaml"))
     return home
 
 

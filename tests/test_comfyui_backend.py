@@ -14,6 +14,7 @@ import requests
 from PIL import Image
 
 from studio.config import ComfyUIModel, ModelSettings, StudioConfig, builtin_config
+from studio.machine import MachineSettings
 from studio.spec import Spec
 from tests.comfyui_server import ComfyServer
 from tests.comfyui_server.fixtures import comfy, wait_for
@@ -400,10 +401,13 @@ def test_user_workflow_renders_with_its_bindings(tmp_path: Path) -> None:
     assert graph["9"]["inputs"]["filename_prefix"] == f"renderloop/b1/mine-{req.spec_hash[7:19]}"
 
 
-def test_backend_reads_servers_from_renderloop_yaml_when_none_given(tmp_path: Path) -> None:
-    config = StudioConfig.model_validate({"models": {"m": {}}, "worker": {
+def test_backend_reads_servers_from_the_machine_settings_when_none_given(tmp_path: Path) -> None:
+    machine = MachineSettings.model_validate({"worker": {
         "comfyui": ["127.0.0.1:8188", "http://127.0.0.1:8188/", "http://gpu2:8188"], "window": 3}})
-    backend = make(tmp_path, config=config, window=3)
+    options = BackendOptions(config=CONFIG, studio_root=tmp_path, state_dir=tmp_path / "state", machine=machine,
+                             window=3)
+    backend = make_backend("comfyui", options)
+    assert isinstance(backend, ComfyUIBackend)
     assert [lane.name for lane in backend.lanes] == ["http://127.0.0.1:8188", "http://gpu2:8188"]
     assert [lane.window for lane in backend.lanes] == [3, 3]
     assert len({lane.client_id for lane in backend.lanes}) == 2

@@ -65,14 +65,11 @@ def test_a_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, "models:\n  tiny: {}\n"))
     tiny = config.models["tiny"]
     assert (config.version, tiny.width, tiny.height, tiny.steps, tiny.min_side, tiny.max_side) == (1, 1024, 1024, None, 64, 4096)
-    assert (config.worker.window, config.worker.poll_seconds, config.worker.comfyui) == (2, None, ["http://127.0.0.1:8188"])
-    assert config.local.cooldown_seconds == 15.0 and config.worker.wake is None
 
 
 def test_a_float_setting_takes_an_int(tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path, BASE + "    cfg: 4\nworker:\n  poll_seconds: 1\n"))
+    config = load_config(write_config(tmp_path, BASE + "    cfg: 4\n"))
     assert config.models["tiny"].cfg == 4.0 and isinstance(config.models["tiny"].cfg, float)
-    assert config.worker.poll_seconds == 1.0
 
 
 def test_a_bom_and_crlf_are_accepted(tmp_path: Path) -> None:
@@ -104,19 +101,10 @@ def test_no_config_says_to_run_init(tmp_path: Path) -> None:
         (BASE + "    cfg: true\n", "6: models.tiny.cfg: Input should be a valid number (got True)"),
         (BASE + "    cfg: .nan\n", "6: models.tiny.cfg: Input should be a finite number (got nan)"),
         (BASE + "    steps: 0\n", "6: models.tiny.steps: Input should be greater than 0 (got 0)"),
-        (BASE + "worker:\n  window: 0\n", "7: worker.window: Input should be greater than or equal to 1 (got 0)"),
-        (BASE + "worker:\n  window: '2'\n", "7: worker.window: Input should be a valid integer (got '2')"),
-        (BASE + "worker:\n  poll_seconds: '2'\n", "7: worker.poll_seconds: Input should be a valid number (got '2')"),
-        (BASE + "worker:\n  poll_seconds: 0\n", "7: worker.poll_seconds: Input should be greater than 0 (got 0)"),
-        (BASE + "worker:\n  poll_seconds: .inf\n", "7: worker.poll_seconds: Input should be a finite number (got inf)"),
-        (BASE + "worker:\n  comfyui: http://127.0.0.1:8188\n", "7: worker.comfyui: Input should be a valid list (got 'http://127.0.0.1:8188')"),
-        (BASE + "local:\n  cooldown_seconds: -1\n", "7: local.cooldown_seconds: Input should be greater than or equal to 0 (got -1)"),
-        (BASE + "local:\n  min_available_gb: lots\n", "7: local.min_available_gb: Input should be a valid number (got 'lots')"),
     ],
     ids=[
         "no-models", "missing-models", "version", "not-a-mapping", "unknown-top", "unknown-model-key", "width-str",
-        "cfg-str", "cfg-bool", "cfg-nan", "steps-0", "window-0", "window-str", "poll-str", "poll-0", "poll-inf",
-        "comfyui-str", "cooldown-negative", "memory-str",
+        "cfg-str", "cfg-bool", "cfg-nan", "steps-0",
     ],
 )
 def test_bad_settings_are_refused_at_their_line(tmp_path: Path, text: str, expected: str) -> None:
@@ -179,20 +167,24 @@ def test_fal_settings(tmp_path: Path, fal: str, expected: str) -> None:
 
 
 def test_mflux_settings(tmp_path: Path) -> None:
-    assert config_problem(tmp_path, BASE + "    mflux: {command: []}\n") == (
-        "renderloop.yaml:6: models.tiny.mflux.command: command names the mflux program, "
-        "e.g. mflux-generate-z-image-turbo (got [])"
+    assert config_problem(tmp_path, BASE + "    mflux: {program: /bin/sh}\n") == (
+        "renderloop.yaml:6: models.tiny.mflux.program: program '/bin/sh' is not an mflux program: name one like "
+        "mflux-generate or mflux-generate-z-image-turbo (no folder: where it is installed is this Mac's mac.mflux_bin)"
     )
-    found = config_problem(tmp_path, BASE + "    mflux: {command: mflux-generate, quantize: 7}\n")
+    assert config_problem(tmp_path, BASE + "    mflux: {program: mflux-generate, model: '--help'}\n") == (
+        "renderloop.yaml:6: models.tiny.mflux.model: model '--help' is not an mflux model name like schnell "
+        "or owner/repository"
+    )
+    found = config_problem(tmp_path, BASE + "    mflux: {program: mflux-generate, quantize: 7}\n")
     assert found.startswith("renderloop.yaml:6: models.tiny.mflux.quantize: Input should be 3, 4, 5, 6 or 8")
 
 
 def test_every_problem_is_reported(tmp_path: Path) -> None:
-    text = BASE + "    steps: x\n  other:\n    cfg: y\nworker:\n  window: 0\n"
+    text = BASE + "    steps: x\n  other:\n    cfg: y\n  third:\n    steps: 0\n"
     assert config_problems(tmp_path, text) == [
         "renderloop.yaml:6: models.tiny.steps: Input should be a valid integer (got 'x')",
         "renderloop.yaml:8: models.other.cfg: Input should be a valid number (got 'y')",
-        "renderloop.yaml:10: worker.window: Input should be greater than or equal to 1 (got 0)",
+        "renderloop.yaml:10: models.third.steps: Input should be greater than 0 (got 0)",
     ]
 
 

@@ -188,9 +188,7 @@ def test_failures_are_tried_again_locally(sandbox: Sandbox, standin_log: Path,
 
 
 def test_memory_gate_giving_up_stops_the_run(sandbox: Sandbox, standin_log: Path) -> None:
-    config = sandbox.mac / "renderloop.yaml"
-    config.write_text(config.read_text().replace("memory_wait_seconds: 600", "memory_wait_seconds: 0.5"))
-    git(sandbox.mac, "commit", "-q", "--no-verify", "-am", "short memory wait")
+    Path(os.environ["RENDERLOOP_MACHINE_CONFIG"]).write_text("mac:\n  memory_wait: 0.5\n", encoding="utf-8")
     commit_batch(sandbox, "extra", EXTRA_YAML)
     result = local(sandbox.mac, "extra", "--cooldown", "0", "--min-available-gb", "100000000")
     assert result.returncode == 1

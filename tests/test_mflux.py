@@ -86,7 +86,7 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
 
 def test_command_line_follows_mflux_flags() -> None:
     request = make_request("qwen-image", negative="blurry, text", prompt="-a prompt that starts with a dash")
-    mflux = MfluxModel(command=["mflux-generate-qwen"], quantize=8, low_ram=True, guidance=4.0)
+    mflux = MfluxModel(program="mflux-generate-qwen", quantize=8, low_ram=True, guidance=4.0)
     argv = command_line(request, mflux, "/opt/bin/mflux-generate-qwen", Path("/tmp/x/harbor.png"))
     assert argv == [
         "/opt/bin/mflux-generate-qwen",
@@ -370,18 +370,18 @@ def test_without_mflux_the_backend_says_it_needs_apple_silicon(tmp_path: Path,
     assert 'pip install -e ".[mflux]"' in message
 
 
-def test_preflight_fails_models_without_an_mflux_command(tmp_path: Path, standin_log: Path) -> None:
+def test_preflight_fails_models_without_an_mflux_program(tmp_path: Path, standin_log: Path) -> None:
     backend = MfluxBackend(make_options(tmp_path))
     request = make_request()
     bare = RenderRequest("b1", "other", request.spec, request.spec_hash,
                          request.settings.model_copy(update={"mflux": None}))
     missing_cmd = RenderRequest("b1", "third", request.spec, request.spec_hash,
-                                request.settings.model_copy(update={"mflux": MfluxModel(command="mflux-nope")}))
+                                request.settings.model_copy(update={"mflux": MfluxModel(program="mflux-generate-nope")}))
     failures = backend.preflight([request, bare, missing_cmd])
     assert set(failures) == {("b1", "other"), ("b1", "third")}
     assert failures[("b1", "other")].kind == "missing-model"
-    assert "no mflux command" in failures[("b1", "other")].message
-    assert "mflux-nope is not on PATH" in failures[("b1", "third")].message
+    assert "no mflux program" in failures[("b1", "other")].message
+    assert "mflux-generate-nope is not on PATH" in failures[("b1", "third")].message
 
 
 def test_the_backend_has_one_lane_rendering_one_image_at_a_time(tmp_path: Path, standin_log: Path) -> None:

@@ -42,7 +42,7 @@ def as_table(name: str, settings: ModelSettings) -> BuiltinModel:
         sampler=settings.sampler or "", scheduler=settings.scheduler or "",
         files={k: getattr(comfy, k) for k in builtin.files}, tuning={k: getattr(comfy, k) for k in builtin.tuning},
         checkpoint=builtin.checkpoint, fal_endpoint=fal.endpoint, fal_usd_per_mp=fal.usd_per_mp,
-        mflux_command=tuple(mflux.argv), negative_prompt=builtin.negative_prompt,
+        mflux_program=mflux.program, mflux_model=mflux.model or "", negative_prompt=builtin.negative_prompt,
         max_side=settings.max_side, max_pixels=settings.max_pixels,
     )
 

@@ -1,12 +1,12 @@
-"""`renderloop wake`: the magic packet, received for real on 127.0.0.1."""
+"""`renderloop wake`: the magic packet to the worker of this Mac's machine.yaml, received for real on 127.0.0.1."""
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import pytest
 
-from mac_side.init import init
 from mac_side.wake import magic_packet
 from tests.helpers import cli
 
@@ -20,22 +20,29 @@ def receiver():
     sock.close()
 
 
-def _studio_with(tmp_path: Path, wake_line: str | None) -> Path:
+def _machine_with(wake_line: str | None) -> Path:
+    """This Mac's machine.yaml (the tests' RENDERLOOP_MACHINE_CONFIG) with ``wake_line`` under ``mac:``."""
+    path = Path(os.environ["RENDERLOOP_MACHINE_CONFIG"])
+    body = f"  {wake_line}\n" if wake_line is not None else "  cooldown: 15\n"
+    path.write_text("# this Mac\nmac:\n" + body, encoding="utf-8")
+    return path
+
+
+def _studio_with(tmp_path: Path, wake_line: str) -> Path:
+    """A studio to wait for the hub of, and this Mac's wake settings in its machine.yaml."""
+    from mac_side.init import init
+
+    _machine_with(wake_line)
     root = tmp_path / "studio"
     init(root)
-    config = root / "renderloop.yaml"
-    text = config.read_text(encoding="utf-8")
-    if wake_line is not None:
-        text = text.replace("  # wake: {mac:", f"  {wake_line}\n  # wake: {{mac:", 1)
-    config.write_text(text, encoding="utf-8")
     return root
 
 
 def test_wake_sends_the_magic_packet(tmp_path: Path, receiver: socket.socket) -> None:
     port = receiver.getsockname()[1]
-    root = _studio_with(tmp_path, f'wake: {{mac: "aa-bb-cc-dd-ee-0f", broadcast: 127.0.0.1, port: {port}}}')
+    _machine_with(f'wake: {{mac: "aa-bb-cc-dd-ee-0f", broadcast: 127.0.0.1, port: {port}}}')
 
-    result = cli("wake", "-C", str(root))
+    result = cli("wake", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     packet, _ = receiver.recvfrom(1024)
@@ -46,54 +53,54 @@ def test_wake_sends_the_magic_packet(tmp_path: Path, receiver: socket.socket) ->
     assert "AA:BB:CC:DD:EE:0F" in result.stdout and f"127.0.0.1:{port}" in result.stdout
 
 
-def test_wake_from_a_subfolder_of_a_clone(sandbox, receiver: socket.socket) -> None:
+def test_wake_from_a_subfolder_of_a_clone_ignores_the_repository(sandbox, receiver: socket.socket) -> None:
     port = receiver.getsockname()[1]
-    config = sandbox.mac / "renderloop.yaml"
-    wake_line = f"  wake: {{mac: '001122334455', broadcast: 127.0.0.1, port: {port}}}\n"
-    config.write_text(
-        config.read_text(encoding="utf-8").replace("  # wake: {mac:", wake_line + "  # wake: {mac:", 1),
-        encoding="utf-8",
-    )
+    _machine_with(f"wake: {{mac: '001122334455', broadcast: 127.0.0.1, port: {port}}}")
     result = cli("wake", cwd=sandbox.mac / "batches")
     assert result.returncode == 0, result.stderr
     packet, _ = receiver.recvfrom(1024)
     assert packet == b"\xff" * 6 + bytes.fromhex("001122334455") * 16
 
 
-def test_no_wake_settings_says_what_to_add(tmp_path: Path) -> None:
-    root = _studio_with(tmp_path, None)
-    result = cli("wake", "-C", str(root))
+def test_the_environment_overrides_the_file(tmp_path: Path, receiver: socket.socket) -> None:
+    port = receiver.getsockname()[1]
+    _machine_with('wake: {mac: "AA:BB:CC:DD:EE:FF", broadcast: 127.0.0.1, port: 1}')
+    env = {**os.environ, "RENDERLOOP_MAC_WAKE_PORT": str(port)}
+    result = cli("wake", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    packet, _ = receiver.recvfrom(1024)
+    assert packet == b"\xff" * 6 + bytes.fromhex("AABBCCDDEEFF") * 16
+
+
+def test_no_wake_settings_says_what_to_add_and_where(tmp_path: Path) -> None:
+    path = _machine_with(None)
+    result = cli("wake", cwd=tmp_path)
     assert result.returncode == 1
-    assert "no Wake-on-LAN settings" in result.stderr
+    assert f"no Wake-on-LAN settings: add them under `mac:` in {path}" in result.stderr
     assert "wake: {mac:" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("mac", ["AA:BB:CC:DD:EE", "GG:BB:CC:DD:EE:FF", "AA:BB:CC:DD:EE:FF:00", ""])
 def test_a_bad_mac_is_refused_with_its_line(tmp_path: Path, mac: str) -> None:
-    root = _studio_with(tmp_path, f'wake: {{mac: "{mac}", broadcast: 127.0.0.1}}')
-    line = next(
-        i for i, text in enumerate((root / "renderloop.yaml").read_text().splitlines(), 1) if "wake: {mac:" in text
-        and not text.lstrip().startswith("#")
-    )
-    result = cli("wake", "-C", str(root))
+    path = _machine_with(f'wake: {{mac: "{mac}", broadcast: 127.0.0.1}}')
+    result = cli("wake", cwd=tmp_path)
     assert result.returncode == 1
-    assert f"renderloop.yaml:{line}:" in result.stderr
-    assert "not a MAC address" in result.stderr
+    assert f"{path}:3: mac.wake.mac: {mac!r} is not a MAC address" in result.stderr
 
 
 # (11:22:33:44:55:56 unquoted was a YAML 1.1 sexagesimal number; YAML 1.2 reads it as the text it is.)
 @pytest.mark.parametrize("mac", ["001122334455"])
 def test_an_unquoted_mac_read_as_a_number_asks_for_quotes(tmp_path: Path, mac: str) -> None:
-    root = _studio_with(tmp_path, f"wake: {{mac: {mac}, broadcast: 127.0.0.1}}")
-    result = cli("wake", "-C", str(root))
+    _machine_with(f"wake: {{mac: {mac}, broadcast: 127.0.0.1}}")
+    result = cli("wake", cwd=tmp_path)
     assert result.returncode == 1
     assert "put the MAC address in quotes" in result.stderr
 
 
 def test_an_unreachable_address_is_one_clear_line(tmp_path: Path) -> None:
-    root = _studio_with(tmp_path, 'wake: {mac: "AA:BB:CC:DD:EE:FF", broadcast: "no-such-host.invalid"}')
-    result = cli("wake", "-C", str(root))
+    _machine_with('wake: {mac: "AA:BB:CC:DD:EE:FF", broadcast: "no-such-host.invalid"}')
+    result = cli("wake", cwd=tmp_path)
     assert result.returncode == 1
     assert "could not send the Wake-on-LAN packet to no-such-host.invalid:9" in result.stderr
     assert "Traceback" not in result.stderr

@@ -51,9 +51,9 @@ def fal_key_length(env: Optional[Mapping[str, str]] = None) -> int:
     return len(((os.environ if env is None else env).get(KEY_ENV) or "").strip())
 
 
-def mflux_commands(config: StudioConfig) -> dict[str, Optional[str]]:
-    """Each mflux command the studio's models name, and where it is on PATH (None: not installed)."""
+def mflux_commands(config: StudioConfig, mflux_bin: Optional[str] = None) -> dict[str, Optional[str]]:
+    """Each mflux program the studio's models name, and where it is (this Mac's ``mac.mflux_bin``, else PATH)."""
     from win_side.backends.mflux import find_program
 
-    commands = sorted({m.mflux.argv[0] for m in config.models.values() if m.mflux is not None})
-    return {command: find_program(command) for command in commands}
+    programs = sorted({m.mflux.program for m in config.models.values() if m.mflux is not None})
+    return {program: find_program(program, mflux_bin) for program in programs}

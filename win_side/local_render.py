@@ -23,6 +23,7 @@ from studio import git
 from studio.config import load_config
 from studio.errors import FatalError
 from studio.layout import BATCH_SUFFIXES, BATCHES, checked_batch_id
+from studio.machine import load_machine
 from win_side.backends.base import BackendOptions
 from win_side.backends.mflux import MfluxBackend
 from win_side.progress import Progress
@@ -47,16 +48,15 @@ def render_locally(
     repo: Path, batch: str, progress: Progress, switch: StopSwitch, *, cooldown: Optional[float] = None,
     min_available_gb: Optional[float] = None, timeout: Optional[float] = None,
 ) -> LocalResult:
+    machine = load_machine({"mac.cooldown": cooldown, "mac.min_available_gb": min_available_gb, "mac.timeout": timeout})
     studio = open_studio(repo)
     config = load_config(studio)
     clone = WorkerRepo(studio)
     _check_batch(clone, batch)
-    options = BackendOptions(
-        config=config, studio_root=studio.root, state_dir=clone.state, window=1,
-        cooldown_seconds=cooldown, min_available_gb=min_available_gb, timeout_seconds=timeout,
-    )
+    options = BackendOptions(config=config, studio_root=studio.root, state_dir=clone.state, window=1,
+                             machine=machine.settings)
     backend = MfluxBackend(options)  # says how to install mflux before anything else happens
-    name = checked_worker_name(None)
+    name = checked_worker_name(machine.worker.name)
     clone.acquire()
     gave_up: list[str] = []
     try:

@@ -19,6 +19,7 @@ from studio.config import load_config
 from studio.errors import FatalError
 from studio.limits import worker_name_problem
 from studio.layout import Studio
+from studio.machine import Machine, load_machine
 from win_side.backends import make_backend
 from win_side.backends.base import BackendOptions
 from win_side.longpaths import path_budget_problem
@@ -62,6 +63,14 @@ def open_studio(repo: Path) -> Studio:
     return layout.open_studio(repo, require_git=True)
 
 
+def machine_settings(options: WorkerOptions) -> Machine:
+    """This machine's worker settings: the flags over the environment over machine.yaml."""
+    return load_machine({
+        "worker.name": options.name, "worker.comfyui": options.comfyui, "worker.window": options.window,
+        "worker.poll": options.poll, "worker.fal_url": options.fal_url,
+    })
+
+
 @dataclass(frozen=True)
 class WorkerResult:
     root: Path  # the worker's clone
@@ -102,20 +111,22 @@ class StopSwitch:
 
 
 def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -> WorkerResult:
+    machine = machine_settings(options)  # a setting this machine cannot use: a clear exit, before anything
     studio = open_studio(options.repo)
     config = load_config(studio)
     repo = WorkerRepo(studio)
     git.run_no_repository_code(repo.state)
-    worker_name = checked_worker_name(options.name, config.worker.name)
+    worker_name = checked_worker_name(machine.worker.name)  # flag, env, machine.yaml, else the host name
     identity = _own_identity(studio.root, worker_name)
     backend_options = BackendOptions(
         config=config,
         studio_root=studio.root,
         state_dir=repo.state,
-        window=options.window or config.worker.window,
+        machine=machine.settings,
+        window=machine.worker.window,
         placeholder_seconds=options.placeholder_seconds,
-        comfyui_urls=options.comfyui or list(config.worker.comfyui),
-        fal_url=options.fal_url or config.worker.fal_url,
+        comfyui_urls=list(machine.worker.comfyui),
+        fal_url=machine.worker.fal_url,
         stop=switch.event,
     )
     problem = path_budget_problem(studio.root)
@@ -150,8 +161,7 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
         if options.once:
             summary = reconciler.run_once()
         else:
-            poll = options.poll or config.worker.poll_seconds
-            watcher = Watcher(repo, reconciler.poke, poll=poll, backstop=config.worker.backstop_seconds)
+            watcher = Watcher(repo, reconciler.poke, poll=machine.worker.poll, backstop=machine.worker.backstop)
             summary = reconciler.run_forever(watcher)
     finally:
         repo.release()

@@ -66,7 +66,10 @@ def doctor(repo: Path, worker: bool = False, backend: str = "comfyui", comfyui: 
         _rewrites(report, studio)
     config = _config(report, studio) if studio is not None else None
     if config is not None and studio is not None and worker:
-        _comfyui(report, config, studio, comfyui or list(config.worker.comfyui), blocking=backend == "comfyui")
+        from studio.machine import load_machine
+
+        servers = comfyui or list(load_machine({"worker.comfyui": comfyui}).worker.comfyui)
+        _comfyui(report, config, studio, servers, blocking=backend == "comfyui")
     _fal(report, blocking=worker and backend == "fal")
     if config is not None:
         _mflux(report, config, blocking=worker and backend == "mflux")
@@ -203,16 +206,19 @@ def _fal(report: Report, blocking: bool) -> None:
 
 
 def _mflux(report: Report, config: StudioConfig, blocking: bool) -> None:
+    from studio.machine import load_machine
     from win_side.doctor import mflux_commands
 
-    found = mflux_commands(config)
+    mflux_bin = load_machine().mac.mflux_bin
+    found = mflux_commands(config, mflux_bin)
     if not found:
-        report.line(WARN, "mflux: no model in renderloop.yaml has an mflux command")
+        report.line(WARN, "mflux: no model in renderloop.yaml has an mflux program")
         return
     missing = sorted(command for command, path in found.items() if path is None)
     if not missing:
         report.line(OK, f"mflux present ({', '.join(sorted(found))})")
         return
-    report.line(FAIL if blocking else WARN, f"mflux: {', '.join(missing)} not on PATH (needed only for "
+    where = f"in {mflux_bin} (mac.mflux_bin)" if mflux_bin else "on PATH"
+    report.line(FAIL if blocking else WARN, f"mflux: {', '.join(missing)} not {where} (needed only for "
                                             "`renderloop local` and --backend mflux, on a Mac with Apple silicon: "
                                             "pip install -e \".[mflux]\")")

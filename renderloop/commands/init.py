@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from renderloop.options import Subcommands
 
 CREATED = """\
-  renderloop.yaml   models, defaults and backends
+  renderloop.yaml   what to render: models, defaults, limits (this machine's own settings:
+                    `renderloop config`)
   batches/          commit a batch file here to dispatch it (`renderloop new NAME`)
   renders/          the worker commits images and records here
   ledger.jsonl      your verdicts, appended by the pre-commit hook

@@ -1,4 +1,4 @@
-"""``renderloop wake``: send a Wake-on-LAN packet to the configured worker (and wait for its hub)."""
+"""``renderloop wake``: send a Wake-on-LAN packet to the worker named in this Mac's machine.yaml (and wait for its hub)."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,7 @@ WAIT_TIMEOUT = 120.0
 
 
 def add_parser(sub: Subcommands) -> None:
-    p = add_command(sub, "wake", "send a Wake-on-LAN packet to the configured worker", run)
+    p = add_command(sub, "wake", "send a Wake-on-LAN packet to the worker named in this Mac's machine.yaml", run)
     add_repo(p)
     p.add_argument("--wait", action="store_true",
                    help="then wait until the studio's origin (the hub on the worker) answers: "
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 def wake(repo: Path, wait: Optional[float] = None) -> int:
     from mac_side.wake import wait_for_hub, wake as send
 
-    settings, sent = send(repo)
+    settings, sent = send()
     print(f"sent a Wake-on-LAN packet ({sent} bytes) for {settings.mac} to {settings.broadcast}:{settings.port}",
           flush=True)
     if wait is None:

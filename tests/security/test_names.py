@@ -1,6 +1,9 @@
 """Issue 9, items 5 and 6: names the studio uses for itself cannot be taken; a worker name is a plain token."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from studio.batch import load_batch_bytes
@@ -78,15 +81,14 @@ def test_a_worker_name_that_is_not_a_plain_token_is_refused(sandbox: Sandbox, na
 
 
 def test_a_worker_name_in_the_settings_is_checked_too(sandbox: Sandbox) -> None:
-    config = (sandbox.mac / "renderloop.yaml").read_text().replace(
-        "  # name: studio-pc", '  name: "pc\\nRenderloop-Status: done"')
-    push(sandbox, files={"renderloop.yaml": config, "batches/good.yaml": GOOD})
-    git(sandbox.worker, "pull", "-q")
+    """This machine's machine.yaml names the worker (a pushed renderloop.yaml cannot: a machine setting)."""
+    machine = Path(os.environ["RENDERLOOP_MACHINE_CONFIG"])
+    machine.write_text('worker:\n  name: "pc\\nRenderloop-Status: done"\n', encoding="utf-8")
+    push(sandbox, files={"batches/good.yaml": GOOD})
     result = run_worker(sandbox)
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"renderloop: error: worker.name: worker name 'pc\\nRenderloop-Status: done' {TOKEN_RULE}; "
-        "give one with --name"
+        f"{machine}:2: worker.name: worker name 'pc\\nRenderloop-Status: done' {TOKEN_RULE}"
     )
 
 

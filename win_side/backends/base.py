@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 
 from studio.clock import utcnow
 from studio.config import ModelSettings, StudioConfig
+from studio.machine import MachineSettings
 from studio.record import ErrorKind
 from studio.spec import Spec
 
@@ -134,19 +135,21 @@ class Backend(Protocol):
 
 @dataclass
 class BackendOptions:
-    """What the command line and renderloop.yaml say about backends.
+    """What renderloop.yaml (what to render) and this machine (where, with what) say about backends.
 
-    Every backend is built as ``SomeBackend(options)``.
+    Every backend is built as ``SomeBackend(options)``.  Hosts, programs and
+    timeouts come only from ``machine`` (flags, environment, machine.yaml).
     """
 
     config: StudioConfig
     studio_root: Path  # user workflow files are read from here (data only, never run)
     state_dir: Path  # private to this clone (inside .git): progress files, never tracked
+    machine: MachineSettings = field(default_factory=MachineSettings)
     window: int = 2
     placeholder_seconds: float = 0.0
-    comfyui_urls: list[str] = field(default_factory=list)
-    fal_url: Optional[str] = None
-    # `renderloop local` knobs for mflux; None means renderloop.yaml's `local` section
+    comfyui_urls: list[str] = field(default_factory=list)  # empty: machine.worker.comfyui
+    fal_url: Optional[str] = None  # None: machine.worker.fal_url, else fal's own host
+    # `renderloop local` knobs for mflux; None means the machine's `mac` section
     cooldown_seconds: Optional[float] = None
     min_available_gb: Optional[float] = None
     timeout_seconds: Optional[float] = None

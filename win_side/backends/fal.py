@@ -19,7 +19,7 @@ never written anywhere.  Every answer is read through
 the image at ``MAX_PNG_BYTES``, each request ended at its whole-request
 deadline (an image whose request runs past it fails as a timeout), and
 given up at once when the worker stops.  429 and 5xx answers are retried with a capped
-backoff; each image has a bounded wait (``models.<m>.fal.timeout_seconds``).
+backoff; each image has a bounded wait (``worker.fal_timeout`` in this machine's machine.yaml).
 """
 from __future__ import annotations
 
@@ -233,10 +233,12 @@ class FalLane:
     """fal's queue: many images in flight at once."""
 
     def __init__(
-        self, client: FalClient, jobs: JobFiles, window: int, poll: float = 0.5, poll_cap: float = 3.0
+        self, client: FalClient, jobs: JobFiles, window: int, poll: float = 0.5, poll_cap: float = 3.0,
+        timeout: float = 600.0,
     ) -> None:
         self.name = "fal"
         self.window = window
+        self.timeout = timeout  # the longest wait for one image (machine.yaml worker.fal_timeout)
         self.client = client
         self.jobs = jobs
         self.poll = poll
@@ -304,7 +306,7 @@ class FalLane:
         self, request: RenderRequest, job: FalRequest, fal: FalModel, cancel: threading.Event,
         progress: Optional[ReportProgress],
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + max(job.submitted_at + fal.timeout_seconds - time.time(), 0.0)
+        deadline = time.monotonic() + max(job.submitted_at + self.timeout - time.time(), 0.0)
         what = f"{request.batch}/{request.slug}: fal request {job.request_id}"
         delay = self.poll
         while True:
@@ -338,7 +340,7 @@ class FalLane:
             except (BackendUnavailable, Cancelled):
                 pass
         self.jobs.drop(request)
-        raise RenderFailed("timeout", f"fal did not finish request {job.request_id} within {fal.timeout_seconds:g} s")
+        raise RenderFailed("timeout", f"fal did not finish request {job.request_id} within {self.timeout:g} s")
 
     def _result(self, request: RenderRequest, job: FalRequest, fal: FalModel, cancel: threading.Event) -> dict[str, Any]:
         what = f"{request.batch}/{request.slug}: fetching the result of fal request {job.request_id}"
@@ -383,12 +385,13 @@ class FalBackend:
         key = os.environ.get(KEY_ENV, "").strip()
         if not key:
             raise FatalError(NO_KEY)
-        base_url = (options.fal_url or options.config.worker.fal_url or DEFAULT_QUEUE_URL).rstrip("/")
+        base_url = (options.fal_url or options.machine.worker.fal_url or DEFAULT_QUEUE_URL).rstrip("/")
         if not http.is_http_url(base_url):
             raise FatalError(f"fal URL {base_url!r} is not an http(s) URL (like {DEFAULT_QUEUE_URL})")
         jobs = JobFiles(options.state_dir / "fal")
         jobs.prune()
-        self._lanes = [FalLane(FalClient(base_url, key, stop=options.stop), jobs, window=max(options.window, 1))]
+        self._lanes = [FalLane(FalClient(base_url, key, stop=options.stop), jobs, window=max(options.window, 1),
+                               timeout=options.machine.worker.fal_timeout)]
 
     @property
     def lanes(self) -> Sequence[FalLane]:

@@ -1,7 +1,8 @@
 """The mflux backend: one mflux command per image on a Mac with Apple silicon.
 
-Each image runs the model's command from ``renderloop.yaml`` (for example
-``mflux-generate --model schnell`` or ``mflux-generate-z-image-turbo``) with
+Each image runs the model's mflux program named in ``renderloop.yaml`` (for
+example ``mflux-generate --model schnell`` or ``mflux-generate-z-image-turbo``),
+found in this Mac's ``mac.mflux_bin`` folder (machine.yaml) or on PATH, with
 ``--prompt --seed --width --height --steps --output`` and the optional
 ``--quantize``, ``--low-ram`` and ``--guidance``, under the safety wrapper of
 :mod:`win_side.mflux_guard` (one run at a time on the machine, a memory gate,
@@ -51,24 +52,24 @@ from win_side.mflux_guard import (
 )
 
 NOT_INSTALLED = (
-    "mflux is not installed here ({command} is not on PATH). mflux runs on Macs with Apple silicon "
+    "mflux is not installed here ({command} is not {where}). mflux runs on Macs with Apple silicon "
     "only; on such a Mac install it in renderloop's environment with: pip install -e \".[mflux]\" "
     "(or: pip install mflux). Elsewhere, render with the worker (comfyui) or fal."
 )
 # Commands whose models have no negative branch (mflux warns and ignores the flag).
-IGNORES_NEGATIVE = frozenset(m.mflux_command[0] for m in BUILTIN_MODELS if m.mflux_command and not m.negative_prompt)
+IGNORES_NEGATIVE = frozenset(m.mflux_program for m in BUILTIN_MODELS if m.mflux_program and not m.negative_prompt)
 _OOM = re.compile(r"out of memory|insufficient memory|MemoryError|Cannot allocate memory|kIOGPU", re.I)
 _STEP = re.compile(r"(\d+)/(\d+) \[")
 
 
 def guard_settings(options: BackendOptions) -> GuardSettings:
-    """The safeguards: command-line knobs first, then renderloop.yaml's ``local`` section."""
-    local = options.config.local
+    """The safeguards: command-line knobs first, then this Mac's ``mac`` settings."""
+    mac = options.machine.mac
     return GuardSettings(
-        cooldown=_pick(options.cooldown_seconds, local.cooldown_seconds),
-        min_available_gb=_pick(options.min_available_gb, local.min_available_gb),
-        memory_wait=local.memory_wait_seconds,
-        timeout=_pick(options.timeout_seconds, local.timeout_seconds),
+        cooldown=_pick(options.cooldown_seconds, mac.cooldown),
+        min_available_gb=_pick(options.min_available_gb, mac.min_available_gb),
+        memory_wait=mac.memory_wait,
+        timeout=_pick(options.timeout_seconds, mac.timeout),
     )
 
 
@@ -109,8 +110,9 @@ def command_line(request: RenderRequest, mflux: MfluxModel, executable: str, out
 class MfluxLane:
     """The one place on this Mac where mflux renders: one image at a time."""
 
-    def __init__(self, guard: MfluxGuard, work_dir: Path) -> None:
+    def __init__(self, guard: MfluxGuard, work_dir: Path, mflux_bin: Optional[str] = None) -> None:
         self.name = "mflux"
+        self.mflux_bin = mflux_bin  # this Mac's folder of mflux programs (None: PATH)
         self.window = 1
         self.guard = guard
         self.work_dir = work_dir
@@ -121,9 +123,9 @@ class MfluxLane:
         self, request: RenderRequest, cancel: threading.Event, progress: Optional[ReportProgress] = None
     ) -> RenderResult:
         mflux = _mflux_settings(request)
-        executable = find_program(mflux.argv[0])
+        executable = find_program(mflux.program, self.mflux_bin)
         if executable is None:
-            raise RenderFailed("missing-model", NOT_INSTALLED.format(command=mflux.argv[0]))
+            raise RenderFailed("missing-model", not_installed(mflux.program, self.mflux_bin))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.work_dir, prefix=f"{request.slug}-") as tmp:
             folder = Path(tmp)
@@ -211,26 +213,32 @@ def _tail(output: str, lines: int = 40) -> str:
 
 def _mflux_settings(request: RenderRequest) -> MfluxModel:
     if request.settings.mflux is None:
-        raise not_configured(request.spec.model, "mflux", "command")
+        raise not_configured(request.spec.model, "mflux", "program")
     return request.settings.mflux
 
 
-def find_program(program: str) -> Optional[str]:
-    """Where ``program`` is on PATH, or None."""
-    return shutil.which(program)
+def find_program(program: str, mflux_bin: Optional[str] = None) -> Optional[str]:
+    """The program in this Mac's mflux folder (``mac.mflux_bin``), else on PATH; never a repository path."""
+    return shutil.which(program, path=mflux_bin) if mflux_bin else shutil.which(program)
+
+
+def not_installed(program: str, mflux_bin: Optional[str]) -> str:
+    where = f"in {mflux_bin} (mac.mflux_bin)" if mflux_bin else "on PATH"
+    return NOT_INSTALLED.format(command=program, where=where)
 
 
 class MfluxBackend:
     name = "mflux"
 
     def __init__(self, options: BackendOptions) -> None:
-        commands = sorted({m.mflux.argv[0] for m in options.config.models.values() if m.mflux is not None})
-        if not commands:
-            raise FatalError("no model in renderloop.yaml has an mflux command (models.<name>.mflux.command)")
-        if not any(find_program(c) for c in commands):
-            raise FatalError(NOT_INSTALLED.format(command=commands[0]))
+        programs = sorted({m.mflux.program for m in options.config.models.values() if m.mflux is not None})
+        if not programs:
+            raise FatalError("no model in renderloop.yaml has an mflux program (models.<name>.mflux.program)")
+        self.mflux_bin = options.machine.mac.mflux_bin
+        if not any(find_program(p, self.mflux_bin) for p in programs):
+            raise FatalError(not_installed(programs[0], self.mflux_bin))
         guard = MfluxGuard(guard_settings(options))
-        self._lanes = [MfluxLane(guard, options.state_dir / "mflux")]
+        self._lanes = [MfluxLane(guard, options.state_dir / "mflux", self.mflux_bin)]
 
     @property
     def lanes(self) -> Sequence[MfluxLane]:
@@ -241,9 +249,9 @@ class MfluxBackend:
         for request in requests:
             mflux = request.settings.mflux
             if mflux is None:
-                failures[request.key] = not_configured(request.spec.model, "mflux", "command")
-            elif find_program(mflux.argv[0]) is None:
-                failures[request.key] = RenderFailed("missing-model", NOT_INSTALLED.format(command=mflux.argv[0]))
+                failures[request.key] = not_configured(request.spec.model, "mflux", "program")
+            elif find_program(mflux.program, self.mflux_bin) is None:
+                failures[request.key] = RenderFailed("missing-model", not_installed(mflux.program, self.mflux_bin))
         return failures
 
     def close(self) -> None:

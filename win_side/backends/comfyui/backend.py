@@ -399,11 +399,11 @@ class ComfyUIBackend:
     name = "comfyui"
 
     def __init__(self, options: BackendOptions) -> None:
-        urls = options.comfyui_urls or list(options.config.worker.comfyui)
+        urls = options.comfyui_urls or list(options.machine.worker.comfyui)
         urls = list(dict.fromkeys(normalize_url(url) for url in urls))
         if not urls:
             raise NotConfigured(
-                "no ComfyUI server: worker.comfyui in renderloop.yaml lists none; list one there "
+                "no ComfyUI server: worker.comfyui in this machine's machine.yaml lists none; list one there "
                 "(e.g. comfyui: [http://127.0.0.1:8188]) or pass --comfyui URL"
             )
         self.builder = GraphBuilder(options.studio_root)
