@@ -59,8 +59,8 @@ def test_the_staged_workflow_is_what_counts(sandbox: Sandbox) -> None:
 
 def test_an_invalid_renderloop_yaml_stops_the_commit(sandbox: Sandbox) -> None:
     config = sandbox.mac / "renderloop.yaml"
-    config.write_text(config.read_text().replace("  window: 2", "  window: 2\n  windwo: 3"), encoding="utf-8")
+    config.write_text(config.read_text().replace("    steps: 4\n", "    steps: 4\n    stpes: 3\n", 1), encoding="utf-8")
     git(sandbox.mac, "add", "renderloop.yaml")
     result = git(sandbox.mac, "commit", "-m", "typo", check=False)
     assert result.returncode != 0
-    assert "renderloop.yaml:" in result.stderr and "unknown key 'windwo'" in result.stderr
+    assert "renderloop.yaml:" in result.stderr and "unknown key 'stpes'" in result.stderr
