@@ -75,11 +75,12 @@ def test_a_fresh_clone_without_hooks_and_a_remote_that_is_gone(sandbox: Sandbox,
     git(tmp_path, "clone", "-q", str(sandbox.remote), str(fresh))
     hooks = cli("doctor", cwd=fresh)
     assert hooks.returncode == 0, hooks.stdout
-    assert _status(_lines(hooks.stdout), "hooks: not enabled") == "warn"
+    assert _status(_lines(hooks.stdout), f"hooks: not installed in {fresh / '.git' / 'hooks'}: pre-commit") == "warn"
     assert "renderloop init ." in hooks.stdout
-    (sandbox.mac / "hooks" / "pre-commit").write_text("#!/bin/sh\nexit 0\n")
+    (sandbox.mac / "hooks" / "pre-commit").write_text("#!/bin/sh\nPYTHON=python3\nexit 0\n")  # a pulled change
     stale = cli("doctor", cwd=sandbox.mac)
-    assert _status(_lines(stale.stdout), "hooks: shims not as this renderloop writes them: pre-commit") == "warn"
+    assert _status(_lines(stale.stdout), "hooks: not as `renderloop init .` would install them now") == "warn"
+    assert "(hooks/ changed, or another Python): pre-commit" in stale.stdout
     git(fresh, "remote", "set-url", "origin", str(tmp_path / "gone.git"))
     gone = cli("doctor", cwd=fresh)
     assert gone.returncode == 1

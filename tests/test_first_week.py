@@ -76,16 +76,17 @@ def test_every_command_in_a_clone_without_hooks_says_so_once_with_the_fix(sandbo
     for args in (["status"], ["review"], ["stats"], ["new", "first"], ["ledger", "verify"]):
         result = cli(*args, cwd=fresh)
         warned = [line for line in result.stderr.splitlines() if "hooks" in line]
-        assert warned == ["renderloop: the hooks are off in this clone (not enabled (core.hooksPath is unset)): "
+        assert warned == [f"renderloop: the hooks are off in this clone (not installed in {fresh / '.git' / 'hooks'}: "
+                          "pre-commit, post-merge, post-rewrite, post-checkout): "
                           "batches are not checked and pulls write no review; run `renderloop init .`"], (args, result.stderr)
     elsewhere = cli("status", "-C", str(fresh), cwd=tmp_path)
     assert f"run `renderloop init {fresh}`" in elsewhere.stderr
     assert cli("init", ".", cwd=fresh).returncode == 0
     assert "hooks" not in cli("status", cwd=fresh).stderr
-    # an outdated shim (an older renderloop wrote it) is not current either
-    (fresh / "hooks/post-merge").write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+    # an outdated installed hook (an older renderloop installed it) is not current either
+    (fresh / ".git/hooks/post-merge").write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
     stale = cli("status", cwd=fresh)
-    assert "shims not as this renderloop writes them: post-merge" in stale.stderr and "renderloop init ." in stale.stderr
+    assert "(hooks/ changed, or another Python): post-merge" in stale.stderr and "renderloop init ." in stale.stderr
     assert "post-merge" in cli("init", ".", cwd=fresh).stdout
     assert "hooks" not in cli("status", cwd=fresh).stderr
     # the person's enabled clone, and the worker's clone (which runs no hooks), hear nothing

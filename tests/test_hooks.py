@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mac_side.init import init
 from mac_side.review import STALE_NOTICE, parse
 from studio.ledger import parse as parse_ledger
 from studio.record import RenderError, RenderRecord
@@ -453,7 +454,7 @@ def test_hooks_ignore_the_git_variables_of_the_caller(rendered: Sandbox) -> None
 def _second_clone(sandbox: Sandbox, name: str, user: str) -> Path:
     clone = sandbox.root / name
     git(sandbox.root, "clone", "-q", str(sandbox.remote), str(clone))
-    git(clone, "config", "core.hooksPath", "hooks")
+    init(clone)  # installs the hooks inside .git, as a person does in a fresh clone
     git(clone, "config", "user.name", user)
     return clone
 

@@ -1,6 +1,7 @@
 """`renderloop init`: a studio anywhere, idempotent, and hooks-only in a fresh clone."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import yaml
@@ -22,7 +23,9 @@ def test_init_makes_a_studio_with_everything_and_a_first_commit(tmp_path: Path) 
     attributes = (target / ".gitattributes").read_text()
     assert "ledger.jsonl merge=union text eol=lf" in attributes
     assert "*.png binary -delta" in attributes
-    assert git(target, "config", "core.hooksPath").stdout.strip() == "hooks"
+    assert git(target, "config", "--get", "core.hooksPath", check=False).returncode == 1
+    for name in ("pre-commit", "post-merge", "post-rewrite", "post-checkout"):
+        assert f"PYTHON='{Path(sys.executable).as_posix()}'" in (target / ".git/hooks" / name).read_text()
     config = load_config(Studio.at(target))
     for model, (width, height, steps) in {
         "flux-schnell": (1024, 1024, 4), "flux-dev": (1024, 1024, 20),
@@ -36,8 +39,9 @@ def test_init_makes_a_studio_with_everything_and_a_first_commit(tmp_path: Path) 
     tree = git(target, "ls-tree", "-r", "HEAD").stdout
     assert "100755 blob" in tree.split("hooks/pre-commit")[0].splitlines()[-1]
     assert git(target, "status", "--porcelain").stdout == ""
-    # the shims are one call each: `renderloop hook NAME`
-    assert 'exec renderloop hook pre-commit "$@"' in (target / "hooks/pre-commit").read_text()
+    # the hooks are one call each: `python -m renderloop hook NAME`, python filled in when installed
+    assert 'exec "$PYTHON" -m renderloop hook pre-commit "$@"' in (target / "hooks/pre-commit").read_text()
+    assert "PYTHON=python3\n" in (target / "hooks/pre-commit").read_text()
     yaml.safe_load((target / "renderloop.yaml").read_text())  # plain YAML, comments and all
 
 
@@ -57,12 +61,15 @@ def test_init_in_a_fresh_clone_only_enables_the_hooks(tmp_path: Path) -> None:
     assert cli("init", str(tmp_path / "seed")).returncode == 0
     git(tmp_path, "clone", "-q", str(tmp_path / "seed"), str(tmp_path / "clone"))
     clone = tmp_path / "clone"
-    assert git(clone, "config", "--get", "core.hooksPath", check=False).returncode == 1
+    assert not (clone / ".git/hooks/post-merge").exists()  # git never brings hooks with a clone
     head = git(clone, "rev-parse", "HEAD").stdout
     result = cli("init", ".", cwd=clone)
     assert result.returncode == 0
-    assert "enabled the hooks" in result.stdout
-    assert git(clone, "config", "core.hooksPath").stdout.strip() == "hooks"
+    assert (f"installed the hooks pre-commit, post-merge, post-rewrite, post-checkout in {clone / '.git' / 'hooks'} "
+            f"(running {Path(sys.executable).as_posix()})") in result.stdout
+    assert git(clone, "config", "--get", "core.hooksPath", check=False).returncode == 1
+    assert (clone / ".git/hooks/post-merge").read_text() == (clone / "hooks/post-merge").read_text().replace(
+        "PYTHON=python3", f"PYTHON='{Path(sys.executable).as_posix()}'")
     assert git(clone, "config", "rebase.autoStash").stdout.strip() == "true"
     assert git(clone, "rev-parse", "HEAD").stdout == head
     assert git(clone, "status", "--porcelain").stdout == ""
@@ -93,7 +100,7 @@ def test_help_lists_every_command_with_one_line() -> None:
     result = cli("--help")
     assert result.returncode == 0
     for command in ("init", "new", "status", "review", "ledger", "stats", "export", "follow",
-                    "worker", "local", "wake", "doctor", "demo"):
+                    "worker", "local", "wake", "config", "doctor", "demo"):
         assert any(line.strip().startswith(command + " ") for line in result.stdout.splitlines()), command
     # `hook` is for git's shims, not for people: it runs but is not listed
     assert not any(line.strip().startswith("hook ") for line in result.stdout.splitlines())

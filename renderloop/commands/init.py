@@ -17,7 +17,7 @@ CREATED = """\
   batches/          commit a batch file here to dispatch it (`renderloop new NAME`)
   renders/          the worker commits images and records here
   ledger.jsonl      your verdicts, appended by the pre-commit hook
-  hooks/            enabled with core.hooksPath=hooks"""
+  hooks/            hook templates; installed in {folder} (running {python})"""
 
 
 def add_parser(sub: Subcommands) -> None:
@@ -62,9 +62,11 @@ def init(path: Path) -> int:
     done = make_studio(path)
     if done.new_repository is not None:
         print(f"Initialized a git repository in {done.new_repository}")
+    for diff in done.hooks.diffs if done.hooks else []:
+        print(diff, end="")  # what a changed hooks/ template will run, before saying it is installed
     if done.created:
         print(f"Created a renderloop studio in {done.root}")
-        print(CREATED)
+        print(CREATED.format(folder=done.hooks.folder if done.hooks else "", python=done.hooks.python if done.hooks else ""))
     elif done.changes:
         print(f"{done.root} is a renderloop studio: " + "; ".join(done.changes))
     else:
