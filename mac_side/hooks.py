@@ -38,6 +38,7 @@ from mac_side.ledger import Fold, describe, fold
 from mac_side.review import decode, parse, refresh_grids
 from mac_side.review_update import batches_with_renders, update_reviews
 from studio import checkout, git
+from studio.attributes import transforms
 from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
 from studio.capability import Capability, model_warnings, newest, range_problems
 from studio.config import StudioConfig, check_workflows, parse_config, workflow_nodes
@@ -100,6 +101,8 @@ def pre_commit(studio: Studio) -> Said:
             warnings += warned
     if CONFIG_NAME in staged or any(_maybe_workflow(rel) for rel in staged):
         problems += config()[1]  # the settings themselves (and the workflows they bind) are being changed
+    if any(rel.rsplit("/", 1)[-1] == ".gitattributes" for rel in staged):
+        problems += _attribute_problems(root)
     conflicts = conflict_markers(root, staged)
     if conflicts:  # a half-resolved merge: its verdicts cannot be read, nor its text committed
         return Said(problems=conflicts)
@@ -277,6 +280,17 @@ def staged_bytes(root: Path, rel: str, limit: int) -> Optional[bytes]:
     if why:
         raise RefusedFile(rel, why)
     return git.show(root, blob)
+
+
+def _attribute_problems(root: Path) -> list[Problem]:
+    """A staged .gitattributes must not transform what the worker commits: images, records, the ledger."""
+    rendered = [p for p in git.out(root, "ls-files", "-z", "--", f"{RENDERS}/").split("\0")
+                if p.endswith((".png", ".json"))]
+    samples = [f"{RENDERS}/any-batch/any-image.png", f"{RENDERS}/any-batch/any-image.json", LEDGER_NAME]
+    by_line: dict[tuple[str, int], Problem] = {}
+    for t in transforms(root, [*samples, *rendered], cached=True):
+        by_line.setdefault((t.file, t.line), Problem(t.file, t.line, t.message))
+    return list(by_line.values())
 
 
 def _maybe_workflow(rel: str) -> bool:

@@ -66,7 +66,7 @@ class Setup:
 
     ``no_hooks``: an empty folder given as ``core.hooksPath`` (with
     ``core.fsmonitor=false``), so no code from the repository runs (the
-    worker). ``index_file``: the index a pre-commit hook must stage into.
+    worker); with it, no line-ending conversion nor global attributes file. ``index_file``: the index a pre-commit hook must stage into.
     """
 
     no_hooks: Optional[Path] = None
@@ -196,6 +196,10 @@ def environment(
     settings = [("credential.interactive", "never"), ("core.longpaths", "true")]
     if setup.no_hooks is not None:
         settings += [("core.hooksPath", str(setup.no_hooks)), ("core.fsmonitor", "false")]
+        # The bytes committed are the bytes written, whatever this machine's config says
+        # (a repository's .gitattributes is checked by studio.attributes).
+        settings += [("core.autocrlf", "false"), ("core.safecrlf", "false"),
+                     ("core.attributesFile", str(setup.no_hooks / "no-attributes"))]
     settings += list(setup.identity)
     count = int(env.get("GIT_CONFIG_COUNT") or 0)
     for offset, (key, value) in enumerate(settings):

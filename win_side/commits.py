@@ -8,7 +8,8 @@ from pathlib import Path
 
 from studio import git, thin
 from studio.clock import utcnow
-from studio.errors import InvalidFile
+from studio.attributes import transforms
+from studio.errors import FatalError, InvalidFile
 from studio.capability import Capability, parse, rel_path
 from studio.fsutil import read_bounded, write_atomic, write_text_atomic
 from studio.layout import Studio
@@ -58,14 +59,48 @@ def commit_render(repo: WorkerRepo, record: RenderRecord, png: bytes | None) -> 
         return commit_paths(repo, render_message(record), [studio.rel(png_path), studio.rel(record_path)])
 
 
+class Transformed(FatalError):
+    """The repository's attributes would commit other bytes than the worker wrote: stop, commit nothing."""
+
+
+def check_attributes(repo: WorkerRepo, paths: list[str]) -> None:
+    """Refuse ``paths`` whose bytes ``.gitattributes`` would transform on their way into a commit."""
+    found = transforms(repo.root, paths)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise Transformed(f"{found[0]}{more}; the worker commits nothing until it is gone")
+
+
+def _check_staged(repo: WorkerRepo, paths: list[str]) -> None:
+    """The staged blob of each written file is the file's own bytes, or nothing is committed."""
+    written = [p for p in paths if (repo.root / p).is_file()]
+    if not written:
+        return
+    staged = {}
+    for line in git.out(repo.root, "ls-files", "-s", "-z", "--", *written).split("\0"):
+        if line:
+            meta, path = line.split("\t", 1)
+            staged[path] = meta.split()[1]
+    raw = git.out(repo.root, "hash-object", "--no-filters", "--", *written).split()
+    for path, blob in zip(written, raw):
+        if staged.get(path) != blob:
+            git.run(repo.root, "reset", "-q", "--", *paths, check=False)
+            raise Transformed(
+                f"{path}: git staged other bytes than the worker wrote (blob {staged.get(path)}, file {blob}): "
+                "a filter or attribute transforms it; the worker commits nothing until it is gone"
+            )
+
+
 def commit_paths(repo: WorkerRepo, message: str, paths: list[str]) -> str | None:
-    """Stage exactly ``paths`` (additions, changes, deletions) and commit only them.
+    """Stage exactly ``paths`` (additions, changes, deletions) and commit only them, byte for byte.
 
     None when they are exactly as committed already (nothing to commit).
     """
     with repo.lock:
         paths = existing_or_tracked(repo.root, paths)
+        check_attributes(repo, paths)
         git.run(repo.root, "add", "--all", *thin.add_options(repo.root), "--", *paths)
+        _check_staged(repo, paths)
         if paths and git.ok(repo.root, "diff", "--cached", "--quiet", "HEAD", "--", *paths):
             return None
         faults.point("commit")

@@ -28,7 +28,8 @@ from win_side.backends.base import Backend, RenderFailed, RenderRequest, RenderR
 from studio.capability import Capability, rel_path
 from studio.clock import utcnow
 from win_side.commits import (
-    clear_batch_error, commit_paths, commit_render, publish_capability, record_batch_error, render_message,
+    Transformed, check_attributes, clear_batch_error, commit_paths, commit_render, publish_capability,
+    record_batch_error, render_message,
 )
 from win_side.jobqueue import Item, RenderOutcome, RenderQueue
 from win_side.pending import PendingRenders
@@ -95,6 +96,7 @@ class Reconciler:
         self._idle.set()
         self.poked = threading.Event()
         self.stopping = threading.Event()
+        self.fatal: Optional[Exception] = None  # why the committer stopped the worker
         self.outcomes: queue.Queue[Optional[RenderOutcome]] = queue.Queue()
         self.renders = RenderQueue(backend.lanes, self.outcomes.put)
         self.pusher = (
@@ -207,6 +209,9 @@ class Reconciler:
             self.summary.refused = len(plan.refused)
             self._record_batch_errors(plan)
         self.progress.planned(plan.totals)
+        # Before any GPU time or fal money: would the repository's attributes change what we commit?
+        check_attributes(self.repo, [self.repo.studio.rel(p) for job in plan.jobs for p in (
+            self.repo.studio.png_path(job.batch, job.slug), self.repo.studio.record_path(job.batch, job.slug))])
         adopt = getattr(self.backend, "adopt", None)
         if adopt is not None:  # before anything is submitted: prompts a killed run left on the backend
             adopt({(job.batch, job.slug): job.spec_hash for job in plan.jobs})
@@ -321,6 +326,10 @@ class Reconciler:
             self.progress.finished(record, outcome.item.lane or self.backend.name)
             if self.pusher:
                 self.pusher.request()
+        except Transformed as exc:  # nothing can be committed as rendered: stop, say why
+            self.fatal = exc
+            self.stopping.set()
+            self.poke()
         except Exception:  # never let one image take the committer down
             log.exception("could not commit %s/%s; it will be rendered again", *key)
         finally:
@@ -343,6 +352,8 @@ class Reconciler:
             self._wait_idle_or_give_up()
         finally:
             self.stop(push_timeout=10.0)
+        if self.fatal is not None:
+            raise self.fatal
         return self.summary
 
     def _wait_idle_or_give_up(self) -> None:
@@ -396,6 +407,8 @@ class Reconciler:
         finally:
             watcher.stop()
             self.stop()
+        if self.fatal is not None:
+            raise self.fatal
         return self.summary
 
 
