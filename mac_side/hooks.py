@@ -43,11 +43,15 @@ from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
 from studio.capability import Capability, model_warnings, newest, range_problems
 from studio.config import StudioConfig, check_workflows, parse_config, workflow_nodes
 from studio.errors import InvalidFile, Problem
-from studio.fsutil import RefusedFile, link_problem, read_or_none, size_problem, write_atomic, write_text_atomic
+from studio.fsutil import (
+    RefusedFile, link_problem, read_bounded, read_or_none, size_problem, write_atomic, write_text_atomic,
+)
 from studio.ledger import Ledger, append, guard
-from studio.layout import BATCH_SUFFIXES, CONFIG_NAME, LEDGER_NAME, RENDERS, REVIEW_NAME, Studio, batch_id_problem
+from studio.layout import (
+    BATCH_SUFFIXES, CONFIG_NAME, LEDGER_NAME, RENDERS, REVIEW_NAME, STUDIO_ERROR_NAME, Studio, batch_id_problem,
+)
 from studio.limits import MAX_BATCH_BYTES, MAX_LEDGER_BYTES, MAX_RECORD_BYTES, MAX_REVIEW_BYTES, MAX_WORKFLOW_BYTES
-from studio.record import RenderRecord
+from studio.record import RenderRecord, StudioErrorRecord
 from studio.source import load_bytes
 from studio.winpath import windows_path_problem
 
@@ -466,8 +470,24 @@ def write_reviews(studio: Studio, fallback: Optional[str]) -> Said:
         return Said()
     batches = _batches_changed(studio, last, head) if last else batches_with_renders(studio)
     said = Said([outcome.line() for outcome in update_reviews(studio, batches, stage=True)] if batches else [])
+    said.messages += _studio_error(studio, last, head)
     _set_last_processed(root, head)
     return said
+
+
+def _studio_error(studio: Studio, old: Optional[str], new: str) -> list[str]:
+    """The worker's renders/studio-error.json, when it arrived or changed: what it cannot render at all."""
+    rel = f"{RENDERS}/{STUDIO_ERROR_NAME}"
+    if old and not git.changed_files(studio.root, old, new, rel):
+        return []
+    try:
+        raw = read_bounded(studio.renders_dir / STUDIO_ERROR_NAME, MAX_RECORD_BYTES, studio.root, rel)
+        record = StudioErrorRecord.model_validate_json(raw)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except (RefusedFile, ValueError) as exc:
+        return [f"the worker left {rel}, which cannot be read: {exc}"]
+    return [f"the worker cannot render: {p.path}:{p.line}: {p.message} ({rel})" for p in record.problems]
 
 
 def _batches_changed(studio: Studio, old: str, new: str) -> list[str]:

@@ -22,6 +22,7 @@ HOOKS = "hooks"
 REVIEW_NAME = "review.md"
 REVIEW_HTML_NAME = "review.html"
 BATCH_ERROR_NAME = "batch-error.json"
+STUDIO_ERROR_NAME = "studio-error.json"  # renders/studio-error.json: no batch id has a dot
 BATCH_SUFFIXES = (".yaml", ".yml", ".json")
 
 SLUG_MAX = 80
@@ -173,6 +174,10 @@ class Studio:
 
     def review_path(self, batch: str) -> Path:
         return self.batch_dir(batch) / REVIEW_NAME
+
+    @property
+    def studio_error_path(self) -> Path:
+        return self.inside(self.renders_dir) / STUDIO_ERROR_NAME
 
     def batch_error_path(self, batch: str) -> Path:
         return self.batch_dir(batch) / BATCH_ERROR_NAME

@@ -52,6 +52,34 @@ class RenderRecord(BaseModel):
         return dump_json(self, omit_none=("cached",))
 
 
+class StudioProblem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    line: int
+    message: str
+
+
+class StudioErrorRecord(BaseModel):
+    """``renders/studio-error.json``: what stops the worker from rendering the studio, or some batch at all.
+
+    An invalid ``renderloop.yaml`` (nothing can be planned), or a batch file
+    whose name is not a batch id (it has no folder of its own for a
+    batch-error record).  Committed, so the person sees it on their next
+    pull; removed once fixed.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["invalid"] = "invalid"
+    problems: list[StudioProblem]
+    worker: str
+    at: datetime
+
+    def to_json(self) -> str:
+        return dump_json(self)
+
+
 class BatchProblem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -9,12 +9,14 @@ from pathlib import Path
 from studio import git, thin
 from studio.clock import utcnow
 from studio.attributes import transforms
-from studio.errors import FatalError, InvalidFile
+from studio.errors import FatalError, InvalidFile, Problem
 from studio.capability import Capability, parse, rel_path
 from studio.fsutil import read_bounded, write_atomic, write_text_atomic
-from studio.layout import Studio
+from studio.layout import STUDIO_ERROR_NAME, Studio
 from studio.limits import MAX_BATCH_BYTES, MAX_RECORD_BYTES
-from studio.record import BatchErrorRecord, BatchProblem, RenderRecord, sha256_hex
+from studio.record import (
+    BatchErrorRecord, BatchProblem, RenderRecord, StudioErrorRecord, StudioProblem, sha256_hex,
+)
 from win_side import faults
 from win_side.repo import WorkerRepo, existing_or_tracked
 
@@ -107,6 +109,39 @@ def commit_paths(repo: WorkerRepo, message: str, paths: list[str]) -> str | None
         sha = git.commit(repo.root, message, *paths)
         faults.point("after-commit")
         return sha
+
+
+def record_studio_error(repo: WorkerRepo, problems: list[Problem], worker: str) -> str | None:
+    """Commit ``renders/studio-error.json`` naming ``problems``; once per set of problems. Returns the commit."""
+    studio = repo.studio
+    target = studio.studio_error_path
+    wanted = [StudioProblem(path=p.path, line=p.line, message=p.message) for p in problems]
+    try:
+        existing: StudioErrorRecord | None = StudioErrorRecord.model_validate_json(target.read_bytes())
+    except (OSError, ValueError):
+        existing = None
+    if existing is not None and existing.problems == wanted:
+        return None
+    record = StudioErrorRecord(problems=wanted, worker=worker, at=utcnow())
+    with repo.lock:
+        write_text_atomic(target, record.to_json())
+        message = (
+            f"render: nothing can be rendered as it stands ({problems[0]})\n\n"
+            f"Renderloop-Status: invalid\nRenderloop-Worker: {worker}"
+        )
+        return commit_paths(repo, message, [studio.rel(target)])
+
+
+def clear_studio_error(repo: WorkerRepo, worker: str) -> str | None:
+    """Remove ``renders/studio-error.json`` once what it named is fixed."""
+    studio = repo.studio
+    if not os.path.lexists(studio.renders_dir / STUDIO_ERROR_NAME):
+        return None
+    target = studio.studio_error_path
+    with repo.lock:
+        target.unlink()
+        message = f"render: the studio is valid again, error cleared\n\nRenderloop-Status: cleared\nRenderloop-Worker: {worker}"
+        return commit_paths(repo, message, [studio.rel(target)])
 
 
 def record_batch_error(repo: WorkerRepo, batch: str, path: Path, error: InvalidFile, worker: str) -> str | None:

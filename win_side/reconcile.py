@@ -12,14 +12,15 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Optional, TypedDict
 
 from studio.batch import Job
 from studio.config import StudioConfig, load_config
-from studio.errors import FatalError, InvalidFile
+from studio.errors import FatalError, InvalidFile, Problem
 from studio.git import GitError
+from studio.layout import Studio, batch_id_problem
 from studio.png import NotPng, check_png
 from studio.record import RenderError, RenderRecord, sha256_hex
 from studio.spec import Spec
@@ -28,8 +29,8 @@ from win_side.backends.base import Backend, RenderFailed, RenderRequest, RenderR
 from studio.capability import Capability, rel_path
 from studio.clock import utcnow
 from win_side.commits import (
-    Transformed, check_attributes, clear_batch_error, commit_paths, commit_render, publish_capability,
-    record_batch_error, render_message,
+    Transformed, check_attributes, clear_batch_error, clear_studio_error, commit_paths, commit_render,
+    publish_capability, record_batch_error, record_studio_error, render_message,
 )
 from win_side.jobqueue import Item, RenderOutcome, RenderQueue
 from win_side.pending import PendingRenders
@@ -79,6 +80,8 @@ class Summary:
     sync_error: Optional[str] = None  # why the last sync with the remote failed, if it did
     pending: int = 0  # finished renders that could not be written into the studio yet
     backend_down: Optional[str] = None  # run_once gave up: no lane answered for backend_wait seconds
+    # What stops the whole studio, or a misnamed batch, from rendering (committed as renders/studio-error.json).
+    studio_problems: list[Problem] = field(default_factory=list)
 
 
 class Reconciler:
@@ -198,7 +201,9 @@ class Reconciler:
                 config = load_config(self.repo.studio)
             except InvalidFile as exc:
                 log.error("renderloop.yaml is invalid, nothing can be planned until it is fixed:\n%s", exc)
+                self._record_studio_errors(exc.problems + misnamed_batches(self.repo.studio))
                 return None
+            self._record_studio_errors(misnamed_batches(self.repo.studio))
             plan = make_plan(
                 self.repo.studio, config, retry_failed=self.options.retry_failed, only=self.options.only
             )
@@ -235,6 +240,24 @@ class Reconciler:
                     self.pusher.request()
         except Exception:  # the capability file is advice for the person's hook: never stop rendering for it
             log.exception("could not publish what this worker can render")
+
+    def _record_studio_errors(self, problems: list[Problem]) -> None:
+        """What no batch-error record can hold is committed as renders/studio-error.json, so the person sees it."""
+        self.summary.studio_problems = list(problems)
+        if self.options.only is not None:
+            return  # `renderloop local`: the person is right here
+        try:
+            if problems:
+                changed = record_studio_error(self.repo, problems, self.options.worker)
+            else:
+                changed = clear_studio_error(self.repo, self.options.worker)
+        except FatalError as exc:  # renders/ itself is a link or a file: said for each batch below
+            log.error("cannot record renders/studio-error.json: %s", exc)
+            return
+        if changed:
+            log.info("%s renders/studio-error.json", "recorded" if problems else "cleared")
+            if self.pusher:
+                self.pusher.request()
 
     def _record_batch_errors(self, plan: Plan) -> None:
         changed = False
@@ -446,6 +469,15 @@ def render_record(request: RenderRequest, result: RenderResult | RenderFailed, *
         **common,
     )
     return record, None
+
+def misnamed_batches(studio: Studio) -> list[Problem]:
+    """Batch files whose name is not a batch id: they have no renders folder for an error record."""
+    problems = []
+    for path in studio.batch_files():
+        why = batch_id_problem(path.stem)
+        if why:
+            problems.append(Problem(studio.rel(path), 1, f"{why}; rename the file"))
+    return problems
 
 
 def _why(exc: Exception) -> str:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Optional
 
 from studio import git, layout
-from studio.config import load_config
-from studio.errors import FatalError
+from studio.config import builtin_config, load_config
+from studio.errors import FatalError, InvalidFile
 from studio.limits import worker_name_problem
 from studio.layout import Studio
 from studio.machine import Machine, load_machine
@@ -113,7 +113,11 @@ class StopSwitch:
 def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -> WorkerResult:
     machine = machine_settings(options)  # a setting this machine cannot use: a clear exit, before anything
     studio = open_studio(options.repo)
-    config = load_config(studio)
+    try:
+        config = load_config(studio)
+    except InvalidFile as exc:  # the reconciler commits it as renders/studio-error.json, and waits for a fix
+        log.error("renderloop.yaml is invalid:\n%s", exc)
+        config = builtin_config()
     repo = WorkerRepo(studio)
     git.run_no_repository_code(repo.state)
     worker_name = checked_worker_name(machine.worker.name)  # flag, env, machine.yaml, else the host name
@@ -178,6 +182,8 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
         raise FatalError(f"{summary.sync_error}{waits}")
     if summary.backend_down:
         raise FatalError(f"{summary.backend_down}; nothing was rendered for what waits")
+    if summary.studio_problems and options.once:  # committed as renders/studio-error.json; and said here
+        raise InvalidFile(summary.studio_problems)
     return WorkerResult(studio.root, summary, waiting, repo.state, no_remote, identity)
 
 
