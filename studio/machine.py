@@ -46,18 +46,21 @@ FLAGS: dict[str, str] = {
     "worker.window": "--window",
     "worker.poll": "--poll",
     "worker.fal_url": "--fal-url",
+    "worker.notify": "--notify",
+    "worker.comfyui_start": "--comfyui-start",
+    "worker.models_dir": "--models-dir",
     "mac.cooldown": "--cooldown",
     "mac.min_available_gb": "--min-available-gb",
     "mac.timeout": "--timeout",
 }
 
 
-def _url(value: str, what: str) -> str:
+def _url(value: str, what: str, example: str = "http://127.0.0.1:8188") -> str:
     """An http(s) URL with a host, nothing around it."""
     value = value.strip()
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or ord(c) < 32 for c in value):
-        raise ValueError(f"{what} {value!r} is not an http(s) URL like http://127.0.0.1:8188")
+        raise ValueError(f"{what} {value!r} is not an http(s) URL like {example}")
     return value.rstrip("/")
 
 
@@ -110,7 +113,7 @@ class WorkerMachine(_Strict):
     name: Optional[str] = None
     # ComfyUI servers, each image to the first free one.
     comfyui: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8188"])
-    # A command that starts ComfyUI when it is not answering (issue 14; validated only for now).
+    # A command that starts ComfyUI when it is not answering (run without a shell; a .bat via cmd /c).
     comfyui_start: Optional[str] = None
     window: int = Field(default=2, ge=1, le=64)  # images queued ahead on each server
     # Seconds between checks of a remote over the network (default 12; a remote on this disk is watched).
@@ -120,8 +123,8 @@ class WorkerMachine(_Strict):
     fal_url: Optional[str] = None
     # The longest wait for one fal image, in seconds: fal bills what it renders.
     fal_timeout: float = Field(default=600.0, gt=0, le=86400)
-    notify: Optional[str] = None  # a webhook told when a batch finishes (issue 14; validated only for now)
-    models_dir: Optional[str] = None  # ComfyUI's models folder (issue 14; validated only for now)
+    notify: Optional[str] = None  # a webhook told when a batch finishes (a secret: never printed whole)
+    models_dir: Optional[str] = None  # ComfyUI's models folder: missing means a drive not mounted
     log_file: Optional[str] = None  # where the worker also writes its log (issue 14; validated only for now)
     push_interval: Optional[float] = Field(default=None, gt=0, le=3600)  # coalesce pushes (issue 14)
 
@@ -148,10 +151,15 @@ class WorkerMachine(_Strict):
         # host:port alone means http://host:port, as ComfyUI prints it
         return [_url(url if "://" in url else "http://" + url.strip(), "ComfyUI server") for url in value]
 
-    @field_validator("fal_url", "notify")
+    @field_validator("fal_url")
     @classmethod
-    def _one_url(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else _url(value, "URL")
+    def _fal_url(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else _url(value, "fal URL", "https://queue.fal.run")
+
+    @field_validator("notify")
+    @classmethod
+    def _webhook(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else _url(value, "webhook", "https://ntfy.sh/my-studio")
 
     @field_validator("comfyui_start", "models_dir", "log_file")
     @classmethod

@@ -157,4 +157,4 @@ def test_notify_flags_are_checked(sandbox: Sandbox) -> None:
                  "--notify", "file:///etc/passwd")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "renderloop: error: --notify 'file:///etc/passwd': give an http(s) URL, like https://ntfy.sh/my-studio")
+        "renderloop: error: --notify: webhook 'file:///etc/passwd' is not an http(s) URL like https://ntfy.sh/my-studio")

@@ -10,7 +10,7 @@ import logging
 import re
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -67,7 +67,8 @@ def machine_settings(options: WorkerOptions) -> Machine:
     """This machine's worker settings: the flags over the environment over machine.yaml."""
     return load_machine({
         "worker.name": options.name, "worker.comfyui": options.comfyui, "worker.window": options.window,
-        "worker.poll": options.poll, "worker.fal_url": options.fal_url,
+        "worker.poll": options.poll, "worker.fal_url": options.fal_url, "worker.notify": options.notify,
+        "worker.comfyui_start": options.comfyui_start, "worker.models_dir": options.models_dir,
     })
 
 
@@ -112,6 +113,8 @@ class StopSwitch:
 
 def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -> WorkerResult:
     machine = machine_settings(options)  # a setting this machine cannot use: a clear exit, before anything
+    options = replace(options, notify=machine.worker.notify, comfyui_start=machine.worker.comfyui_start,
+                      models_dir=machine.worker.models_dir)
     studio = open_studio(options.repo)
     try:
         config = load_config(studio)

@@ -97,7 +97,7 @@ def listener():
     ("worker.wake", "worker:\n  wake: {mac: 'AA:BB:CC:DD:EE:FF'}\n", 7,
      "'worker.wake' is a machine setting: put it in {path} as mac.wake"),
     ("worker.notify", "worker:\n  notify: https://ntfy.sh/x\n", 7,
-     "'worker.notify' is a machine setting: put it in {path}"),
+     "'worker.notify' is a machine setting: put it in {path} (or pass --notify)"),
     ("local.cooldown_seconds", "local:\n  cooldown_seconds: 0\n", 7,
      "'local.cooldown_seconds' is a machine setting: put it in {path} as mac.cooldown (or pass --cooldown)"),
     ("local.min_available_gb", "local:\n  min_available_gb: 0\n", 7,
