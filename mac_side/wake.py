@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 from studio import git
 from studio.errors import FatalError
@@ -25,7 +25,7 @@ from studio.layout import open_studio
 from studio.machine import WakeTarget, load_machine
 
 NO_SETTINGS = (
-    "no Wake-on-LAN settings: add them under `mac:` in {path}, e.g.\n"
+    "no Wake-on-LAN settings: pass --mac AA:BB:CC:DD:EE:FF, or add them under `mac:` in {path}, e.g.\n"
     "mac:\n"
     "  wake: {{mac: \"AA:BB:CC:DD:EE:FF\", broadcast: 192.168.1.255, port: 9}}"
 )
@@ -52,9 +52,13 @@ def send_magic_packet(settings: WakeTarget) -> int:
         ) from None
 
 
-def wake() -> tuple[WakeTarget, int]:
-    """Send the packet to the worker named in this Mac's machine.yaml: its settings and the bytes sent."""
-    machine = load_machine()
+def wake(flags: Optional[Mapping[str, object]] = None) -> tuple[WakeTarget, int]:
+    """Send the packet to the worker this Mac's settings name: its settings and the bytes sent.
+
+    ``flags`` (``{"mac.wake.mac": "AA:BB:..."}``) win over the environment
+    (``RENDERLOOP_MAC_WAKE_MAC``...) and ``mac.wake`` in machine.yaml.
+    """
+    machine = load_machine(flags)
     settings = machine.mac.wake
     if settings is None:
         raise FatalError(NO_SETTINGS.format(path=machine.path))

@@ -49,10 +49,28 @@ FLAGS: dict[str, str] = {
     "worker.notify": "--notify",
     "worker.comfyui_start": "--comfyui-start",
     "worker.models_dir": "--models-dir",
+    "worker.notify_format": "--notify-format",
+    "worker.log_file": "--log-file",
+    "worker.push_interval": "--push-interval",
+    "worker.backend_wait": "--backend-wait",
     "mac.cooldown": "--cooldown",
     "mac.min_available_gb": "--min-available-gb",
     "mac.timeout": "--timeout",
+    "mac.wake.mac": "--mac",
+    "mac.wake.broadcast": "--broadcast",
+    "mac.wake.port": "--port",
 }
+
+# What an unset setting means, as `renderloop config` says it.
+UNSET: dict[str, str] = {
+    "worker.poll": "12 s to a remote over the network; a remote on this disk is watched",
+    "worker.fal_url": "https://queue.fal.run",
+    "worker.push_interval": "0 s to a remote on this disk, 10 s (at most 6 pushes a minute) to any other",
+    "worker.log_file": "the console only",
+    "mac.mflux_bin": "found on PATH",
+}
+
+NotifyFormat = Literal["json", "ntfy", "slack", "discord"]  # the bodies a webhook POST can have (win_side.notify)
 
 
 def _url(value: str, what: str, example: str = "http://127.0.0.1:8188") -> str:
@@ -124,9 +142,13 @@ class WorkerMachine(_Strict):
     # The longest wait for one fal image, in seconds: fal bills what it renders.
     fal_timeout: float = Field(default=600.0, gt=0, le=86400)
     notify: Optional[str] = None  # a webhook told when a batch finishes (a secret: never printed whole)
+    notify_format: NotifyFormat = "json"  # the body of that POST
     models_dir: Optional[str] = None  # ComfyUI's models folder: missing means a drive not mounted
-    log_file: Optional[str] = None  # where the worker also writes its log (issue 14; validated only for now)
-    push_interval: Optional[float] = Field(default=None, gt=0, le=3600)  # coalesce pushes (issue 14)
+    log_file: Optional[str] = None  # where the worker also writes its log (rotated at 5 MB, 3 kept)
+    # Seconds between two pushes at least (None: 0 to a remote on this disk, 10 to any other).
+    push_interval: Optional[float] = Field(default=None, ge=0, le=3600)
+    # With --once: how long to wait for a backend that does not answer before giving up.
+    backend_wait: float = Field(default=60.0, ge=0, le=86400)
 
     @model_validator(mode="before")
     @classmethod
@@ -379,7 +401,7 @@ def flag_hint(key: str) -> str:
 def shown(key: str, value: object) -> str:
     """A setting's value as `renderloop config` prints it: no passwords, no webhook tokens."""
     if value is None:
-        return "(not set)"
+        return f"(not set: {UNSET[key]})" if key in UNSET else "(not set)"
     if isinstance(value, list):
         return ", ".join(shown(key, v) for v in value)
     if isinstance(value, BaseModel):

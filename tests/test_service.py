@@ -164,6 +164,10 @@ def test_the_task_always_logs_to_a_file(tmp_path: Path) -> None:
     defn = definition("windows", ["--repo", r"C:\studio"], Path(r"C:\studio"), executable=r"C:\Py\python.exe",
                       env={"LOCALAPPDATA": r"C:\Users\ana\AppData\Local"}, home=tmp_path, user="ana")
     assert "--log-file" in defn.text and "worker.log" in defn.text  # pythonw.exe shows nothing: a log file
+    named = definition("windows", ["--repo", r"C:\studio"], Path(r"C:\studio"), executable=r"C:\Py\python.exe",
+                       env={"LOCALAPPDATA": r"C:\Users\ana\AppData\Local"}, home=tmp_path, user="ana",
+                       logs_to_file=True)
+    assert "--log-file" not in named.text  # worker.log_file in machine.yaml says where, and stays changeable there
 
 
 def test_the_worker_without_a_console(sandbox: Sandbox) -> None:
@@ -175,3 +179,9 @@ def test_the_worker_without_a_console(sandbox: Sandbox) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "rendered" in log.read_text()
+    configured = sandbox.root / "logs" / "from-machine-yaml.log"  # worker.log_file in machine.yaml: the same
+    Path(os.environ["RENDERLOOP_MACHINE_CONFIG"]).write_text(f"worker:\n  log_file: '{configured}'\n")
+    code = code.replace(f", '--log-file', {str(log)!r}", "")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "0 rendered, 0 failed" in configured.read_text()

@@ -76,7 +76,7 @@ def test_no_wake_settings_says_what_to_add_and_where(tmp_path: Path) -> None:
     path = _machine_with(None)
     result = cli("wake", cwd=tmp_path)
     assert result.returncode == 1
-    assert f"no Wake-on-LAN settings: add them under `mac:` in {path}" in result.stderr
+    assert f"no Wake-on-LAN settings: pass --mac AA:BB:CC:DD:EE:FF, or add them under `mac:` in {path}" in result.stderr
     assert "wake: {mac:" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -180,3 +180,18 @@ def test_wake_wait_is_bounded_by_a_hub_that_accepts_and_never_speaks(tmp_path: P
     assert result.returncode == 1, result.stdout
     assert "did not answer within 3 s" in result.stderr
     assert took < 12
+
+
+def test_flags_name_the_target_over_the_environment_and_the_file(tmp_path: Path, receiver: socket.socket) -> None:
+    port = receiver.getsockname()[1]
+    _machine_with('wake: {mac: "AA:BB:CC:DD:EE:FF", broadcast: 10.255.255.255, port: 1}')
+    env = {**os.environ, "RENDERLOOP_MAC_WAKE_MAC": "11:11:11:11:11:11"}
+    result = cli("wake", "--mac", "02-00-5e-10-00-01", "--broadcast", "127.0.0.1", "--port", str(port),
+                 cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    packet, _ = receiver.recvfrom(1024)
+    assert packet == b"\xff" * 6 + bytes.fromhex("02005e100001") * 16
+    bad = cli("wake", "--mac", "not-a-mac", cwd=tmp_path)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == ("renderloop: error: --mac: 'not-a-mac' is not a MAC address: "
+                                  "write six pairs of hex digits, like AA:BB:CC:DD:EE:FF")

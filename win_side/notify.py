@@ -22,14 +22,15 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional
+import typing
+from typing import Any, Callable, Optional
 
+from studio.machine import NotifyFormat as Format
 from win_side.throttle import Throttle, doubling, try_again
 
 log = logging.getLogger("renderloop.worker")
 
-Format = Literal["json", "ntfy", "slack", "discord"]
-FORMATS: tuple[Format, ...] = ("json", "ntfy", "slack", "discord")
+FORMATS: tuple[Format, ...] = typing.get_args(Format)
 DELAYS = doubling(2.0, 300.0)  # between tries of one notification
 ATTEMPTS = 8  # then it is given up (about 10 minutes of trying)
 QUEUE = 100  # notifications waiting at most; the oldest is dropped beyond

@@ -203,8 +203,11 @@ def _windows_user() -> str:
 
 def definition(platform: str, flags: Sequence[str], workdir: Path, *, executable: str = sys.executable,
                env: Optional[dict[str, str]] = None, home: Optional[Path] = None,
-               user: Optional[str] = None) -> Definition:
-    """The service definition of the worker with ``flags`` on ``platform``, and how to (un)register it."""
+               user: Optional[str] = None, logs_to_file: bool = False) -> Definition:
+    """The service definition of the worker with ``flags`` on ``platform``, and how to (un)register it.
+
+    ``logs_to_file``: this machine's settings name a log file (``worker.log_file``), so no default is added.
+    """
     argv = worker_argv(flags, platform, executable)
     if platform == "linux":
         path = systemd_dir(env) / f"{NAME}.service"
@@ -223,7 +226,7 @@ def definition(platform: str, flags: Sequence[str], workdir: Path, *, executable
     if platform == "windows":
         local = Path((env or os.environ).get("LOCALAPPDATA") or home / "AppData" / "Local")
         path = local / "renderloop" / f"{NAME}.xml"
-        if "--log-file" not in flags:  # pythonw.exe has no console: the log goes to a file
+        if "--log-file" not in flags and not logs_to_file:  # pythonw.exe has no console: the log goes to a file
             argv += ["--log-file", str(local / "renderloop" / "worker.log")]
         xml = task_xml(argv, workdir, user)
         return Definition("windows", path, xml.replace("\n", "\r\n").encode("utf-16"),

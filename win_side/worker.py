@@ -48,14 +48,16 @@ class WorkerOptions:
     name: Optional[str] = None
     push: bool = True
     retry_failed: bool = False
-    # From this machine only (flags; machine settings' worker.notify), never the repository:
+    # The flags; each None (not given) is taken from this machine's settings (environment,
+    # machine.yaml: studio.machine), never from the repository:
     notify: Optional[str] = None  # a webhook told when a batch ends
-    notify_format: str = "json"  # win_side.notify.FORMATS
+    notify_format: Optional[str] = None  # win_side.notify.FORMATS (default json)
     comfyui_start: Optional[str] = None  # the command that starts ComfyUI when it does not answer
     models_dir: Optional[str] = None  # ComfyUI's models folder: missing means a drive not mounted
     comfyui_ready_timeout: float = 600.0  # how long a started ComfyUI may take to answer
-    backend_wait: float = 60.0  # --once: seconds to wait for a backend that does not answer
+    backend_wait: Optional[float] = None  # --once: seconds to wait for a backend that does not answer (default 60)
     push_interval: Optional[float] = None  # None: 0 for a remote on this disk, HOSTED_PUSH_INTERVAL otherwise
+    log_file: Optional[str] = None  # also write the log there (the command opens it)
 
 
 def open_studio(repo: Path) -> Studio:
@@ -68,7 +70,9 @@ def machine_settings(options: WorkerOptions) -> Machine:
     return load_machine({
         "worker.name": options.name, "worker.comfyui": options.comfyui, "worker.window": options.window,
         "worker.poll": options.poll, "worker.fal_url": options.fal_url, "worker.notify": options.notify,
-        "worker.comfyui_start": options.comfyui_start, "worker.models_dir": options.models_dir,
+        "worker.notify_format": options.notify_format, "worker.comfyui_start": options.comfyui_start,
+        "worker.models_dir": options.models_dir, "worker.log_file": options.log_file,
+        "worker.push_interval": options.push_interval, "worker.backend_wait": options.backend_wait,
     })
 
 
@@ -111,10 +115,16 @@ class StopSwitch:
             self._reconciler.poke()
 
 
-def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -> WorkerResult:
-    machine = machine_settings(options)  # a setting this machine cannot use: a clear exit, before anything
-    options = replace(options, notify=machine.worker.notify, comfyui_start=machine.worker.comfyui_start,
-                      models_dir=machine.worker.models_dir)
+def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch,
+               machine: Optional[Machine] = None) -> WorkerResult:
+    """Render until stopped (or once); ``machine``: :func:`machine_settings` of ``options``, when already read."""
+    if machine is None:
+        machine = machine_settings(options)  # a setting this machine cannot use: a clear exit, before anything
+    settings = machine.worker
+    options = replace(options, notify=settings.notify, notify_format=settings.notify_format,
+                      comfyui_start=settings.comfyui_start, models_dir=settings.models_dir,
+                      backend_wait=settings.backend_wait, push_interval=settings.push_interval,
+                      log_file=settings.log_file)
     studio = open_studio(options.repo)
     try:
         config = load_config(studio)
@@ -140,8 +150,10 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch) -
     if problem:
         log.warning("%s", problem)
     missing = models_dir_problem(options.models_dir)
-    if missing:
+    if missing and options.once:
         raise FatalError(missing)
+    if missing:  # a drive unlocked after logon: the ComfyUI lanes wait for it, naming it, before each batch
+        log.warning("%s", missing)
     notifier = _notifier(options)
     progress.on_batch_end = batch_end_callback(notifier, worker_name)
     keeper: Optional[ComfyKeeper] = None
@@ -209,7 +221,7 @@ def _notifier(options: WorkerOptions) -> Optional[Notifier]:
 
     if not is_http_url(options.notify):
         raise FatalError(f"--notify {options.notify!r}: give an http(s) URL, like https://ntfy.sh/my-studio")
-    fmt = next((f for f in FORMATS if f == options.notify_format), None)
+    fmt = next((f for f in FORMATS if f == (options.notify_format or "json")), None)
     if fmt is None:
         raise FatalError(f"--notify-format {options.notify_format!r}: choose from {', '.join(FORMATS)}")
     return Notifier(options.notify, fmt).start()

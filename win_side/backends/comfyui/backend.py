@@ -54,6 +54,7 @@ from win_side.backends.comfyui import capability, errors, reattach
 from win_side.backends.comfyui.client import BadAnswer, ComfyClient, FileGone, OutOfTime, Rejected, ServerDown
 from win_side.backends.comfyui.events import EventStream, Watch
 from win_side.backends.comfyui.graphs import Graph, builtin_graph, filename_prefix, workflow_graph
+from win_side.keeper import models_dir_problem
 from win_side.power import CLOCK
 from win_side.throttle import Throttle
 
@@ -138,6 +139,7 @@ class ComfyLane:
         self.shared = shared or _Shared()
         self.held: dict[tuple[str, str], tuple[str, str]] = {}  # key -> (spec_hash, prompt id) on this server
         self.survey_needed = True  # at start, and after the server was unreachable
+        self.models_dir: Optional[str] = None  # this machine's ComfyUI models folder (worker.models_dir)
 
     def accepts(self, request: RenderRequest) -> bool:
         """False when preflight found this server lacks the model's files or nodes, or another server
@@ -158,6 +160,9 @@ class ComfyLane:
     # --------------------------------------------------------------- render
     def render(self, request: RenderRequest, cancel: threading.Event,
                progress: Optional[ReportProgress] = None) -> RenderResult:
+        missing = models_dir_problem(self.models_dir)
+        if missing:  # a drive not mounted: the image waits (named as such), it is not failed for missing files
+            raise BackendUnavailable(missing)
         graph = self.builder.graph(request)
         self._leave_to_peers(request)
         if self.survey_needed:
@@ -412,9 +417,11 @@ class ComfyUIBackend:
         self._lanes = [ComfyLane(url, max(1, options.window), self.builder, timeout,
                                  client_id=stable_client_id(options.state_dir, url), shared=self.shared)
                        for url in urls]
+        self.models_dir = options.machine.worker.models_dir
         for lane in self._lanes:
             lane.peers = [peer for peer in self._lanes if peer is not lane]
             lane.client.stop = options.stop
+            lane.models_dir = self.models_dir
 
     @property
     def lanes(self) -> Sequence[ComfyLane]:
@@ -435,6 +442,11 @@ class ComfyUIBackend:
                     continue
             by_model.setdefault(model, []).append(request)
         if not graphs:
+            return failures
+        missing = models_dir_problem(self.models_dir)
+        if missing:  # before each batch: what the servers lack says nothing while the folder is away
+            batches = sorted({request.batch for request in requests})
+            log.warning("%s; %d image(s) of %s wait for it", missing, len(requests), ", ".join(batches))
             return failures
         with ThreadPoolExecutor(max_workers=len(self._lanes)) as pool:
             answers = list(pool.map(lambda lane: lane.inspect(graphs), self._lanes))
