@@ -34,7 +34,8 @@ FORMATS: tuple[Format, ...] = typing.get_args(Format)
 DELAYS = doubling(2.0, 300.0)  # between tries of one notification
 ATTEMPTS = 8  # then it is given up (about 10 minutes of trying)
 QUEUE = 100  # notifications waiting at most; the oldest is dropped beyond
-TIMEOUT = 10.0  # one POST, connect and read
+TIMEOUT = 10.0  # one POST, all of it: connect, send, the whole answer
+MAX_ANSWER = 64 * 1024  # a webhook's answer is read (and dropped) up to this much
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,17 @@ Post = Callable[[str, dict[str, str], bytes], None]  # raises on failure
 
 
 def http_post(url: str, headers: dict[str, str], body: bytes) -> None:
+    """POST ``body``; the whole request within :data:`TIMEOUT` seconds and its answer within
+    :data:`MAX_ANSWER` bytes, however the target trickles (:func:`win_side.backends.http.fetch`)."""
     import requests
 
-    response = requests.post(url, data=body, headers=headers, timeout=(min(5.0, TIMEOUT), TIMEOUT),
-                             allow_redirects=False)
-    if response.status_code >= 300:
-        raise OSError(f"HTTP {response.status_code} {response.reason}")
+    from win_side.backends.http import fetch
+
+    with requests.Session() as session:
+        answer = fetch(session, "POST", url, limit=MAX_ANSWER, seconds=TIMEOUT, connect_timeout=min(5.0, TIMEOUT),
+                       data=body, headers=headers, allow_redirects=False)
+    if answer.status_code >= 300:
+        raise OSError(f"HTTP {answer.status_code} {answer.reason}")
 
 
 class Notifier:

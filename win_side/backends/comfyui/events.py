@@ -9,16 +9,23 @@ socket drops, the stream reconnects with the same clientId and bumps
 while it is down they poll.  Binary frames (previews) are ignored.  A frame,
 or a message in fragments, over ``MAX_ANSWER_BYTES`` is refused before its
 payload is read: the socket is dropped and opened again.
+
+Every read has a deadline and a cap, however the server trickles its bytes:
+the handshake answer must arrive whole within ``HANDSHAKE_SECONDS`` and
+``MAX_HANDSHAKE_BYTES``, and each message once it has begun within
+``MESSAGE_SECONDS`` (:class:`_Guarded`, the socket websocket-client is given).
 """
 from __future__ import annotations
 
 import json
 import logging
 import select
+import socket
 import ssl
 import threading
 import time
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 import websocket
 from websocket._abnf import continuous_frame, frame_buffer
@@ -33,6 +40,9 @@ CONNECT_TIMEOUT = 5.0
 PING_EVERY = 10.0  # a socket silent this long is pinged...
 DEAD_AFTER = 25.0  # ...and given up when nothing came back for this long
 RECONNECT = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+HANDSHAKE_SECONDS = 10.0  # the whole handshake answer, however it trickles
+MAX_HANDSHAKE_BYTES = 64 * 1024  # ComfyUI's is a few hundred bytes
+MESSAGE_SECONDS = 30.0  # one message (or frame), from its first byte to its last
 
 
 class Watch:
@@ -63,6 +73,7 @@ class EventStream:
         self._thread: Optional[threading.Thread] = None
         self._ws: Optional[websocket.WebSocket] = None
         self._was_connected = False
+        self.problem: Optional[str] = None  # why the last try to open the socket failed
 
     # ------------------------------------------------------------- watches
     def start(self) -> None:
@@ -125,15 +136,18 @@ class EventStream:
         reconnect = Throttle(RECONNECT)
         while not self._closing.is_set():
             try:
-                ws = websocket.create_connection(
-                    self.ws_url, timeout=CONNECT_TIMEOUT, skip_utf8_validation=True, enable_multithread=True,
-                )
-            except Exception as exc:  # refused, timed out, handshake answered 404...
+                ws = self._connect()
+            except Exception as exc:  # refused, timed out, handshake answered 404, too long or too slow...
+                if str(exc) != self.problem:  # once per reason, not at every try
+                    log.info("ComfyUI at %s: websocket not opened (%s); polling /history until it is",
+                             self.url, exc)
+                    self.problem = str(exc)
                 self._set_connected(False, exc)
                 reconnect.fail()
                 reconnect.wait(self._closing)
                 continue
             reconnect.succeed()
+            self.problem = None
             bound(ws)
             self._ws = ws
             self._set_connected(True)
@@ -150,10 +164,31 @@ class EventStream:
                     pass
             self._set_connected(False)
 
+    def _connect(self) -> websocket.WebSocket:
+        """The websocket, its handshake answer read within a deadline and a cap."""
+        parts = urlsplit(self.url)
+        secure = parts.scheme == "https"
+        host = parts.hostname or "127.0.0.1"
+        raw = socket.create_connection((host, parts.port or (443 if secure else 80)), timeout=CONNECT_TIMEOUT)
+        try:
+            if secure:
+                raw = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
+            guarded = _Guarded(raw, HANDSHAKE_SECONDS, MAX_HANDSHAKE_BYTES, "the websocket handshake answer")
+            ws = websocket.create_connection(
+                self.ws_url, timeout=CONNECT_TIMEOUT, skip_utf8_validation=True, enable_multithread=True,
+                socket=guarded,
+            )
+        except BaseException:
+            raw.close()
+            raise
+        guarded.limit(None, None, "")  # frames and messages are capped by bound(); each read timed by _read
+        return ws
+
     def _read(self, ws: websocket.WebSocket) -> None:
-        sock = ws.sock
-        if sock is None:  # closed between connecting and reading
+        guarded = ws.sock
+        if guarded is None:  # closed between connecting and reading
             raise ConnectionError("the websocket is closed")
+        sock = guarded.raw if isinstance(guarded, _Guarded) else guarded
         heard = time.monotonic()
         pinged = False
         while not self._closing.is_set():
@@ -168,6 +203,8 @@ class EventStream:
                         ws.ping()
                         pinged = True
                     continue
+            if isinstance(guarded, _Guarded):
+                guarded.limit(MESSAGE_SECONDS, None, "a websocket message")
             opcode, payload = ws.recv_data(control_frame=True)
             heard, pinged = time.monotonic(), False
             if opcode == websocket.ABNF.OPCODE_CLOSE:
@@ -191,6 +228,58 @@ class EventStream:
                      self.url, reason or "closed")
         if changed:
             self._poke_all()
+
+
+class _Guarded:
+    """The socket websocket-client reads through: each read within what is left of a deadline and a byte budget.
+
+    Everything else (send, fileno, shutdown, close...) is the real socket's.
+    Running out raises :class:`websocket.WebSocketException` naming what was
+    read, which drops the connection (it is opened again on the backoff).
+    """
+
+    def __init__(self, raw: socket.socket, seconds: Optional[float], budget: Optional[int], what: str) -> None:
+        self.raw = raw
+        self.deadline: Optional[float] = None
+        self.seconds: Optional[float] = None
+        self.budget: Optional[int] = None
+        self.cap: Optional[int] = None
+        self.what = what
+        self.limit(seconds, budget, what)
+
+    def limit(self, seconds: Optional[float], budget: Optional[int], what: str) -> None:
+        """From now on: at most ``seconds`` and ``budget`` bytes more for ``what`` (None: no limit)."""
+        self.seconds = seconds
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+        self.budget = self.cap = budget
+        self.what = what
+
+    def recv(self, bufsize: int) -> bytes:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise websocket.WebSocketException(f"{self.what} took more than {self.seconds:g} s; given up")
+            self.raw.settimeout(min(left, CONNECT_TIMEOUT))
+        if self.budget is not None:
+            bufsize = max(1, min(bufsize, self.budget + 1))
+        try:
+            data = self.raw.recv(bufsize)
+        except socket.timeout:
+            if self.deadline is not None and self.deadline <= time.monotonic():
+                raise websocket.WebSocketException(f"{self.what} took more than {self.seconds:g} s; given up") from None
+            raise
+        finally:
+            if self.deadline is not None:
+                self.raw.settimeout(CONNECT_TIMEOUT)
+        if self.budget is not None:
+            self.budget -= len(data)
+            if self.budget < 0:
+                raise websocket.WebSocketException(
+                    f"{self.what} is longer than renderloop's limit of {size_text(self.cap or 0)}; refused")
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
 
 
 class _BoundedFrames(frame_buffer):
