@@ -331,9 +331,10 @@ version: 1
 # comfyui: the built-in graph and the model file names as the worker's ComfyUI
 # lists them. fal: the endpoint and the price per megapixel (USD).
 # mflux: the mflux program (and its model) that renders it on a Mac with Apple silicon.
-# Where and with what each machine renders (ComfyUI servers, fal's host, the
-# mflux folder, Wake-on-LAN) is that machine's own setting, never this file's:
-# see `renderloop config --path`.
+# Where and with what each machine renders (ComfyUI servers and the command
+# that starts ComfyUI, its models folder, fal's host, the webhook, push spacing,
+# the mflux folder, Wake-on-LAN) is that machine's own setting, never this
+# file's: see `renderloop config --path`.
 models:
 {models}"""
 
