@@ -82,6 +82,13 @@ def _url(value: str, what: str, example: str = "http://127.0.0.1:8188") -> str:
     return value.rstrip("/")
 
 
+def _one_line(value: Optional[str], what: str) -> Optional[str]:
+    """``value`` unless it is blank or holds a control character (then: it is not ``what``)."""
+    if value is not None and (not value.strip() or any(ord(c) < 32 for c in value)):
+        raise ValueError(f"{value!r} is not {what}")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -186,9 +193,7 @@ class WorkerMachine(_Strict):
     @field_validator("comfyui_start", "models_dir", "log_file")
     @classmethod
     def _some_text(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and (not value.strip() or any(ord(c) < 32 for c in value)):
-            raise ValueError(f"{value!r} is not a path or command")
-        return value
+        return _one_line(value, "a path or command")
 
 
 class MacMachine(_Strict):
@@ -205,9 +210,7 @@ class MacMachine(_Strict):
     @field_validator("mflux_bin")
     @classmethod
     def _folder(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and (not value.strip() or any(ord(c) < 32 for c in value)):
-            raise ValueError(f"{value!r} is not a folder")
-        return value
+        return _one_line(value, "a folder")
 
 
 class MachineSettings(_Strict):

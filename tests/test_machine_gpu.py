@@ -15,7 +15,7 @@ import pytest
 from studio.layout import Studio
 from studio.machine import FLAGS, leaves
 from tests.comfyui_server import ComfyServer
-from tests.helpers import BATCH_YAML, Sandbox, cli, git
+from tests.helpers import Sandbox, cli, git
 from win_side.repo import WorkerRepo
 from win_side.worker import WorkerOptions, machine_settings, push_interval
 

@@ -16,10 +16,13 @@ again and again.
 from __future__ import annotations
 
 import gzip
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
+
+from tests.comfyui_server.ws import accept_key
 
 THREE_GB = 3 * 1024 ** 3
 BLOCK = b"\0" * (1024 * 1024)
@@ -127,3 +130,58 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self.wfile.write(chunk)
             self.wfile.flush()
+
+
+def upgrade(request: bytes) -> bytes:
+    """The 101 answer to a websocket ``request``, up to the blank line that ends its headers."""
+    key = next(line.split(b":", 1)[1].strip().decode() for line in request.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key"))
+    return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode())
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that reads a request and hands the connection to ``talk``."""
+
+    def __init__(self, talk: Callable[["RawServer", socket.socket, bytes], None]) -> None:
+        self.talk = talk
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = 0
+        self.sent = 0
+        self.closing = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(0.1)
+        while not self.closing.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        try:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            self.talk(self, conn, request)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def trickle(self, conn: socket.socket, every: float, byte: bytes = b"x") -> None:
+        while not self.closing.is_set():
+            conn.sendall(byte)
+            self.sent += 1
+            time.sleep(every)
+
+    def close(self) -> None:
+        self.closing.set()
+        self.listener.close()

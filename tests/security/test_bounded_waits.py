@@ -7,15 +7,13 @@ message once the socket is open, or trickle and flood a webhook's answer.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from typing import Callable, Iterator
 
 import pytest
 import requests
 
-from tests.comfyui_server.ws import accept_key
-from tests.security.hostile_http import HostileServer
+from tests.security.hostile_http import HostileServer, RawServer, upgrade
 from tests.security.test_network import MiB, PeakRss
 from win_side import notify
 from win_side.backends import http
@@ -24,75 +22,18 @@ from win_side.backends.comfyui.events import EventStream
 from win_side.notify import BatchEnded, Notifier
 
 
-def upgrade(request: bytes) -> bytes:
-    """The 101 answer to a websocket ``request``, up to the blank line that ends its headers."""
-    key = next(line.split(b":", 1)[1].strip().decode() for line in request.split(b"\r\n")
-               if line.lower().startswith(b"sec-websocket-key"))
-    return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            + f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode())
+def endless(start: bytes, block: bytes) -> Callable[[RawServer, socket.socket, bytes], None]:
+    """A handshake answer that begins with ``start`` and then repeats ``block`` for ever."""
+    def talk(server: RawServer, conn: socket.socket, request: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\n" + start)
+        while not server.closing.is_set():
+            conn.sendall(block)
+            server.sent += len(block)
+    return talk
 
 
-class RawServer:
-    """A TCP server on 127.0.0.1 that reads a request and hands the connection to ``talk``."""
-
-    def __init__(self, talk: Callable[["RawServer", socket.socket, bytes], None]) -> None:
-        self.talk = talk
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.connections = 0
-        self.sent = 0
-        self.closing = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        self.listener.settimeout(0.1)
-        while not self.closing.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        try:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                request += chunk
-            self.talk(self, conn, request)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def trickle(self, conn: socket.socket, every: float, byte: bytes = b"x") -> None:
-        while not self.closing.is_set():
-            conn.sendall(byte)
-            self.sent += 1
-            time.sleep(every)
-
-    def close(self) -> None:
-        self.closing.set()
-        self.listener.close()
-
-
-def endless_header(server: RawServer, conn: socket.socket, request: bytes) -> None:
-    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nX-Pad: ")
-    block = b"a" * 65536
-    while not server.closing.is_set():
-        conn.sendall(block)
-        server.sent += len(block)
-
-
-def endless_header_lines(server: RawServer, conn: socket.socket, request: bytes) -> None:
-    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\n")
-    block = b"X-Pad: a\r\n" * 6554
-    while not server.closing.is_set():
-        conn.sendall(block)
-        server.sent += len(block)
+endless_header = endless(b"X-Pad: ", b"a" * 65536)  # one line that never ends
+endless_header_lines = endless(b"", b"X-Pad: a\r\n" * 6554)  # lines that never end
 
 
 def trickled_handshake(server: RawServer, conn: socket.socket, request: bytes) -> None:

@@ -28,11 +28,10 @@ from studio.limits import MAX_ANSWER_BYTES, MAX_PNG_BYTES
 from studio.record import RenderRecord
 from studio.spec import Spec
 from tests.comfyui_server import ComfyServer
-from tests.comfyui_server.ws import accept_key
 from tests.fal_server import FalServer, FalState
 from tests.helpers import Sandbox, git
 from tests.security.helpers import GOOD, posix_only
-from tests.security.hostile_http import THREE_GB, HostileServer, drip, zeros
+from tests.security.hostile_http import THREE_GB, HostileServer, RawServer, drip, upgrade, zeros
 from win_side.backends import http, make_backend
 from win_side.backends.base import BackendOptions, Cancelled, RenderFailed, RenderRequest
 from win_side.backends.comfyui import ComfyUIBackend
@@ -352,55 +351,26 @@ def test_the_workers_stop_ends_a_preflight_at_once(tmp_path: Path, comfy: ComfyS
 # -- the websocket ----------------------------------------------------------------------------
 
 
-class FrameServer:
+class FrameServer(RawServer):
     """A websocket endpoint that, after the handshake, sends one frame header announcing ``length`` bytes
     and then trickles zeros."""
 
     def __init__(self, length: int, fragments: int = 0) -> None:
         self.length = length
         self.fragments = fragments
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.connections = 0
-        self.closing = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(FrameServer._frames)
 
-    def _serve(self) -> None:
-        self.listener.settimeout(0.1)
-        while not self.closing.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
-        try:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += conn.recv(4096)
-            key = next(line.split(b":", 1)[1].strip().decode() for line in request.split(b"\r\n")
-                       if line.lower().startswith(b"sec-websocket-key"))
-            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         + f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode())
-            if self.fragments:
-                block = b"\0" * (1024 * 1024)
-                conn.sendall(bytes([0x01, 127]) + (len(block)).to_bytes(8, "big") + block)  # text, not final
-                for _ in range(self.fragments):
-                    conn.sendall(bytes([0x00, 127]) + (len(block)).to_bytes(8, "big") + block)
-            else:
-                conn.sendall(bytes([0x82, 127]) + self.length.to_bytes(8, "big"))
-                while not self.closing.is_set():
-                    conn.sendall(b"\0" * 65536)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.closing.set()
-        self.listener.close()
+    def _frames(self, conn: socket.socket, request: bytes) -> None:
+        conn.sendall(upgrade(request))
+        if self.fragments:
+            block = b"\0" * (1024 * 1024)
+            conn.sendall(bytes([0x01, 127]) + (len(block)).to_bytes(8, "big") + block)  # text, not final
+            for _ in range(self.fragments):
+                conn.sendall(bytes([0x00, 127]) + (len(block)).to_bytes(8, "big") + block)
+        else:
+            conn.sendall(bytes([0x82, 127]) + self.length.to_bytes(8, "big"))
+            while not self.closing.is_set():
+                conn.sendall(b"\0" * 65536)
 
 
 @pytest.mark.parametrize("length,fragments,said", [
