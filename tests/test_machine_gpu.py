@@ -130,11 +130,14 @@ def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-
 
 
 def _push_batch(sandbox: Sandbox, name: str) -> None:
-    git(sandbox.mac, "pull", "-q")
     sandbox.write(f"batches/{name}.yaml", ONE_IMAGE.format(slug=f"{name}-one"))
     git(sandbox.mac, "add", f"batches/{name}.yaml")
     git(sandbox.mac, "commit", "-q", "-m", f"batch {name}")
-    git(sandbox.mac, "push", "-q")
+    for _ in range(10):  # the worker may push its renders in between: pull them, as a person does
+        if git(sandbox.mac, "push", "-q", check=False).returncode == 0:
+            return
+        git(sandbox.mac, "pull", "-q")
+    raise AssertionError("the batch could not be pushed")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the worker is stopped with SIGTERM")
