@@ -73,12 +73,24 @@ UNSET: dict[str, str] = {
 NotifyFormat = Literal["json", "ntfy", "slack", "discord"]  # the bodies a webhook POST can have (win_side.notify)
 
 
-def _url(value: str, what: str, example: str = "http://127.0.0.1:8188") -> str:
-    """An http(s) URL with a host, nothing around it."""
+def is_http_url(url: str) -> bool:
+    """``url`` is an http(s) URL with a host (and a port, if it names one, that is a number).
+
+    The one URL check: this machine's settings and the backends (``win_side.backends.http``) ask it.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # a ValueError when the port is not a number
+    except ValueError:  # "http://[::1": an unclosed address
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _url(value: str, what: str, example: str = "http://127.0.0.1:8188", given: Optional[str] = None) -> str:
+    """An http(s) URL with a host, nothing around it (``given``: the value as written, for the message)."""
     value = value.strip()
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() or ord(c) < 32 for c in value):
-        raise ValueError(f"{what} {value!r} is not an http(s) URL like {example}")
+    if not is_http_url(value) or any(c.isspace() or ord(c) < 32 for c in value):
+        raise ValueError(f"{what} {value if given is None else given!r} is not an http(s) URL like {example}")
     return value.rstrip("/")
 
 
@@ -178,7 +190,7 @@ class WorkerMachine(_Strict):
         if not value:
             raise ValueError("list at least one ComfyUI server, like http://127.0.0.1:8188")
         # host:port alone means http://host:port, as ComfyUI prints it
-        return [_url(url if "://" in url else "http://" + url.strip(), "ComfyUI server") for url in value]
+        return [_url(url if "://" in url else "http://" + url.strip(), "ComfyUI server", given=url) for url in value]
 
     @field_validator("fal_url")
     @classmethod

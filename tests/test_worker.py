@@ -304,8 +304,8 @@ def test_an_empty_comfyui_list_is_a_clear_error_not_a_bug(sandbox: Sandbox) -> N
 def test_a_comfyui_server_that_is_no_url_is_one_line_naming_it(sandbox: Sandbox, url: str) -> None:
     result = run_worker(sandbox, "--backend", "comfyui", "--comfyui", url)
     assert result.returncode == 1, result.stderr
-    assert result.stderr == (f"renderloop: error: ComfyUI server {url!r} is not an http(s) URL: "
-                             "give one like http://127.0.0.1:8188\n")
+    assert result.stderr == (f"renderloop: error: --comfyui: ComfyUI server {url!r} is not an http(s) URL "
+                             f"like http://127.0.0.1:8188 (got [{url!r}])\n")
     assert render_commits(sandbox.worker) == []
 
 

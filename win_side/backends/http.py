@@ -24,11 +24,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
-from urllib.parse import urlsplit
-
 import requests
 import urllib3
 from requests.structures import CaseInsensitiveDict
+
+from studio.machine import is_http_url  # noqa: F401 - the one URL check, asked here by the backends
 
 CHUNK = 64 * 1024
 SLICE = 0.05  # seconds between looks at the stop events while a request runs
@@ -78,16 +78,6 @@ class Answer:
     def json(self) -> Any:
         """The body as JSON; ValueError when it is not."""
         return json.loads(self.content)
-
-
-def is_http_url(url: str) -> bool:
-    """``url`` is an http(s) URL with a host (and a port, if it names one, that is a number)."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # a ValueError when the port is not a number
-    except ValueError:  # "http://[::1": an unclosed address
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def fetch(
