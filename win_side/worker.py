@@ -33,6 +33,8 @@ from win_side.watch import Watcher, local_remote_repo
 log = logging.getLogger("renderloop.worker")
 
 HOSTED_PUSH_INTERVAL = 10.0  # at most 6 pushes a minute to a remote that is not on this disk
+NOTIFY_AT_END = 5.0  # seconds the webhook's last tries may take when the worker ends by itself (--once)...
+NOTIFY_ON_SIGNAL = 0.5  # ...and when it was asked to stop: any wait ends within a second
 
 
 @dataclass
@@ -186,8 +188,8 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch,
         repo.release()
         if keeper is not None:
             keeper.stop()
-        if notifier is not None:
-            notifier.stop()
+        if notifier is not None:  # asked to stop (SIGINT/SIGTERM): no waiting on a slow webhook past a second
+            notifier.stop(timeout=NOTIFY_ON_SIGNAL if switch.requested else NOTIFY_AT_END)
     no_remote = repo.remote if options.push and not repo.has_remote() else None
     waiting = repo.unpushed() if options.push and not no_remote else 0
     log.info("%d rendered, %d failed%s", summary.rendered, summary.failed,

@@ -6,7 +6,11 @@ message once the socket is open, or trickle and flood a webhook's answer.
 """
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from typing import Callable, Iterator
 
@@ -14,7 +18,9 @@ import pytest
 import requests
 
 from tests.security.hostile_http import HostileServer, RawServer, upgrade
-from tests.security.test_network import MiB, PeakRss
+from tests.helpers import Sandbox
+from tests.security.helpers import posix_only
+from tests.security.test_network import MiB, PeakRss, publish_batch
 from win_side import notify
 from win_side.backends import http
 from win_side.backends.comfyui import events
@@ -169,3 +175,31 @@ def test_a_trickling_webhook_never_holds_up_the_renders_that_tell_it(
     assert any(f"notify: could not tell {hostile.url} that b0 ended" in m and "given up after 2 tries" in m
                for m in warned), warned
     assert not any("s3cr3t" in m for m in warned)
+
+
+@posix_only
+def test_a_signal_ends_the_worker_within_a_second_while_its_webhook_trickles(
+    sandbox: Sandbox, hostile: HostileServer,
+) -> None:
+    publish_batch(sandbox)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "renderloop", "worker", "--repo", str(sandbox.worker), "--backend", "placeholder",
+         "--name", "studio-pc", "--notify", hostile.url + "/drip/s3cr3t"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(line.startswith("POST /drip") for line, _ in hostile.seen):
+            time.sleep(0.05)
+        assert hostile.seen, "the worker never told the webhook"
+        time.sleep(0.5)  # well inside the trickling answer
+        sent = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    assert took < 1.5, f"exited {took:.2f} s after SIGTERM"
+    assert worker.returncode == 0, err
+    assert (sandbox.worker / "renders/hero/fine.png").exists() and "s3cr3t" not in out + err
