@@ -37,7 +37,7 @@ from mac_side import ledger_watch
 from mac_side.ledger import Fold, describe, fold
 from mac_side.review import decode, parse, refresh_grids
 from mac_side.review_update import batches_with_renders, update_reviews
-from studio import checkout, git
+from studio import checkout, git, grownblob
 from studio.attributes import transforms
 from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
 from studio.capability import Capability, model_warnings, newest, range_problems
@@ -120,6 +120,7 @@ def pre_commit(studio: Studio) -> Said:
     said = Said(warnings=warnings)
     if result.lines:
         append(studio.ledger_path, result.lines)
+        grownblob.prepare_add(root, LEDGER_NAME, staged_ledger.staged)  # git add then only hashes it
         _stage_ledger(root)
         noun = "verdict" if len(result.lines) == 1 else "verdicts"
         said.messages.append(f"recorded {len(result.lines)} {noun} in {LEDGER_NAME} ({describe(result.lines)})")
