@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from studio import git
 from studio.errors import InvalidFile
@@ -20,10 +20,10 @@ from studio.fsutil import read_bounded
 from studio.limits import MAX_PNG_BYTES
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):  # a tuple: thousands are made on every pass
     blob: str  # the git blob id of the file's content
     here: bool = True  # False: in the commit, left out of a sparse checkout
+    regular: bool = True  # False: a link or a submodule in the index (its blob is not a file's content)
 
 
 def blob_id(data: "bytes | memoryview", length: int = 40) -> str:
@@ -32,6 +32,9 @@ def blob_id(data: "bytes | memoryview", length: int = 40) -> str:
     digest.update(b"blob %d\0" % len(data))
     digest.update(data)
     return digest.hexdigest()
+
+
+_REGULAR = ("100644", "100755")
 
 
 def entries(root: Path, *folders: str) -> dict[str, Entry]:
@@ -43,19 +46,19 @@ def entries(root: Path, *folders: str) -> dict[str, Entry]:
     length = 40
     listing = git.out(root, "ls-files", "-s", "-t", "-c", "-m", "-d", "-o", "--exclude-standard", "-z", "--", *folders)
     for row in listing.split("\0"):
-        tag, _, rest = row.partition(" ")
-        if tag == "?":  # untracked
-            changed.add(rest)
+        if row.startswith("? "):  # untracked
+            changed.add(row[2:])
             continue
-        meta, _, path = rest.partition("\t")
-        fields = meta.split(" ")
-        if len(fields) != 3:
+        meta, _, path = row.partition("\t")
+        fields = meta.split(" ")  # tag, mode, blob, stage
+        if len(fields) != 4:
             continue
-        if fields[2] != "0" or tag in ("C", "R"):  # a conflict, or changed or deleted in the working tree
+        tag, mode, blob, stage = fields
+        if stage != "0" or tag in ("C", "R"):  # a conflict, or changed or deleted in the working tree
             changed.add(path)
         elif tag in ("H", "S"):
-            found[path] = Entry(fields[1], tag == "H")
-            length = len(fields[1])
+            found[path] = Entry(blob, tag == "H", mode in _REGULAR)
+            length = len(blob)
     for path in changed:
         found.pop(path, None)
         try:  # bounded and never through a link, like every read of the studio

@@ -11,7 +11,7 @@ from studio import checkout, git, plancache
 from studio.batch import Job, LoadedBatch, batch_id_of, load_batch, load_batch_bytes
 from studio.config import StudioConfig
 from studio.errors import InvalidFile, Problem
-from studio.layout import BATCH_ERROR_NAME, RENDERS, Studio, batch_id_problem
+from studio.layout import BATCH_ERROR_NAME, BATCHES, RENDERS, Studio, batch_id_problem
 from studio.plancache import BatchFacts, PlanCache
 from studio.record import RenderRecord, try_read_record
 from studio.fsutil import RefusedFile, path_problem, read_bounded
@@ -192,6 +192,7 @@ def survey(studio: Studio, config: StudioConfig) -> Survey:
     by_id: dict[str, list[Path]] = {}
     for path in studio.batch_files():
         by_id.setdefault(batch_id_of(path), []).append(path)
+    here = checkout.entries(studio.root, BATCHES, RENDERS)  # blob ids: files read only when new or changed
     for batch_id, paths in by_id.items():
         found.paths[batch_id] = paths[0]
         if len(paths) > 1:
@@ -199,14 +200,20 @@ def survey(studio: Studio, config: StudioConfig) -> Survey:
             message = f"batch {batch_id!r} is defined twice, by {names}: keep one"
             found.invalid[batch_id] = InvalidFile([Problem(studio.rel(p), 1, message) for p in paths])
             continue
-        facts = _batch_facts(studio, paths[0], config, settings, cache)
+        facts = _batch_facts(studio, paths[0], config, settings, cache, here)
         if "problems" in facts:
             found.invalid[batch_id] = InvalidFile([Problem(str(p), int(n), str(m)) for p, n, m in facts["problems"]])
         else:
             found.jobs[batch_id] = [(slug, spec_hash) for slug, spec_hash in facts["jobs"]]
-    for rel, entry in checkout.entries(studio.root, RENDERS).items():
+    named: dict[str, bool] = {}  # batch folder -> a valid batch id
+    for rel, entry in here.items():
         parts = rel.split("/")
-        if len(parts) != 3 or batch_id_problem(parts[1]) is not None:
+        if len(parts) != 3 or parts[0] != RENDERS:
+            continue
+        valid = named.get(parts[1])
+        if valid is None:
+            valid = named[parts[1]] = batch_id_problem(parts[1]) is None
+        if not valid:
             continue
         stem, _, suffix = parts[2].rpartition(".")
         if suffix == "png":
@@ -232,12 +239,18 @@ def _state_dir(studio: Studio) -> Path:
     return git.state_dir(studio.root)
 
 
-def _batch_facts(studio: Studio, path: Path, config: StudioConfig, settings: str, cache: PlanCache) -> BatchFacts:
-    try:
-        raw: Optional[bytes] = read_bounded(path, config.limits.batch_bytes, studio.root, studio.rel(path))
-    except (OSError, InvalidFile):  # refused or unreadable: the loader says why, every time
-        raw = None
-    key = f"{studio.rel(path)}\0{checkout.blob_id(raw)}" if raw is not None else ""
+def _batch_facts(studio: Studio, path: Path, config: StudioConfig, settings: str, cache: PlanCache,
+                 here: dict[str, checkout.Entry]) -> BatchFacts:
+    rel = f"{BATCHES}/{path.name}"  # a file of batches/ (Studio.batch_files)
+    entry = here.get(rel)
+    if entry is not None and entry.here and entry.regular:  # as committed, or read and hashed as changed
+        key = f"{rel}\0{entry.blob}"
+    else:
+        try:
+            raw: Optional[bytes] = read_bounded(path, config.limits.batch_bytes, studio.root, rel)
+        except (OSError, InvalidFile):  # refused or unreadable: the loader says why, every time
+            raw = None
+        key = f"{rel}\0{checkout.blob_id(raw)}" if raw is not None else ""
     facts = cache.batch(key) if key else None
     if facts is not None:
         return facts

@@ -141,9 +141,9 @@ class Studio:
         The last part is never followed: a link's own name is what git knows.
         """
         path = Path(os.path.abspath(path))
-        for candidate in (path, path.parent.resolve() / path.name):
+        for candidate in (lambda: path, lambda: path.parent.resolve() / path.name):  # resolved only if needed
             try:
-                return candidate.relative_to(self.root).as_posix()
+                return candidate().relative_to(self.root).as_posix()
             except ValueError:
                 continue
         raise FatalError(f"{path} is outside the studio {self.root}")
