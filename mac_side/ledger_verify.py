@@ -22,11 +22,13 @@ proven so by hashing that prefix as git hashes a blob and comparing it with
 the version's blob id, without reading it; between two such versions "only
 appended" is a comparison of sizes, and the added lines are a slice of the
 newest ledger. Other versions (side branches, damaged histories) are read,
-each once, and compared line by line.
+each once, and compared line by line. The newest ledger is the working
+tree's file when its bytes hash to the newest blob id (reading the disk, not
+git inflating hundreds of megabytes), and its lines are counted on from the
+version verified before.
 """
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 import os
@@ -42,8 +44,9 @@ from mac_side.ledger import short
 from mac_side.ledger_acknowledge import acknowledgements
 from studio import checkout, git
 from studio.errors import FatalError, InvalidFile
-from studio.fsutil import write_text_atomic
+from studio.fsutil import read_or_none, write_text_atomic
 from studio.layout import LEDGER_NAME
+from studio.limits import MAX_LEDGER_BYTES
 from studio.ledger import missing_lines
 from studio.ledger import parse as parse_ledger
 
@@ -125,7 +128,7 @@ def _verify(root: Path, head: str, full: bool) -> Verified:
                 return Verified(0, rewritten=gone)
     graph = history(root, since)
     with git.ObjectReader(root) as objects:
-        violations, lines = check(graph, objects)
+        violations, lines = check(graph, objects, memory if since else None)
         newest = objects.blob_header(f"{head}:{LEDGER_NAME}")
     known = acknowledgements(root) if violations else {}
     open_ = [v for v in violations if v.commit not in known]
@@ -193,7 +196,7 @@ def history(root: Path, since: Optional[str] = None) -> CommitGraph:
 class _Versions:
     """The ledger as of each commit: blob ids and sizes, and the bytes when they must be read."""
 
-    def __init__(self, graph: CommitGraph, objects: git.ObjectReader) -> None:
+    def __init__(self, graph: CommitGraph, objects: git.ObjectReader, counted: Optional[Remembered] = None) -> None:
         self._objects = objects
         self._header: dict[str, Optional[tuple[str, int]]] = {}
         self._uses: Counter[str] = Counter()  # reads still to come, per blob
@@ -202,13 +205,15 @@ class _Versions:
         for commit, parents in graph:
             for sha in (commit, *parents):
                 self._uses[self.blob(sha)] += 1
-        newest = self.blob(graph[-1][0]) if graph else ""
-        self.newest = self._objects.blob(newest) if newest else b""
-        self._ends = [i + 1 for i in _newlines(self.newest)]  # offsets just past each LF
+        self.newest_blob = self.blob(graph[-1][0]) if graph else ""
+        self.newest = _newest(objects, self.newest_blob, self.size(graph[-1][0])) if self.newest_blob else b""
+        self._counted = (0, 0)  # (offset, lines ending before it): counting goes on from the last offset asked
         sized = {self.blob(c): c for c in self._header if self.blob(c)}
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # hashlib releases the GIL
             for blob, proven in zip(sized, pool.map(self._hash_matches, sized.values())):
                 self._prefix[blob] = proven
+        if counted is not None and self._prefix.get(counted.blob) and counted.size <= len(self.newest):
+            self._counted = (counted.size, counted.lines)  # verified before: its lines are counted there
 
     def blob(self, commit: str) -> str:
         """The ledger's blob id at ``commit`` ("" when it has no ledger)."""
@@ -231,7 +236,7 @@ class _Versions:
     def _hash_matches(self, commit: str) -> bool:
         """Hash the newest ledger's first bytes as git hashes a blob; compare with ``commit``'s blob id."""
         blob, size = self.blob(commit), self.size(commit)
-        if not blob:
+        if not blob or blob == self.newest_blob:
             return True
         if size > len(self.newest):
             return False
@@ -241,11 +246,16 @@ class _Versions:
 
     def line_count(self) -> int:
         """Lines in the newest ledger."""
-        return len(self._ends) + (1 if self.newest and not self.newest.endswith(b"\n") else 0)
+        return self.lines_before(len(self.newest)) + (1 if self.newest and not self.newest.endswith(b"\n") else 0)
 
     def lines_before(self, offset: int) -> int:
         """Lines of the newest ledger that end before ``offset``."""
-        return bisect.bisect_right(self._ends, offset)
+        at, lines = self._counted
+        if offset < at:
+            at, lines = 0, 0
+        lines += self.newest.count(b"\n", at, offset)
+        self._counted = (offset, lines)
+        return lines
 
     def content(self, commit: str) -> bytes:
         """The ledger's bytes at ``commit``: sliced from the newest one, or read once from git."""
@@ -263,18 +273,22 @@ class _Versions:
         return data
 
 
-def _newlines(data: bytes) -> list[int]:
-    positions = []
-    at = data.find(b"\n")
-    while at >= 0:
-        positions.append(at)
-        at = data.find(b"\n", at + 1)
-    return positions
+def _newest(objects: git.ObjectReader, blob: str, size: int) -> bytes:
+    """The newest ledger's bytes: the working tree's when they hash to its blob id (a read of the disk,
+    not git inflating hundreds of megabytes), else git's."""
+    try:
+        here = read_or_none(objects.repo / LEDGER_NAME, MAX_LEDGER_BYTES, objects.repo, LEDGER_NAME)
+    except (OSError, InvalidFile):
+        here = None
+    if here is not None and len(here) == size and checkout.blob_id(here, len(blob)) == blob:
+        return here
+    return objects.blob(blob)
 
 
-def check(graph: CommitGraph, objects: git.ObjectReader) -> tuple[list[Violation], int]:
-    """Every violation in ``graph``, and the number of lines in the newest ledger."""
-    versions = _Versions(graph, objects)
+def check(graph: CommitGraph, objects: git.ObjectReader, counted: Optional[Remembered] = None) -> tuple[list[Violation], int]:
+    """Every violation in ``graph``, and the number of lines in the newest ledger (counted on from
+    ``counted``, a version verified before, when it is one of the newest ledger's prefixes)."""
+    versions = _Versions(graph, objects, counted)
     violations: list[Violation] = []
     for commit, parents in graph:
         if parents and all(versions.blob(p) == versions.blob(commit) for p in parents):

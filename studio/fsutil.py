@@ -140,7 +140,7 @@ def read_bounded(path: Path, limit: int, root: Optional[Path] = None, display: O
             why = "the file was replaced while it was being opened"
         if why:
             raise RefusedFile(shown, why)
-        data = _read_at_most(fd, limit + 1)
+        data = _read_at_most(fd, limit + 1, after.st_size)
     finally:
         os.close(fd)
     if len(data) > limit:  # it grew after the checks
@@ -228,9 +228,10 @@ def _shown(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def _read_at_most(fd: int, count: int) -> bytes:
-    chunks: list[bytes] = []
-    left = count
+def _read_at_most(fd: int, count: int, size: int = 0) -> bytes:
+    """At most ``count`` bytes; a file of ``size`` bytes (as fstat said) in one read, not copied again."""
+    chunks: list[bytes] = [os.read(fd, min(count, size + 1))] if size else []
+    left = count - len(chunks[0]) if chunks else count
     while left > 0:
         chunk = os.read(fd, min(left, _CHUNK))
         if not chunk:
