@@ -157,11 +157,17 @@ def _read(path: Path) -> Optional[_Known]:
     if not isinstance(header, dict) or header.get("version") != VERSION or not isinstance(header.get("settings"), str):
         return None
     known = _Known((info.st_ino, info.st_size, info.st_mtime_ns), header["settings"], {}, {})
-    for line in lines[1:]:
-        try:
-            entry = json.loads(line)
-        except ValueError:  # a line cut short (a crash mid-write), or the empty end
-            continue
+    body = [line for line in lines[1:] if line.strip()]
+    try:  # one parse for them all (several times faster than one a line)
+        entries = json.loads(b"[" + b",".join(body) + b"]")
+    except ValueError:  # a line cut short (a crash mid-write): the others, one by one
+        entries = []
+        for line in body:
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+    for entry in entries:
         if not isinstance(entry, dict):
             continue
         if isinstance(entry.get("b"), str) and isinstance(entry.get("f"), dict):
