@@ -120,9 +120,10 @@ class WorkerRepo:
                 git.run(self.root, "merge", "--abort", check=False)
             renders = self.studio.renders_dir
             if renders.is_dir() and not renders.is_symlink():  # a link is refused when planning
-                for tmp in renders.rglob(".*.tmp"):  # does not descend into links
-                    if is_temp_name(tmp.name):
-                        tmp.unlink(missing_ok=True)
+                # every untracked file, ignored or not, from git's walk (never into a link), not Python's
+                for rel in git.out(self.root, "ls-files", "-z", "--others", "--", RENDERS).split("\0"):
+                    if rel and is_temp_name(rel.rpartition("/")[2]):
+                        (self.root / rel).unlink(missing_ok=True)
             return self._sort_uncommitted()
 
     def _clear_locks(self, gitdir: Path) -> None:
