@@ -213,7 +213,8 @@ class _Versions:
             for blob, proven in zip(sized, pool.map(self._hash_matches, sized.values())):
                 self._prefix[blob] = proven
         if counted is not None and self._prefix.get(counted.blob) and counted.size <= len(self.newest):
-            self._counted = (counted.size, counted.lines)  # verified before: its lines are counted there
+            open_end = counted.size > 0 and self.newest[counted.size - 1 : counted.size] != b"\n"
+            self._counted = (counted.size, counted.lines - open_end)  # verified before: its lines ended there
 
     def blob(self, commit: str) -> str:
         """The ledger's blob id at ``commit`` ("" when it has no ledger)."""
