@@ -47,7 +47,7 @@ WIDTH, HEIGHT = 1344, 768
 NOISE_ROWS = 320  # rows of random pixels: 320 * (1 + 1344 * 3) bytes, about 1.29 MB stored as is
 MODEL = "z-image-turbo"
 PER_BATCH = 20
-FORMAT = 2  # bump when what build() writes changes: cached studios are rebuilt
+FORMAT = 3  # bump when what build() writes changes (3: renderloop.yaml without machine settings): cached studios are rebuilt
 LEDGER_COMMITS = 10  # the ledger grows over this many review commits
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
