@@ -10,8 +10,9 @@ run therefore goes through :meth:`MfluxGuard.run`, which
 2. waits out the cooldown since the last run ended (the end time is kept
    next to the lock, so the pause holds across processes);
 3. waits until enough memory is available (psutil), giving up after a limit;
-4. starts the command in a process group of its own and waits for it,
-   killing the whole group on timeout, on cancel and on Ctrl+C.
+4. starts the command in a process group of its own (``studio.processes``,
+   as git is started) and waits for it, killing the whole group on timeout,
+   on cancel and on Ctrl+C.
 
 Nothing here knows about images; the mflux backend builds the command.
 """
@@ -27,10 +28,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import psutil
 
+from studio import processes
 from studio.fsutil import write_text_atomic
 from studio.oslock import FileLock
 
@@ -150,13 +152,15 @@ class MfluxGuard:
     ) -> RunOutcome:
         t0 = time.monotonic()
         with open(output_path, "wb") as out:
-            proc = start_in_new_group(argv, cwd, out)
+            proc = processes.start(argv, cwd, stdout=out, stderr=subprocess.STDOUT)
             try:
                 state.mark_started(proc.pid)
                 self._wait(proc, t0, output_path, cancel, on_tick)
             except BaseException:  # timeout, cancel, Ctrl+C: nothing of mflux may survive us
                 kill_group(proc, self.settings.kill_grace)
                 raise
+            finally:
+                processes.forget(proc)
         return RunOutcome(proc.returncode, read_output(output_path), round(time.monotonic() - t0, 3))
 
     def _wait(
@@ -185,35 +189,19 @@ def _gb(size: float) -> str:
     return f"{size / GB:.1f}".removesuffix(".0")
 
 
-def start_in_new_group(argv: Sequence[str], cwd: Path, out: IO[bytes]) -> subprocess.Popen[bytes]:
-    """Start ``argv`` as the leader of a new process group, so the group can be killed whole."""
-    if sys.platform == "win32":
-        flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
-        return subprocess.Popen(
-            list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            creationflags=flags,
-        )
-    return subprocess.Popen(
-        list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
 def kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECONDS) -> None:
-    """Stop ``proc`` and every process it started: politely, then for good."""
-    if sys.platform == "win32":
-        _kill_tree_windows(proc)
-        return
-    _signal_group(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    _signal_group(proc.pid, signal.SIGKILL)  # children that ignored SIGTERM, and the leader
+    """Stop ``proc`` and every process it started: politely (POSIX: SIGTERM to its group), then for good."""
+    if sys.platform != "win32":  # Windows has no polite signal to a tree
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    processes.kill_tree(proc)  # children that ignored SIGTERM, and the leader
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:  # pragma: no cover - an unkillable process
-        log.error("mflux (pid %d) did not die after SIGKILL", proc.pid)
+        log.error("mflux (pid %d) did not die", proc.pid)
 
 
 def stop_orphan(state: "LockState", grace: float = KILL_GRACE_SECONDS) -> None:
@@ -263,14 +251,6 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _kill_tree_windows(proc: subprocess.Popen[bytes]) -> None:  # pragma: no cover - Windows only
-    _kill_family_windows(proc.pid)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        log.error("mflux (pid %d) did not die", proc.pid)
 
 
 def _kill_family_windows(pid: int) -> None:  # pragma: no cover - Windows only
