@@ -26,7 +26,6 @@ import functools
 import logging
 import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from mac_side import ledger_watch
 from mac_side.ledger import Fold, describe, fold
 from mac_side.review import decode, parse, refresh_grids
 from mac_side.review_update import batches_with_renders, update_reviews
-from studio import checkout, git, grownblob
+from studio import checkout, git, grownblob, processes
 from studio.attributes import transforms
 from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
 from studio.capability import Capability, model_warnings, newest, range_problems
@@ -550,12 +549,7 @@ def _spawn_waiter(root: Path) -> None:
     """Start ``renderloop hook post-checkout wait-for-rebase`` detached, to run once the rebase
     (or the pull that set the person's changes aside) is over."""
     cmd = [sys.executable, "-m", "renderloop", "hook", "post-checkout", WAIT_FOR_REBASE]
-    options: dict = {"cwd": str(root), "stdin": subprocess.DEVNULL}
-    if sys.platform == "win32":  # the form of the check mypy understands: these flags exist on Windows only
-        options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS
-    else:
-        options["start_new_session"] = True
-    subprocess.Popen(cmd, **options)
+    processes.start(cmd, root, stdout=None, stderr=None, detached=True)
     log.info("pull in progress: the review is written once it ends")
 
 

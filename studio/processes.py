@@ -33,20 +33,28 @@ _live_lock = threading.Lock()
 def start(
     argv: Sequence[str], cwd: Path, env: Optional[dict[str, str]] = None, *,
     stdin: Stream = subprocess.DEVNULL, stdout: Stream = subprocess.PIPE, stderr: Stream = subprocess.PIPE,
+    detached: bool = False,
 ) -> "subprocess.Popen[bytes]":
-    """Start ``argv`` as the leader of a new process group (no console window on Windows)."""
+    """Start ``argv`` as the leader of a new process group (no console window on Windows).
+
+    ``detached``: meant to outlive this process (a hook's waiter), so neither
+    tied to it by the job object nor killed by :func:`kill_all`.
+    """
     if sys.platform == "win32":
+        console = subprocess.DETACHED_PROCESS if detached else subprocess.CREATE_NO_WINDOW
         proc = subprocess.Popen(
             list(argv), cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
-            creationflags=subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW,
+            creationflags=subprocess.CREATE_NEW_PROCESS_GROUP | console,
         )
-        _job.add(proc.pid)
+        if not detached:
+            _job.add(proc.pid)
     else:
         proc = subprocess.Popen(
             list(argv), cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True,
         )
-    with _live_lock:
-        _live.add(proc)
+    if not detached:
+        with _live_lock:
+            _live.add(proc)
     return proc
 
 
