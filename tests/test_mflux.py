@@ -21,7 +21,7 @@ from tests.mflux_standin import standin_log  # noqa: F401 - a fixture
 from win_side.backends import make_backend
 from win_side.backends.base import BackendOptions, BackendUnavailable, Cancelled, RenderFailed, RenderRequest
 from win_side.backends.mflux import MfluxBackend, command_line
-from win_side.mflux_guard import (
+from win_side.backends.mflux.guard import (
     GuardSettings,
     Interrupted,
     LockState,

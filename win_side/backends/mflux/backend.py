@@ -5,7 +5,7 @@ example ``mflux-generate --model schnell`` or ``mflux-generate-z-image-turbo``),
 found in this Mac's ``mac.mflux_bin`` folder (machine.yaml) or on PATH, with
 ``--prompt --seed --width --height --steps --output`` and the optional
 ``--quantize``, ``--low-ram`` and ``--guidance``, under the safety wrapper of
-:mod:`win_side.mflux_guard` (one run at a time on the machine, a memory gate,
+:mod:`win_side.backends.mflux.guard` (one run at a time on the machine, a memory gate,
 a cooldown, a timeout that kills the whole process group).
 
 mflux never overwrites a file (it writes ``name_1.png`` instead) and can exit
@@ -40,7 +40,7 @@ from win_side.backends.base import (
     RenderResult,
     not_configured,
 )
-from win_side.mflux_guard import (
+from win_side.backends.mflux.guard import (
     GuardSettings,
     Interrupted,
     MfluxGuard,
