@@ -20,11 +20,9 @@ import shutil
 import tempfile
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from studio.clock import utcnow
 from studio.config import MfluxModel
 from studio.errors import FatalError
 from studio.models import BUILTIN_MODELS
@@ -134,15 +132,7 @@ class MfluxLane:
             argv = command_line(request, mflux, executable, output)
             outcome = self._run(argv, folder, log_path, cancel, progress)
             png = _collect(output, outcome, program_name(mflux.argv))
-        finished = utcnow()
-        return RenderResult(
-            png=png,
-            started_at=finished - timedelta(seconds=round(outcome.seconds)),
-            finished_at=finished,
-            render_seconds=outcome.seconds,
-            backend_ids={"command": program_name(mflux.argv)},
-            cost_usd=0.0,
-        )
+        return RenderResult.ended_now(png, outcome.seconds, {"command": program_name(mflux.argv)})
 
     def _run(
         self, argv: list[str], folder: Path, log_path: Path, cancel: threading.Event, progress: Optional[ReportProgress]
