@@ -41,6 +41,7 @@ FILE_NAME = "machine.yaml"
 
 # The command-line flag for each setting that has one (named in messages).
 FLAGS: dict[str, str] = {
+    "worker.backend": "--backend",
     "worker.name": "--name",
     "worker.comfyui": "--comfyui",
     "worker.window": "--window",
@@ -70,6 +71,7 @@ UNSET: dict[str, str] = {
     "mac.mflux_bin": "found on PATH",
 }
 
+BackendName = Literal["comfyui", "fal", "mflux", "placeholder"]  # each built by win_side.backends.BACKENDS
 NotifyFormat = Literal["json", "ntfy", "slack", "discord"]  # the bodies a webhook POST can have (win_side.notify)
 
 
@@ -146,6 +148,7 @@ class WakeTarget(_Strict):
 class WorkerMachine(_Strict):
     """The GPU box: `renderloop worker`."""
 
+    backend: BackendName = "comfyui"  # where images are rendered
     # This worker's name in records and commit trailers: a plain token (default: the host name).
     name: Optional[str] = None
     # ComfyUI servers, each image to the first free one.

@@ -8,14 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
 
 import pytest
 
 from studio.layout import Studio
-from studio.machine import FLAGS, leaves
+from studio.machine import FLAGS, BackendName, leaves
 from tests.comfyui_server import ComfyServer
 from tests.helpers import Sandbox, cli, git
+from win_side.backends import BACKENDS
 from win_side.repo import WorkerRepo
 from win_side.worker import WorkerOptions, machine_settings, push_interval
 
@@ -28,6 +30,7 @@ prompts:
     prompt: a lighthouse in fog
 """
 GPU_SETTINGS = {  # machine.yaml key -> (text in the file, the value the worker uses)
+    "backend": ("fal", "fal"),
     "comfyui": ("[http://127.0.0.1:8190, 'gpu2:8188']", ["http://127.0.0.1:8190", "http://gpu2:8188"]),
     "comfyui_start": ("'C:\\pinokio\\api\\comfy.git\\start.bat'", "C:\\pinokio\\api\\comfy.git\\start.bat"),
     "models_dir": ("'E:\\ComfyUI\\models'", "E:\\ComfyUI\\models"),
@@ -54,10 +57,11 @@ def machine_yaml(text: str) -> Path:
 def test_every_worker_setting_is_in_machine_yaml_and_every_flag_has_one() -> None:
     worker = {leaf[1] for leaf in leaves() if leaf[0] == "worker"}
     assert worker == set(GPU_SETTINGS)
-    flagged = {"comfyui", "comfyui_start", "models_dir", "notify", "notify_format", "poll", "window", "log_file",
+    flagged = {"backend", "comfyui", "comfyui_start", "models_dir", "notify", "notify_format", "poll", "window", "log_file",
                "push_interval", "backend_wait", "name", "fal_url"}
     assert {key.split(".", 1)[1] for key in FLAGS if key.startswith("worker.")} == flagged
     assert {"mac.wake.mac", "mac.wake.broadcast", "mac.wake.port"} <= set(FLAGS)  # `renderloop wake`'s target
+    assert set(BACKENDS) == set(typing.get_args(BackendName))  # the names the settings take: each one built
 
 
 def test_the_worker_reads_each_setting_from_machine_yaml_the_environment_over_it_and_a_flag_over_both(
@@ -173,3 +177,17 @@ def test_a_models_folder_gone_between_batches_is_named_and_its_batch_waits(sandb
     text = log_file.read_text(encoding="utf-8")
     assert "missing-model" not in text and "missing-model" not in stderr
     assert named in stderr  # the console says it too
+
+
+def test_the_backend_is_the_machines_too(sandbox: Sandbox) -> None:
+    _push_batch(sandbox, "hero")
+    machine_yaml("worker:\n  backend: placeholder\n")
+    result = cli("worker", "--repo", str(sandbox.worker), "--once")
+    assert result.returncode == 0, result.stderr
+    record = (sandbox.worker / "renders" / "hero" / "hero-one.json").read_text(encoding="utf-8")
+    assert '"backend": "placeholder"' in record or '"backend":"placeholder"' in record
+    bad = machine_yaml("worker:\n  backend: sh\n")
+    refused = cli("worker", "--repo", str(sandbox.worker), "--once")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"{bad}:2: worker.backend: Input should be 'comfyui', 'fal', 'mflux' or "
+                                     "'placeholder'")

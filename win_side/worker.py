@@ -40,7 +40,7 @@ NOTIFY_ON_SIGNAL = 0.5  # ...and when it was asked to stop: any wait ends within
 @dataclass
 class WorkerOptions:
     repo: Path
-    backend: str = "comfyui"
+    backend: Optional[str] = None  # None: worker.backend in this machine's settings, else comfyui
     once: bool = False
     poll: Optional[float] = None
     window: Optional[int] = None
@@ -70,7 +70,8 @@ def open_studio(repo: Path) -> Studio:
 def machine_settings(options: WorkerOptions) -> Machine:
     """This machine's worker settings: the flags over the environment over machine.yaml."""
     return load_machine({
-        "worker.name": options.name, "worker.comfyui": options.comfyui, "worker.window": options.window,
+        "worker.backend": options.backend, "worker.name": options.name, "worker.comfyui": options.comfyui,
+        "worker.window": options.window,
         "worker.poll": options.poll, "worker.fal_url": options.fal_url, "worker.notify": options.notify,
         "worker.notify_format": options.notify_format, "worker.comfyui_start": options.comfyui_start,
         "worker.models_dir": options.models_dir, "worker.log_file": options.log_file,
@@ -123,7 +124,8 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch,
     if machine is None:
         machine = machine_settings(options)  # a setting this machine cannot use: a clear exit, before anything
     settings = machine.worker
-    options = replace(options, notify=settings.notify, notify_format=settings.notify_format,
+    options = replace(options, backend=settings.backend,
+                      notify=settings.notify, notify_format=settings.notify_format,
                       comfyui_start=settings.comfyui_start, models_dir=settings.models_dir,
                       backend_wait=settings.backend_wait, push_interval=settings.push_interval,
                       log_file=settings.log_file)
@@ -162,7 +164,7 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch,
     repo.acquire()
     try:
         keeper = _keeper(options, backend_options.comfyui_urls)
-        backend = make_backend(options.backend, backend_options)
+        backend = make_backend(settings.backend, backend_options)
         reconciler = Reconciler(
             repo, backend,
             ReconcileOptions(worker=worker_name, push=options.push, retry_failed=options.retry_failed,
@@ -172,7 +174,7 @@ def run_worker(options: WorkerOptions, progress: Progress, switch: StopSwitch,
         )
         lanes = ", ".join(lane.name for lane in backend.lanes)
         log.info("worker %s on %s: backend %s (%s), window %d",
-                 worker_name, studio.root, options.backend, lanes, backend_options.window)
+                 worker_name, studio.root, settings.backend, lanes, backend_options.window)
         if identity:
             log.warning("no git identity configured here: committing as %s "
                         "(set user.name and user.email to commit as someone else)", identity)

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 def add_parser(sub: Subcommands) -> None:
     p = add_command(sub, "worker", "render every batch in a clone, commit and push (the GPU side)", run)
     add_repo(p, "the worker's clone of the studio (default: this folder)")
-    p.add_argument("--backend", choices=tuple(BACKENDS), default="comfyui", help="where images are rendered")
+    p.add_argument("--backend", choices=tuple(BACKENDS), default=None,
+                   help="where images are rendered (default: worker.backend in this machine's settings, else comfyui)")
     p.add_argument("--once", action="store_true", help="reconcile once and exit")
     p.add_argument("--poll", type=float, default=None, metavar="SECONDS",
                    help="seconds between checks of a remote over the network (default: worker.poll in this "

