@@ -93,6 +93,17 @@ def _check_staged(repo: WorkerRepo, paths: list[str]) -> None:
             )
 
 
+def _put_back(repo: WorkerRepo, paths: list[str]) -> None:
+    """``paths`` as last committed (or gone, if never committed): a refused commit leaves the clone clean,
+    so the next pull (which may bring the fix) is not stopped by the worker's own half-done change."""
+    tracked = set(git.out(repo.root, "ls-tree", "-r", "--name-only", "-z", "HEAD", "--", *paths).split("\0")) - {""}
+    for rel in paths:
+        if rel not in tracked:
+            (repo.root / rel).unlink(missing_ok=True)
+    if tracked:
+        git.run(repo.root, "checkout", "-q", "HEAD", "--", *sorted(tracked), check=False)
+
+
 def commit_paths(repo: WorkerRepo, message: str, paths: list[str]) -> str | None:
     """Stage exactly ``paths`` (additions, changes, deletions) and commit only them, byte for byte.
 
@@ -100,9 +111,13 @@ def commit_paths(repo: WorkerRepo, message: str, paths: list[str]) -> str | None
     """
     with repo.lock:
         paths = existing_or_tracked(repo.root, paths)
-        check_attributes(repo, paths)
-        git.run(repo.root, "add", "--all", *thin.add_options(repo.root), "--", *paths)
-        _check_staged(repo, paths)
+        try:
+            check_attributes(repo, [p for p in paths if os.path.lexists(repo.root / p)])  # a removal has no bytes
+            git.run(repo.root, "add", "--all", *thin.add_options(repo.root), "--", *paths)
+            _check_staged(repo, paths)
+        except Transformed:
+            _put_back(repo, paths)
+            raise
         if paths and git.ok(repo.root, "diff", "--cached", "--quiet", "HEAD", "--", *paths):
             return None
         faults.point("commit")

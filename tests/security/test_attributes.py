@@ -72,6 +72,10 @@ def test_a_pushed_transforming_attribute_stops_the_worker_before_rendering(
     assert render_files(sandbox.worker) == []
 
 
+def remote_files(sandbox: Sandbox) -> list[str]:
+    return git(sandbox.remote, "ls-tree", "-r", "--name-only", "main").stdout.split()
+
+
 def render_files(root: Path) -> list[str]:
     return sorted(p.name for p in (root / "renders").rglob("*") if p.is_file() and p.name != ".gitkeep")
 
@@ -149,3 +153,27 @@ def test_the_pre_commit_hook_refuses_a_nested_one_and_accepts_a_harmless_one(san
     sandbox.write("renders/.gitattributes", "*.txt text eol=crlf\n*.png -text\n")
     git(sandbox.mac, "add", "renders/.gitattributes")
     assert git(sandbox.mac, "commit", "-q", "-m", "harmless", check=False).returncode == 0
+
+
+def test_a_refused_error_record_leaves_the_clone_clean_and_the_fix_is_rendered(sandbox: Sandbox) -> None:
+    """A `*.json filter=` line refuses the worker's error records: it stops, but leaves nothing half done
+    in its clone, so once the line is removed it pulls, clears and renders as usual (it was stuck for good)."""
+    attributes = (sandbox.mac / ".gitattributes").read_text(encoding="utf-8")
+    push(sandbox, {"batches/broken.yaml": "version: 1\nmodel: nope\n"})
+    assert run_worker(sandbox).returncode == 0  # renders/broken/batch-error.json committed
+    push(sandbox, {".gitattributes": attributes + "*.json filter=evil\n",  # one record to clear, one to write
+                   "batches/broken.yaml": BATCH_YAML, "batches/other.yaml": "version: 1\nmodel: nope\n"})
+
+    refused = run_worker(sandbox)
+
+    assert refused.returncode == 1 and "'*.json filter=evil' sets filter=evil" in refused.stderr
+    assert git(sandbox.worker, "status", "--porcelain").stdout == ""  # nothing written, deleted or staged
+    push(sandbox, {".gitattributes": attributes, "batches/other.yaml": BATCH_YAML})
+    fixed = run_worker(sandbox)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "cannot rebase" not in fixed.stderr
+    assert git(sandbox.worker, "status", "--porcelain").stdout == ""
+    on_remote = remote_files(sandbox)
+    assert "renders/broken/batch-error.json" not in on_remote
+    assert "renders/broken/harbor-at-dawn.png" in on_remote
+    assert "renders/other/harbor-at-dawn.png" in remote_files(sandbox)
