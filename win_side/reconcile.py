@@ -14,13 +14,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Optional, TypedDict
+from typing import TYPE_CHECKING, Optional, Sequence, TypedDict
 
 from studio.batch import Job
 from studio.config import StudioConfig, load_config
 from studio.errors import FatalError, InvalidFile, Problem
 from studio.git import GitError
-from studio.layout import Studio, batch_id_problem
+from studio.layout import RENDERS, Studio, batch_id_problem
 from studio.png import NotPng, check_png
 from studio.record import RenderError, RenderRecord, sha256_hex
 from studio.spec import Spec
@@ -203,15 +203,16 @@ class Reconciler:
                 log.error("renderloop.yaml is invalid, nothing can be planned until it is fixed:\n%s", exc)
                 self._record_studio_errors(exc.problems + misnamed_batches(self.repo.studio))
                 return None
-            self._record_studio_errors(misnamed_batches(self.repo.studio))
             plan = make_plan(
                 self.repo.studio, config, retry_failed=self.options.retry_failed, only=self.options.only
             )
             with self._state:
                 self.desired = plan.desired
-            for batch, why in sorted(plan.refused.items()):
-                log.error("batch %s is not rendered: %s; renders/%s must be a real folder", batch, why, batch)
+            refused = refused_folders(plan)
+            for problem in refused:
+                log.error("%s", problem.message)
             self.summary.refused = len(plan.refused)
+            self._record_studio_errors(misnamed_batches(self.repo.studio), refused)
             self._record_batch_errors(plan)
         self.progress.planned(plan.totals)
         # Before any GPU time or fal money: would the repository's attributes change what we commit?
@@ -241,9 +242,13 @@ class Reconciler:
         except Exception:  # the capability file is advice for the person's hook: never stop rendering for it
             log.exception("could not publish what this worker can render")
 
-    def _record_studio_errors(self, problems: list[Problem]) -> None:
-        """What no batch-error record can hold is committed as renders/studio-error.json, so the person sees it."""
+    def _record_studio_errors(self, problems: list[Problem], refused: Sequence[Problem] = ()) -> None:
+        """What no batch-error record can hold is committed as renders/studio-error.json, so the person sees it.
+
+        ``refused``: batches whose renders folder is a link or a file (the summary counts them apart).
+        """
         self.summary.studio_problems = list(problems)
+        problems = [*problems, *refused]
         if self.options.only is not None:
             return  # `renderloop local`: the person is right here
         try:
@@ -478,6 +483,12 @@ def misnamed_batches(studio: Studio) -> list[Problem]:
         if why:
             problems.append(Problem(studio.rel(path), 1, f"{why}; rename the file"))
     return problems
+
+
+def refused_folders(plan: Plan) -> list[Problem]:
+    """Batches whose ``renders/<batch>`` is a link or a file: it cannot hold their error record."""
+    return [Problem(f"{RENDERS}/{batch}", 1, f"batch {batch} is not rendered: {why}; {RENDERS}/{batch} must be a "
+                    "real folder") for batch, why in sorted(plan.refused.items())]
 
 
 def _why(exc: Exception) -> str:

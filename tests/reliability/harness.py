@@ -30,11 +30,13 @@ import psutil
 from PIL import Image
 
 from studio.ledger import LedgerLine, new_id
+from studio.layout import BATCH_ERROR_NAME, STUDIO_ERROR_NAME
 from studio.record import RenderRecord
 from tests.helpers import Sandbox, git
 
 POSIX = os.name != "nt"
 FULL = os.environ.get("RENDERLOOP_FULL", "") not in ("", "0")
+ERROR_RECORDS = (BATCH_ERROR_NAME, STUDIO_ERROR_NAME)  # the worker's own records in renders/, not renders
 _run_numbers = itertools.count(1)
 
 
@@ -434,7 +436,7 @@ def _prove_tree(repo: Path, sha: str, blobs: Blobs, verified: dict, history: His
         verified[key] = None
         history.pngs_checked += 1
     for path, blob in files.items():
-        if path.endswith(".json") and Path(path).name != "batch-error.json":
+        if path.endswith(".json") and Path(path).name not in ERROR_RECORDS:
             record = RenderRecord.model_validate_json(blobs.read(blob))
             if record.status == "done":
                 assert path[: -len(".json")] + ".png" in files, f"{sha[:10]}: {path} has no PNG"
@@ -509,7 +511,7 @@ def working_tree_is_whole(repo: Path) -> int:
         elif path.suffix == ".png":
             with Image.open(path) as image:
                 image.load()
-        elif path.suffix == ".json" and path.name != "batch-error.json":
+        elif path.suffix == ".json" and path.name not in ERROR_RECORDS:
             record = RenderRecord.model_validate_json(path.read_bytes())
             png = path.with_suffix(".png")
             if record.status == "done":

@@ -274,6 +274,28 @@ def test_a_renders_entry_that_is_a_plain_file_is_refused_not_looped_on(sandbox: 
     assert git(sandbox.remote, "show", "main:renders/flat").stdout == "a file\n"
 
 
+def test_a_renders_entry_the_worker_cannot_use_is_told_to_the_person(sandbox: Sandbox) -> None:
+    """Issue 9, item 7: not only in the worker's log. renders/<b> holds no error record: the studio's does."""
+    push(sandbox, files={"batches/good.yaml": GOOD, "batches/flat.yaml": GOOD, "batches/evil.yaml": GOOD,
+                         "renders/flat": "a file\n"}, links={"renders/evil": "../hooks"})
+    assert run_worker(sandbox).returncode == 1
+    record = json.loads(git(sandbox.remote, "show", "main:renders/studio-error.json").stdout)
+    assert [(p["path"], p["line"]) for p in record["problems"]] == [("renders/evil", 1), ("renders/flat", 1)]
+    assert record["problems"][0]["message"] == (
+        "batch evil is not rendered: refusing to write outside the studio's own folders: renders/evil is a symbolic "
+        "link (to '../hooks'); renderloop never reads or writes through a link; renders/evil must be a real folder")
+    pulled = git(sandbox.mac, "pull")
+    assert "the worker cannot render: renders/flat:1: batch flat is not rendered: refusing to write outside the " \
+        "studio's own folders: renders/flat is a regular file where a folder belongs" in pulled.stderr + pulled.stdout
+    clone = attacker(sandbox)  # the fix: both gone
+    git(clone, "rm", "-q", "renders/evil", "renders/flat")
+    git(clone, "commit", "-q", "--no-verify", "-m", "fixed")
+    git(clone, "push", "-q")
+    assert run_worker(sandbox).returncode == 0
+    assert "renders/studio-error.json" not in remote_files(sandbox)
+    assert "renders/flat/fine.png" in remote_files(sandbox) and "renders/evil/fine.png" in remote_files(sandbox)
+
+
 def test_a_record_linked_to_dev_zero_is_rendered_over_not_read(sandbox: Sandbox) -> None:
     push(sandbox, files={"batches/good.yaml": GOOD}, links={"renders/good/fine.json": "/dev/zero"})
     result = run_worker(sandbox, timeout=60)
