@@ -158,6 +158,12 @@ def test_install_refuses_what_cannot_be_a_service(sandbox: Sandbox, tmp_path: Pa
     env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
     not_a_studio = cli("worker", "--install", "--repo", str(tmp_path), env=env)
     assert not_a_studio.returncode == 1 and "no renderloop.yaml here" in not_a_studio.stderr
+    # --print shows what --install would register: a folder that cannot be the worker's clone is said first
+    (tmp_path / "empty").mkdir()
+    for folder, said in [(tmp_path / "empty", "no renderloop.yaml here"), (tmp_path / "gone", "no such folder")]:
+        shown = cli("worker", "--install", "--print", "--repo", str(folder), env=env)
+        assert shown.returncode == 1 and said in shown.stderr and shown.stdout == "", shown.stdout
+    assert cli("worker", "--install", "--print", "--repo", str(sandbox.worker), env=env).returncode == 0
 
 
 def test_the_task_always_logs_to_a_file(tmp_path: Path) -> None:

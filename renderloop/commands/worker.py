@@ -180,13 +180,15 @@ def service(args: argparse.Namespace) -> int:
         removed = uninstall(defn)
         print(f"removed {defn.path}" if removed else f"nothing to remove: {defn.path} does not exist")
         return 0
+    if not repo.is_dir():  # --print too: it shows what --install would register
+        raise NotConfigured(f"{repo}: no such folder: give the worker's clone with --repo")
+    if not (repo / "renderloop.yaml").is_file():
+        raise NotConfigured(f"{repo}: no renderloop.yaml here: give the worker's clone with --repo")
     if args.print_only:
         print(f"# {defn.path}")
         print(defn.text.replace("\r\n", "\n"), end="")
         print("# registered with: " + "; ".join(" ".join(c) for c in defn.register))
         return 0
-    if not (repo / "renderloop.yaml").is_file():
-        raise NotConfigured(f"{repo}: no renderloop.yaml here: give the worker's clone with --repo")
     install(defn)
     print(f"wrote {defn.path}")
     for command in defn.register:
