@@ -46,7 +46,7 @@ from studio.batch import Job, LoadedBatch
 from studio.errors import Problem
 from studio.inventory import PngCheck, job_state
 from studio.layout import slug_problem
-from studio.limits import MAX_CUE_CHARS, MAX_CUES, MAX_REVIEW_BYTES
+from studio.limits import MAX_CUE_CHARS, MAX_CUES, MAX_REVIEW_BYTES, control_problem
 from studio.ledger import VERDICTS
 from studio.record import RenderRecord
 
@@ -235,7 +235,7 @@ def parse(text: str, display: str) -> Review:
                 review.problems.append(Problem(display, first + 1, f"second section for {slug!r} (first at line {seen[slug]})"))
             else:
                 seen[slug] = first + 1
-            _read_section(section, tokens, [i for i in top if first < _span(tokens[i])[0] < last], display)
+            _read_section(section, tokens, [i for i in top if first < _span(tokens[i])[0] < last], display, lines)
             review.sections.append(section)
     return review
 
@@ -250,7 +250,7 @@ def _header_body(tokens: list[Token], top: list[int], first_section: int) -> Opt
     return None
 
 
-def _read_section(section: Section, tokens: list[Token], blocks: list[int], display: str) -> None:
+def _read_section(section: Section, tokens: list[Token], blocks: list[int], display: str, lines: list[str]) -> None:
     def problem(line: int, message: str) -> None:
         section.problems.append(Problem(display, line + 1, message))
 
@@ -270,7 +270,7 @@ def _read_section(section: Section, tokens: list[Token], blocks: list[int], disp
         if cue_list_next:
             cue_list_next = False
             if token.type in ("bullet_list_open", "ordered_list_open"):
-                _read_cues(section, tokens, i, problem)
+                _read_cues(section, tokens, i, problem, lines)
                 continue
         if token.type == "paragraph_open":
             cue_list_next = _read_paragraph(section, tokens[i + 1], problem)
@@ -318,7 +318,8 @@ def _read_verdict(section: Section, word: str, line: int, problem: Callable[[int
     section.verdict = word
 
 
-def _read_cues(section: Section, tokens: list[Token], start: int, problem: Callable[[int, str], None]) -> None:
+def _read_cues(section: Section, tokens: list[Token], start: int, problem: Callable[[int, str], None],
+               lines: list[str]) -> None:
     close = _closing(tokens, start)
     first, last = _span(tokens[start])
     section.own_lines.update(range(first, last))
@@ -343,7 +344,11 @@ def _read_cues(section: Section, tokens: list[Token], start: int, problem: Calla
             )
             continue
         cue = " ".join(inline.content.split())
-        if len(cue) > MAX_CUE_CHARS:
+        # as typed: Markdown reads a NUL as U+FFFD, and split() takes U+2028 for a space
+        control = control_problem(lines[line].strip()) if line < len(lines) else None
+        if control:
+            problem(line, control)
+        elif len(cue) > MAX_CUE_CHARS:
             problem(line, f"cue is {len(cue)} characters long; the limit is {MAX_CUE_CHARS}")
         elif len(section.cues) >= MAX_CUES:
             problem(line, f"more than {MAX_CUES} cues for {section.slug!r}")

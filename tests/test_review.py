@@ -141,6 +141,11 @@ def test_parse_verdicts_cues_and_line_numbers() -> None:
         ("verdict: keep\nverdict: reject\ncues:", "verdict: reject", "second `verdict:` line for 'harbor-at-dawn'"),
         ("cues:", "## harbor-at-dawn", "section 'harbor-at-dawn' has no `verdict:` line"),
         ("verdict: keep\ncues:\n- " + "x" * 301, "- xxx", "cue is 301 characters long"),
+        # issue 9: a cue goes into the ledger and the next batch file, where no control character belongs
+        ("verdict: keep\ncues:\n- nice\u202e evil", "- nice", "control character '\\u202e' is not allowed in"),
+        ("verdict: keep\ncues:\n- a\u2028b", "- a", "control character '\\u2028' is not allowed in"),
+        ("verdict: keep\ncues:\n- c\x00d", "- c", "control character '\\x00' is not allowed in"),
+        ("verdict: keep\ncues:\n- e\x1bf", "- e", "control character '\\x1b' is not allowed in"),
     ],
 )
 def test_malformed_entries_are_problems_with_their_line(typed: str, needle: str, message: str) -> None:
