@@ -17,7 +17,7 @@ from mac_side.status import BatchStatus, batch_statuses
 from studio import git
 from studio.errors import FatalError
 from studio.git import GitError
-from studio.layout import Studio, open_studio
+from studio.layout import BATCHES, Studio, open_studio
 
 Statuses = dict[str, BatchStatus]
 
@@ -75,6 +75,9 @@ def follow(repo: Path, *, poll: float = 2.0, timeout: Optional[float] = None) ->
         yield trouble
     statuses = _by_batch(studio)
     following = sorted(b for b, s in statuses.items() if s.problem is None and s.pending > 0)
+    for rel in _not_pushed(studio, branch):  # the worker never sees these: say it before waiting on them
+        yield Trouble(f"{rel} is committed here but not on origin/{branch}: `git push` it, or the worker never "
+                      "renders it")
     yield Started(branch, list(following), statuses)
     seen = git.rev_parse(studio.root, f"origin/{branch}")
     while following:
@@ -102,12 +105,22 @@ def follow(repo: Path, *, poll: float = 2.0, timeout: Optional[float] = None) ->
                 yield Reviewed(outcome)
 
 
+def _not_pushed(studio: Studio, branch: str) -> list[str]:
+    """Batch files that differ between this clone's HEAD and origin's branch (committed, not pushed)."""
+    try:
+        changed = git.out(studio.root, "diff", "--name-only", "--no-renames", "--diff-filter=AM", f"origin/{branch}", "HEAD", "--",
+                          f"{BATCHES}/")
+    except GitError:  # no origin/<branch> yet: nothing was ever pushed
+        return []
+    return [rel for rel in changed.splitlines() if rel.endswith(".yaml")]
+
+
 def _by_batch(studio: Studio) -> Statuses:
     return {s.batch: s for s in batch_statuses(studio)}
 
 
 def _last_line(exc: GitError) -> str:
-    return exc.stderr.splitlines()[-1] if exc.stderr else str(exc)
+    return git.said(exc.stderr) or str(exc)
 
 
 def _pull(studio: Studio, branch: str) -> Optional[Trouble]:

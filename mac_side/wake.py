@@ -103,15 +103,10 @@ def wait_for_hub(
             git.run(studio.root, "ls-remote", "--heads", "origin", timeout=max(0.5, min(ATTEMPT_TIMEOUT, remaining)))
             return HubWait(True, time.monotonic() - started, url, "")
         except git.GitError as exc:
-            problem = git.remote_problem(exc) or _last_line(exc)
+            problem = git.remote_problem(exc) or git.said(exc.stderr) or str(exc)
         waited = time.monotonic() - started
         if time.monotonic() + 0.05 >= deadline:
             return HubWait(False, waited, url, problem)
         tick(waited, problem)
         if stop.wait(max(0.0, min(every, deadline - time.monotonic()))):
             return HubWait(False, time.monotonic() - started, url, "stopped")
-
-
-def _last_line(exc: git.GitError) -> str:
-    lines = [line for line in exc.stderr.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else str(exc)

@@ -77,6 +77,15 @@ class Setup:
 _setup = Setup()
 
 
+def said(stderr: str) -> str:
+    """What git's output says went wrong, in one line: its last line, unless that closes git's advice
+    after a remote failed ("... and the repository exists."): then its first, ssh's or git's own reason."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[0] if lines[-1] == "and the repository exists." else lines[-1]
+
+
 class GitError(FatalError):
     """A git command failed: carries the command, exit code and stderr."""
 
@@ -85,7 +94,7 @@ class GitError(FatalError):
         self.returncode = returncode
         self.stderr = stderr.strip()
         self.stdout = stdout.strip()
-        detail = self.stderr.splitlines()[-1] if self.stderr else "no output"
+        detail = said(self.stderr) or "no output"
         super().__init__(f"`{' '.join(cmd)}` failed with exit code {returncode}: {detail}")
 
 

@@ -71,6 +71,20 @@ def test_follow_gives_up_after_its_timeout(sandbox: Sandbox) -> None:
     assert time.monotonic() - started < 15
 
 
+def test_follow_says_a_batch_committed_here_is_not_pushed(sandbox: Sandbox) -> None:
+    """A push the worker's commits rejected, or one forgotten: the worker never sees the batch; say so, once."""
+    sandbox.write("batches/hero.yaml", BATCH_YAML)
+    git(sandbox.mac, "add", "batches/hero.yaml")
+    git(sandbox.mac, "commit", "-q", "-m", "batch hero")
+    result = cli("follow", "--poll", "0.1", "--timeout", "1", cwd=sandbox.mac, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.count("batches/hero.yaml is committed here but not on origin/main: `git push` it, "
+                               "or the worker never renders it") == 1, result.stderr
+    git(sandbox.mac, "push", "-q")
+    pushed = cli("follow", "--poll", "0.1", "--timeout", "1", cwd=sandbox.mac, timeout=30)
+    assert "not on origin" not in pushed.stderr
+
+
 def test_the_desktop_notifier_per_platform() -> None:
     from mac_side.desktop import notification_argv
 

@@ -155,6 +155,9 @@ def test_wake_wait_gives_up_at_its_timeout(tmp_path: Path, receiver: socket.sock
     assert receiver.recvfrom(1024)[0][:6] == b"\xff" * 6  # the packet went all the same
     assert result.stderr.startswith(f"renderloop: error: {tmp_path / 'never.git'} did not answer within 3 s (")
     assert "is the worker awake" in result.stderr
+    # git's own reason, not the last line of its closing advice ("and the repository exists.")
+    assert "does not appear to be a git repository" in result.stderr, result.stderr
+    assert "and the repository exists" not in result.stdout + result.stderr
     assert took < 15
     assert cli("wake", "--wait", "--wait-timeout", "0", "-C", str(root)).stderr.strip() == (
         "renderloop: error: --wait-timeout 0: give more than zero")
