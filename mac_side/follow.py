@@ -108,8 +108,8 @@ def follow(repo: Path, *, poll: float = 2.0, timeout: Optional[float] = None) ->
 def _not_pushed(studio: Studio, branch: str) -> list[str]:
     """Batch files that differ between this clone's HEAD and origin's branch (committed, not pushed)."""
     try:
-        changed = git.out(studio.root, "diff", "--name-only", "--no-renames", "--diff-filter=AM", f"origin/{branch}", "HEAD", "--",
-                          f"{BATCHES}/")
+        changed = git.out(studio.root, "diff", "--name-only", "--no-renames", "--diff-filter=AM",
+                          f"origin/{branch}", "HEAD", "--", f"{BATCHES}/")
     except GitError:  # no origin/<branch> yet: nothing was ever pushed
         return []
     return [rel for rel in changed.splitlines() if rel.endswith(".yaml")]

@@ -187,6 +187,11 @@ class WorkerMachine(_Strict):
             raise ValueError(problem)
         return value
 
+    @field_validator("comfyui", mode="before")
+    @classmethod
+    def _one_url(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value  # one URL, as RENDERLOOP_WORKER_COMFYUI takes it
+
     @field_validator("comfyui")
     @classmethod
     def _comfyui_urls(cls, value: list[str]) -> list[str]:

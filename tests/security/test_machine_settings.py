@@ -221,6 +221,11 @@ def test_an_empty_or_comment_only_machine_file_means_the_defaults() -> None:
         assert load_machine().settings.worker.comfyui == ["http://127.0.0.1:8188"]
 
 
+def test_one_comfyui_server_may_be_written_as_one_url_as_in_the_environment() -> None:
+    machine_file().write_text("worker:\n  comfyui: http://gpu-box:8188\n", encoding="utf-8")
+    assert load_machine().settings.worker.comfyui == ["http://gpu-box:8188"]
+
+
 def test_every_setting_has_an_environment_variable() -> None:
     names = [env_name(leaf) for leaf in leaves()]
     assert len(names) == len(set(names)) and all(n.startswith("RENDERLOOP_") for n in names)
