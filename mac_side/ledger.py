@@ -113,6 +113,6 @@ def short(raw: bytes, limit: int = 90) -> str:
         data = json.loads(text)
         if isinstance(data, dict) and "slug" in data:
             text = f"{data.get('id', '?')} {data.get('batch', '?')}/{data['slug']} {data.get('verdict', '?')}"
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python reads
         pass
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -89,7 +89,7 @@ def _key(raw: bytes) -> Optional[str]:
         return None
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python reads
         return None
     if not isinstance(data, dict):
         return None

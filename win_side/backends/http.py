@@ -76,8 +76,11 @@ class Answer:
         return self.content.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        """The body as JSON; ValueError when it is not."""
-        return json.loads(self.content)
+        """The body as JSON; ValueError when it is not (nested too deep for Python included)."""
+        try:
+            return json.loads(self.content)
+        except RecursionError:
+            raise ValueError("the answer is JSON nested too deep to read") from None
 
 
 def fetch(

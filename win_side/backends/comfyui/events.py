@@ -212,7 +212,7 @@ class EventStream:
             if opcode == websocket.ABNF.OPCODE_TEXT:
                 try:
                     self.handle(json.loads(payload))
-                except ValueError:
+                except (ValueError, RecursionError):
                     log.debug("ComfyUI at %s sent a text frame that is not JSON: %r", self.url, payload[:80])
 
     def _set_connected(self, connected: bool, reason: Optional[Exception] = None) -> None:
