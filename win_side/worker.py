@@ -210,8 +210,7 @@ def _keeper(options: WorkerOptions, urls: list[str]) -> Optional[ComfyKeeper]:
     """With a start command: the ComfyUI at the first URL kept running; waits (bounded) until it answers."""
     if not options.comfyui_start or options.backend != "comfyui":
         return None
-    url = urls[0] if urls else "http://127.0.0.1:8188"
-    url = url if "://" in url else "http://" + url
+    url = urls[0] if urls else "http://127.0.0.1:8188"  # as studio.machine wrote it: http://host:port
     keeper = ComfyKeeper(options.comfyui_start, url, ready_timeout=options.comfyui_ready_timeout).start()
     if not keeper.wait_ready(options.comfyui_ready_timeout):
         log.warning("ComfyUI at %s is not answering yet; its images wait for it", url)
