@@ -11,14 +11,14 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from studio.config import StudioConfig, _Strict  # one meaning of strict for the files people write
+from studio.config import StudioConfig
 from studio.errors import InvalidFile, Problem
 from studio.layout import BATCH_SUFFIXES, SLUG_MAX, Slug, Studio, batch_id_problem, slug_problem
 from studio.limits import (
     MAX_ARCHETYPE_CHARS, MAX_CUE_CHARS, MAX_CUES, MAX_NEGATIVE_CHARS, MAX_PROMPT_CHARS, MAX_PROMPTS, MAX_SIDE,
     MAX_STEPS, Limits, SamplerName, control_problem,
 )
-from studio.source import Document, did_you_mean, dotted, load_bytes, load_file, problems_from
+from studio.source import Document, Strict, did_you_mean, dotted, load_bytes, load_file, problems_from
 from studio.spec import SEED_MAX, Spec, apply_cues, derive_seed, split_cues
 
 Backend = Literal["comfyui", "fal", "mflux", "placeholder"]
@@ -32,7 +32,7 @@ def _no_control_characters(value: str, *, multiline: bool = False) -> str:
     return value
 
 
-class _SharedSettings(_Strict):
+class _SharedSettings(Strict):
     """Settings a batch sets for all its prompts and a prompt may override."""
 
     model: Optional[str] = None
@@ -72,7 +72,7 @@ def _distinct(values: Any) -> Any:
     return values
 
 
-class Sweep(_Strict):
+class Sweep(Strict):
     """``sweep:`` on a batch or a prompt: axes over spec fields, each image one combination."""
 
     mode: Literal["product", "zip"] = "product"

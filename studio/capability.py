@@ -55,7 +55,7 @@ Number = Union[int, float]
 
 
 class _Closed(BaseModel):
-    """Unknown fields refused (a file the worker writes; what people write is studio.config._Strict)."""
+    """Unknown fields refused (a file the worker writes; what people write is studio.source.Strict)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal, Mapping, Optional, Sequence, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from studio.capability import newest, node_inputs
 from studio.errors import InvalidFile, Problem
@@ -15,7 +15,7 @@ from studio.layout import Studio
 from studio.limits import MAX_BATCH_BYTES, MAX_STEPS, Limits, Pixels, SamplerName, Side
 from studio.machine import flag_hint, machine_path
 from studio.models import BUILTIN, BUILTIN_MODELS, GRAPH_NAMES, BuiltinModel
-from studio.source import Document, load_file, problems_from
+from studio.source import Document, Strict, load_file, problems_from
 from studio.workflow import BIND_FIELDS, BindingError, parse_workflow_bytes, read_workflow
 
 # fal inputs renderloop fills from each image's spec.
@@ -32,12 +32,7 @@ else:  # pydantic checks the names and lists them in its message
     GraphName = Literal[GRAPH_NAMES]
 
 
-class _Strict(BaseModel):
-    # strict: "8" is not 8 and true is not 1.0 (a float field still takes an int).
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-
-class ComfyUIModel(_Strict):
+class ComfyUIModel(Strict):
     """How a model renders on ComfyUI: a built-in graph or a user workflow.
 
     A built-in graph takes model file names as the ComfyUI server lists them
@@ -89,7 +84,7 @@ class ComfyUIModel(_Strict):
         return [name for name in names if getattr(self, name) is not None and name not in allowed]
 
 
-class FalModel(_Strict):
+class FalModel(Strict):
     """How a model renders on fal's queue API."""
 
     endpoint: str  # e.g. fal-ai/flux/schnell: the path after the queue host
@@ -115,7 +110,7 @@ class FalModel(_Strict):
         return value
 
 
-class MfluxModel(_Strict):
+class MfluxModel(Strict):
     """How a model renders with mflux on a Mac (one run of an mflux program per image).
 
     Only the program's name and its model come from here: which folder the
@@ -152,7 +147,7 @@ class MfluxModel(_Strict):
         return [self.program, *(["--model", self.model] if self.model else [])]
 
 
-class ModelSettings(_Strict):
+class ModelSettings(Strict):
     width: int = Field(default=1024, gt=0)
     height: int = Field(default=1024, gt=0)
     steps: Optional[int] = Field(default=None, gt=0, le=MAX_STEPS)
@@ -184,7 +179,7 @@ class ModelSettings(_Strict):
         return self
 
 
-class StudioConfig(_Strict):
+class StudioConfig(Strict):
     version: Literal[1] = 1
     models: dict[str, ModelSettings]
     limits: Limits = Field(default_factory=Limits)

@@ -28,11 +28,11 @@ from typing import Any, Literal, Mapping, Optional, Union
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from studio.errors import FatalError, InvalidFile
 from studio.limits import worker_name_problem
-from studio.source import Document, describe_error, load_file, problems_from
+from studio.source import Document, Strict, describe_error, load_file, problems_from
 
 MACHINE_ENV = "RENDERLOOP_MACHINE_CONFIG"  # another settings file (tests use it)
 ENV_PREFIX = "RENDERLOOP_"
@@ -103,11 +103,7 @@ def _one_line(value: Optional[str], what: str) -> Optional[str]:
     return value
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-
-class WakeTarget(_Strict):
+class WakeTarget(Strict):
     """Wake-on-LAN for the worker (`renderloop wake` on the Mac)."""
 
     mac: str  # the worker's network card, e.g. AA:BB:CC:DD:EE:FF
@@ -145,7 +141,7 @@ class WakeTarget(_Strict):
         return bytes.fromhex(self.mac.replace(":", ""))
 
 
-class WorkerMachine(_Strict):
+class WorkerMachine(Strict):
     """The GPU box: `renderloop worker`."""
 
     backend: BackendName = "comfyui"  # where images are rendered
@@ -216,7 +212,7 @@ class WorkerMachine(_Strict):
         return _one_line(value, "a path or command")
 
 
-class MacMachine(_Strict):
+class MacMachine(Strict):
     """The person's computer: `renderloop wake` and `renderloop local` (mflux)."""
 
     wake: Optional[WakeTarget] = None
@@ -233,7 +229,7 @@ class MacMachine(_Strict):
         return _one_line(value, "a folder")
 
 
-class MachineSettings(_Strict):
+class MachineSettings(Strict):
     version: Literal[1] = 1
     worker: WorkerMachine = Field(default_factory=WorkerMachine)
     mac: MacMachine = Field(default_factory=MacMachine)

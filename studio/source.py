@@ -23,12 +23,20 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
 from studio.errors import InvalidFile, Problem
 from studio.fsutil import read_bounded
 from studio.limits import CONTROL_IN_FILE, MAX_BATCH_BYTES
+
+
+class Strict(BaseModel):
+    """A model of a file people write (renderloop.yaml, batch files, machine.yaml): unknown keys refused;
+    strict types, so "8" is not 8 and true is not 1.0 (a float field still takes an int); no nan or infinity."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
 
 MAX_BYTES = MAX_BATCH_BYTES
 MAX_NODES = 200_000
