@@ -318,3 +318,19 @@ def test_a_pushed_mflux_command_never_runs(sandbox: Sandbox, tmp_path: Path) -> 
         result = cli(*command)
         assert "'models.z-image-turbo.mflux.command' is a machine setting" in result.stderr, result.stderr
         assert not marker.exists()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX PATH here")
+@pytest.mark.parametrize("entry", ["", "."])
+def test_an_mflux_program_in_the_current_folder_is_never_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               entry: str) -> None:
+    """A PATH with an empty or '.' entry would find a committed `mflux-generate` in the studio, run from there."""
+    from win_side.backends.mflux.backend import find_program
+
+    planted = tmp_path / "mflux-generate"
+    planted.write_text("#!/bin/sh\ntouch pwned\n", encoding="utf-8")
+    planted.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", os.pathsep.join([entry, "/usr/bin", "/bin"]))
+    assert find_program("mflux-generate") is None
+    assert find_program("mflux-generate", entry) is None  # mac.mflux_bin: "." or "" is no folder either

@@ -15,6 +15,7 @@ carries mflux's own output.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -208,8 +209,13 @@ def _mflux_settings(request: RenderRequest) -> MfluxModel:
 
 
 def find_program(program: str, mflux_bin: Optional[str] = None) -> Optional[str]:
-    """The program in this Mac's mflux folder (``mac.mflux_bin``), else on PATH; never a repository path."""
-    return shutil.which(program, path=mflux_bin) if mflux_bin else shutil.which(program)
+    """The program in this Mac's mflux folder (``mac.mflux_bin``), else on PATH; never a repository path.
+
+    A match through a relative PATH entry ('', '.': the current folder, the studio when `renderloop local`
+    runs there) is no program of this Mac's: None.
+    """
+    found = shutil.which(program, path=mflux_bin) if mflux_bin else shutil.which(program)
+    return found if found is not None and os.path.isabs(found) else None
 
 
 def not_installed(program: str, mflux_bin: Optional[str]) -> str:
