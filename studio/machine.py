@@ -25,7 +25,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Union
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator, model_validator
@@ -73,6 +73,21 @@ UNSET: dict[str, str] = {
 
 BackendName = Literal["comfyui", "fal", "mflux", "placeholder"]  # each built by win_side.backends.BACKENDS
 NotifyFormat = Literal["json", "ntfy", "slack", "discord"]  # the bodies a webhook POST can have (win_side.notify)
+
+
+def public_url(url: str) -> str:
+    """``url`` as it may be logged, shown or committed: a user name and password in it become ``***@``.
+
+    The server is still reached with them (``requests`` and the websocket send them as basic auth); only
+    what is written anywhere loses them.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def is_http_url(url: str) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from studio.config import StudioConfig
+from studio.machine import public_url
 
 
 @dataclass
@@ -32,7 +33,7 @@ def check_comfyui(config: StudioConfig, studio_root: Path, urls: list[str], time
     graphs, unbuildable = model_graphs(GraphBuilder(studio_root), config)
     found = []
     for url in dict.fromkeys(normalize_url(u) for u in urls):
-        check = ServerCheck(url, unbuildable=unbuildable)
+        check = ServerCheck(public_url(url), unbuildable=unbuildable)
         client = ComfyClient(url, read_timeout=timeout)
         try:
             check.lacks = lacking_by_model(client, graphs)

@@ -29,6 +29,7 @@ from typing import Callable, Optional
 
 from studio import processes
 from studio.errors import FatalError
+from studio.machine import public_url
 from win_side.throttle import Throttle, doubling, try_again
 
 log = logging.getLogger("renderloop.worker")
@@ -147,7 +148,7 @@ class ComfyKeeper:
     def _launch(self) -> None:
         out = open(self.log_path, "ab") if self.log_path is not None else subprocess.DEVNULL
         try:
-            log.info("ComfyUI does not answer at %s: starting it: %s", self.url, " ".join(self.argv))
+            log.info("ComfyUI does not answer at %s: starting it: %s", public_url(self.url), " ".join(self.argv))
             self.proc = processes.start(self.argv, self.cwd, dict(os.environ), stdout=out, stderr=out)
             self.starts += 1
         except OSError as exc:
@@ -164,7 +165,8 @@ class ComfyKeeper:
         started = time.monotonic()
         while not self._stop.is_set() and proc.poll() is None:
             if self.probe(self.url):
-                log.info("ComfyUI is ready at %s (%.1f s after starting)", self.url, time.monotonic() - started)
+                log.info("ComfyUI is ready at %s (%.1f s after starting)", public_url(self.url),
+                         time.monotonic() - started)
                 self.ready.set()
                 return
             if time.monotonic() - started > self.ready_timeout:

@@ -35,7 +35,7 @@ def add_parser(sub: Subcommands) -> None:
     p.add_argument("--backend", choices=tuple(BACKENDS), default="comfyui",
                    help="with --worker: the backend the worker renders with")
     p.add_argument("--comfyui", action="append", default=[], metavar="URL",
-                   help="a ComfyUI server to check (repeat for several; default: worker.comfyui in renderloop.yaml)")
+                   help="a ComfyUI server to check (repeat for several; default: worker.comfyui in this machine's settings)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -178,7 +178,7 @@ def _comfyui(report: Report, config: StudioConfig, studio: Studio, urls: list[st
     from win_side.doctor import check_comfyui
 
     if not urls:
-        report.line(FAIL if blocking else WARN, "ComfyUI: no server (worker.comfyui in renderloop.yaml, or --comfyui URL)")
+        report.line(FAIL if blocking else WARN, "ComfyUI: no server (worker.comfyui in this machine's settings, or --comfyui URL)")
         return
     for check in check_comfyui(config, studio.root, urls):
         if check.problem is not None:

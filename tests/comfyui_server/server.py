@@ -120,6 +120,7 @@ class ComfyServer:
         )
         self.ws_enabled = True
         self.requests: list[tuple[str, str]] = []  # (method, path) of every HTTP request
+        self.authorizations: list[tuple[str, Optional[str]]] = []  # (path, Authorization header) of each
         self.submissions: list[tuple[str, float]] = []  # (prompt_id, time.time() the POST /prompt arrived)
         self._garbage: dict[str, list] = {}
         self._hang = threading.Event()
@@ -358,6 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path[4:] if parts.path.startswith("/api/") else parts.path
         query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         owner.requests.append((method, path))
+        owner.authorizations.append((path, self.headers.get("Authorization")))
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method == "POST" else b""
         if owner._hang.is_set():
             owner._release.wait()

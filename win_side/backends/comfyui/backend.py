@@ -38,6 +38,7 @@ from typing import Any, Optional, Sequence, Union
 from studio.config import StudioConfig
 from studio.errors import InvalidFile, NotConfigured
 from studio.layout import Studio
+from studio.machine import public_url
 from studio.spec import Spec, spec_hash
 from studio.workflow import BindingError, Workflow, load_workflow, workflow_path
 from win_side.backends.base import (
@@ -124,9 +125,9 @@ class ComfyLane:
 
     def __init__(self, url: str, window: int, builder: GraphBuilder, timeout: float,
                  client_id: Optional[str] = None, shared: Optional["_Shared"] = None) -> None:
-        self.url = url
-        self.name = url
-        self.label = f"ComfyUI at {url}"  # in the person's words
+        self.url = public_url(url)  # what logs, records and workers/<name>.json say: no password
+        self.name = self.url
+        self.label = f"ComfyUI at {self.url}"  # in the person's words
         self.window = window
         self.builder = builder
         self.timeout = timeout

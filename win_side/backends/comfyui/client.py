@@ -22,6 +22,7 @@ from typing import Any, Optional
 import requests
 
 from studio.limits import MAX_ANSWER_BYTES, MAX_PNG_BYTES
+from studio.machine import public_url
 from studio.png import NotPng, check_png
 from win_side.backends import http
 
@@ -63,7 +64,8 @@ class Rejected(Exception):
 class ComfyClient:
     def __init__(self, url: str, read_timeout: float = READ_TIMEOUT, stop: Optional[threading.Event] = None,
                  view_timeout: float = VIEW_TIMEOUT) -> None:
-        self.url = url.rstrip("/")
+        self._base = url.rstrip("/")  # what is reached: a user and password in it are sent as basic auth
+        self.url = public_url(self._base)  # what every message says
         self.read_timeout = read_timeout  # the whole-request deadline of an API call (seconds)
         self.view_timeout = view_timeout  # ... and of an image download
         self.stop = stop  # set when the worker stops: every request ends at once
@@ -89,7 +91,7 @@ class ComfyClient:
         seconds = self.read_timeout if timeout is None else timeout
         what = f"{method} {path}"
         try:
-            return http.fetch(self._session, method, self.url + path, limit=limit, seconds=seconds,
+            return http.fetch(self._session, method, self._base + path, limit=limit, seconds=seconds,
                               stop=(self.stop if stoppable else None,), connect_timeout=min(CONNECT_TIMEOUT, seconds),
                               **kwargs)
         except _FAILED as exc:

@@ -17,6 +17,7 @@ the handshake answer must arrive whole within ``HANDSHAKE_SECONDS`` and
 """
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import select
@@ -25,12 +26,13 @@ import ssl
 import threading
 import time
 from typing import Any, Optional
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import websocket
 from websocket._abnf import continuous_frame, frame_buffer
 
 from studio.limits import MAX_ANSWER_BYTES
+from studio.machine import public_url
 from win_side.backends.http import size_text
 from win_side.throttle import Throttle
 
@@ -58,12 +60,22 @@ class Watch:
         self.changed.set()
 
 
+def _basic(parts: SplitResult) -> str:
+    """The basic-auth value of the user and password in a URL, as requests makes it from the same URL."""
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    return "Basic " + base64.b64encode(pair.encode("latin-1", "replace")).decode("ascii")
+
+
 class EventStream:
     def __init__(self, http_url: str, client_id: str) -> None:
         base = http_url.rstrip("/")
         scheme = "wss" if base.startswith("https://") else "ws"
-        self.url = base
-        self.ws_url = f"{scheme}://{base.split('://', 1)[1]}/ws?clientId={client_id}"
+        parts = urlsplit(base)
+        self.url = public_url(base)  # what the log says
+        self.ws_url = f"{scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}/ws?clientId={client_id}"
+        # a user and password in the server's URL: sent as basic auth, as requests sends them over HTTP
+        self._auth = [f"Authorization: {_basic(parts)}"] if parts.username is not None else []
+        self._base = base
         self.client_id = client_id
         self.connected = False
         self.epoch = 0  # bumped at every (re)connection
@@ -166,7 +178,7 @@ class EventStream:
 
     def _connect(self) -> websocket.WebSocket:
         """The websocket, its handshake answer read within a deadline and a cap."""
-        parts = urlsplit(self.url)
+        parts = urlsplit(self._base)
         secure = parts.scheme == "https"
         host = parts.hostname or "127.0.0.1"
         raw = socket.create_connection((host, parts.port or (443 if secure else 80)), timeout=CONNECT_TIMEOUT)
@@ -176,7 +188,7 @@ class EventStream:
             guarded = _Guarded(raw, HANDSHAKE_SECONDS, MAX_HANDSHAKE_BYTES, "the websocket handshake answer")
             ws = websocket.create_connection(
                 self.ws_url, timeout=CONNECT_TIMEOUT, skip_utf8_validation=True, enable_multithread=True,
-                socket=guarded,
+                socket=guarded, header=self._auth,
             )
         except BaseException:
             raw.close()
