@@ -40,6 +40,13 @@ class Sandbox:
         path.write_text(text, encoding="utf-8", newline="\n")
         return path
 
+    def push_batch(self, name: str, text: str) -> None:
+        """The person commits ``batches/<name>.yaml`` (through the hooks) and pushes it."""
+        self.write(f"batches/{name}.yaml", text)
+        git(self.mac, "add", f"batches/{name}.yaml")
+        git(self.mac, "commit", "-q", "-m", f"batch {name}")
+        git(self.mac, "push", "-q")
+
 
 def make_sandbox(tmp_path: Path) -> Sandbox:
     seed = tmp_path / "seed"

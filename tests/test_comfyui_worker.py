@@ -16,10 +16,7 @@ ZIT_FILES = ["z_image_turbo_bf16.safetensors", "qwen_3_4b.safetensors", "ae.safe
 
 
 def test_worker_renders_through_comfyui_and_records_missing_models(sandbox: Sandbox, tmp_path: Path) -> None:
-    sandbox.write("batches/hero.yaml", BATCH_YAML)  # two z-image-turbo prompts, one flux-schnell
-    git(sandbox.mac, "add", "batches/hero.yaml")
-    git(sandbox.mac, "commit", "-q", "-m", "batch hero")
-    git(sandbox.mac, "push", "-q")
+    sandbox.push_batch("hero", BATCH_YAML)  # two z-image-turbo prompts, one flux-schnell
     with ComfyServer(tmp_path / "comfyui", models=ZIT_FILES, render_seconds=0.05) as server:
         result = cli("worker", "--repo", str(sandbox.worker), "--backend", "comfyui", "--comfyui", server.url,
                      "--once", "--name", "studio-pc", timeout=120)
@@ -48,10 +45,7 @@ def test_worker_renders_through_comfyui_and_records_missing_models(sandbox: Sand
 
 def test_retry_failed_on_an_unchanged_failure_does_not_crash(sandbox: Sandbox, tmp_path: Path) -> None:
     """Issue 11: the retried failure's record equals the old one; there is nothing to commit, and that is fine."""
-    sandbox.write("batches/hero.yaml", BATCH_YAML)
-    git(sandbox.mac, "add", "batches/hero.yaml")
-    git(sandbox.mac, "commit", "-q", "-m", "batch hero")
-    git(sandbox.mac, "push", "-q")
+    sandbox.push_batch("hero", BATCH_YAML)
     with ComfyServer(tmp_path / "comfyui", models=ZIT_FILES, render_seconds=0.05) as server:
         args = ("worker", "--repo", str(sandbox.worker), "--backend", "comfyui", "--comfyui", server.url,
                 "--once", "--name", "studio-pc")

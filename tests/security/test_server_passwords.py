@@ -9,7 +9,7 @@ from pathlib import Path
 
 from studio.machine import public_url
 from tests.comfyui_server import ComfyServer
-from tests.helpers import BATCH_YAML, Sandbox, cli, git
+from tests.helpers import BATCH_YAML, Sandbox, cli
 
 ZIT_FILES = ["z_image_turbo_bf16.safetensors", "qwen_3_4b.safetensors", "ae.safetensors"]
 PASSWORD = "s3cret-Pa55"
@@ -23,10 +23,7 @@ def test_public_url_hides_user_and_password_only() -> None:
 
 
 def test_a_password_in_the_comfyui_url_is_sent_to_it_and_written_nowhere(sandbox: Sandbox, tmp_path: Path) -> None:
-    sandbox.write("batches/hero.yaml", BATCH_YAML)
-    git(sandbox.mac, "add", "batches/hero.yaml")
-    git(sandbox.mac, "commit", "-q", "-m", "batch hero")
-    git(sandbox.mac, "push", "-q")
+    sandbox.push_batch("hero", BATCH_YAML)
     with ComfyServer(tmp_path / "comfyui", models=ZIT_FILES, render_seconds=0.05) as server:
         url = server.url.replace("://", f"://ann:{PASSWORD}@")
         result = cli("worker", "--repo", str(sandbox.worker), "--backend", "comfyui", "--comfyui", url,
