@@ -8,11 +8,21 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
+from tests.reliability import harness
+
 _FIGURES: dict[str, dict[str, Any]] = {}
+
+
+@pytest.fixture(autouse=True)
+def no_worker_left() -> Iterator[None]:
+    """A test that fails half-way leaves no worker running (each runs in a session of its own)."""
+    yield
+    while harness.STARTED:
+        harness.STARTED.pop().stop()
 
 
 @pytest.fixture

@@ -214,6 +214,9 @@ class WorkerRun:
             self.kill()
 
 
+STARTED: list[WorkerRun] = []  # every worker a test started: conftest stops what is left after each test
+
+
 def start_worker(repo: Path, logs: Path, *args: str, fault: str | None = None,
                  seconds: float = 0.0, env: dict[str, str] | None = None,
                  command: list[str] | None = None, cwd: Path | None = None) -> WorkerRun:
@@ -233,7 +236,9 @@ def start_worker(repo: Path, logs: Path, *args: str, fault: str | None = None,
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=cwd,
                                 start_new_session=POSIX)
-    return WorkerRun(proc, log, fault)
+    run = WorkerRun(proc, log, fault)
+    STARTED.append(run)
+    return run
 
 
 def git_dir(repo: Path) -> Path:
