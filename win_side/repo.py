@@ -140,7 +140,7 @@ class WorkerRepo:
         while locks:
             running = git.running_in(self.root)
             if not running:
-                for stale in locks:
+                for stale in [p for p in locks if p.is_file()]:  # its git may have removed it since we looked
                     log.info("removing %s left by an interrupted git command", stale.relative_to(gitdir).as_posix())
                     stale.unlink(missing_ok=True)
                 return
