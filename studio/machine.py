@@ -31,7 +31,7 @@ import platformdirs
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from studio.errors import FatalError, InvalidFile
-from studio.limits import worker_name_problem
+from studio.limits import control_problem, worker_name_problem
 from studio.source import Document, Strict, describe_error, load_file, problems_from
 
 MACHINE_ENV = "RENDERLOOP_MACHINE_CONFIG"  # another settings file (tests use it)
@@ -106,14 +106,19 @@ def is_http_url(url: str) -> bool:
 def _url(value: str, what: str, example: str = "http://127.0.0.1:8188", given: Optional[str] = None) -> str:
     """An http(s) URL with a host, nothing around it (``given``: the value as written, for the message)."""
     value = value.strip()
-    if not is_http_url(value) or any(c.isspace() or ord(c) < 32 for c in value):
+    if not is_http_url(value) or _spaced(value):
         raise ValueError(f"{what} {value if given is None else given!r} is not an http(s) URL like {example}")
     return value.rstrip("/")
 
 
+def _spaced(value: str) -> bool:
+    """``value`` holds a space or a character no one-line value may (studio.limits' one rule)."""
+    return any(c.isspace() for c in value) or control_problem(value) is not None
+
+
 def _one_line(value: Optional[str], what: str) -> Optional[str]:
     """``value`` unless it is blank or holds a control character (then: it is not ``what``)."""
-    if value is not None and (not value.strip() or any(ord(c) < 32 for c in value)):
+    if value is not None and (not value.strip() or control_problem(value) is not None):
         raise ValueError(f"{value!r} is not {what}")
     return value
 
@@ -147,7 +152,7 @@ class WakeTarget(Strict):
     @field_validator("broadcast")
     @classmethod
     def _broadcast_shape(cls, value: str) -> str:
-        if not value.strip() or any(c.isspace() or ord(c) < 32 for c in value.strip()):
+        if not value.strip() or _spaced(value.strip()):
             raise ValueError(f"broadcast {value!r} is not an address: write one like 192.168.1.255")
         return value.strip()
 
@@ -442,15 +447,10 @@ def shown(key: str, value: object) -> str:
         return ", ".join(f"{k}={shown(key, v)}" for k, v in value.model_dump().items())
     text = str(value)
     if isinstance(value, str) and "://" in text:
-        parts = urlsplit(text)
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
+        parts = urlsplit(public_url(text))
         if key == "worker.notify":  # a webhook's path or query is often its secret
-            return f"{parts.scheme}://{host}/… (path hidden)"
-        if parts.username or parts.password:
-            host = "***@" + host
-        return f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")
+            return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/… (path hidden)"
+        return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
     return text
 
 
