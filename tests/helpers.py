@@ -48,6 +48,11 @@ class Sandbox:
         git(self.mac, "push", "-q")
 
 
+def config_rows(stdout: str) -> dict[str, list[str]]:
+    """`renderloop config`'s table: setting -> the words after it (value as shown, then its source)."""
+    return {line.split()[0]: line.split()[1:] for line in stdout.splitlines()[2:]}
+
+
 def make_sandbox(tmp_path: Path) -> Sandbox:
     seed = tmp_path / "seed"
     init(seed)

@@ -16,7 +16,7 @@ import pytest
 from studio.layout import Studio
 from studio.machine import FLAGS, BackendName, leaves
 from tests.comfyui_server import ComfyServer
-from tests.helpers import Sandbox, cli, git
+from tests.helpers import Sandbox, cli, config_rows, git
 from win_side.backends import BACKENDS
 from win_side.repo import WorkerRepo
 from win_side.worker import WorkerOptions, machine_settings, push_interval
@@ -108,7 +108,7 @@ def test_config_shows_every_gpu_setting_with_where_it_came_from(tmp_path: Path) 
            "RENDERLOOP_WORKER_NOTIFY": "https://ntfy.sh/secret-topic-123"}
     result = cli("config", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
+    rows = config_rows(result.stdout)
     assert rows["worker.push_interval"] == ["20.0", "file"]
     assert rows["worker.models_dir"] == ["/mnt/enc/models", "file"]
     assert rows["worker.comfyui_start"] == ["/opt/comfy/run.sh", "file"]

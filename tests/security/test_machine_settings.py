@@ -20,7 +20,7 @@ from studio.config import MOVED_TO_MACHINE, load_config
 from studio.errors import FatalError, InvalidFile
 from studio.layout import Studio
 from studio.machine import MACHINE_ENV, env_name, leaves, load_machine, machine_path
-from tests.helpers import BATCH_YAML, Sandbox, cli, git
+from tests.helpers import BATCH_YAML, Sandbox, cli, config_rows, git
 
 SECRET = "fal-secret-9d3c7e51aa"  # found nowhere else: searched for in every file, object and request
 BASE = "version: 1\nmodels:\n  tiny:\n    width: 512\n    height: 512\n"
@@ -239,7 +239,7 @@ def test_config_prints_every_setting_with_its_source_and_no_secret(tmp_path: Pat
     env = {**os.environ, "FAL_KEY": SECRET, "RENDERLOOP_WORKER_WINDOW": "4"}
     result = cli("config", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
+    lines = config_rows(result.stdout)
     assert lines["worker.window"] == ["4", "env"]
     assert lines["mac.cooldown"] == ["3.0", "file"]
     assert lines["worker.backstop"] == ["60.0", "default"]
