@@ -156,5 +156,6 @@ def _write_object(target: Path, parts: list[bytes]) -> None:
         except OSError:  # no hard links here
             os.replace(tmp_name, target)
     finally:
-        if os.path.exists(tmp_name):
+        if os.path.exists(tmp_name):  # linked (or failed): the read-only name goes, as Windows allows only
+            os.chmod(tmp_name, 0o644)  # once it is writable again
             os.unlink(tmp_name)

@@ -58,6 +58,7 @@ def test_each_version_is_the_file_and_reuses_the_last(tmp_path: Path, object_for
         assert git(here, "cat-file", "-t", blob).stdout.strip() == "blob"
     assert git(here, "show", "HEAD:ledger.jsonl").stdout.encode() == (here / "ledger.jsonl").read_bytes()
     assert git(here, "fsck", "--full", "--strict").returncode == 0
+    assert not list((here / ".git" / "objects").rglob("tmp_obj_*"))  # each temporary name removed (read-only)
 
 
 def test_a_file_that_does_not_start_with_the_last_version_is_left_to_git(tmp_path: Path) -> None:
