@@ -59,7 +59,9 @@ def init(path: Path) -> Initialized:
     root.mkdir(parents=True, exist_ok=True)
     new_repository = None
     if not git.is_repo(root):
-        git.run(root, "init", "--quiet")
+        # main, as `renderloop hub init` and the docs say, unless this person chose another default
+        chosen = git.config_get(root, "init.defaultBranch")
+        git.run(root, "init", "--quiet", f"--initial-branch={chosen or 'main'}")
         new_repository = root.resolve()
     top = git.toplevel(root)
     if top.resolve() != root.resolve():

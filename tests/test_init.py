@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
+import pytest
 import yaml
 
 from studio.config import load_config
@@ -114,3 +116,17 @@ def test_debug_is_accepted_after_the_command_and_shows_the_traceback(tmp_path: P
     debug = cli("status", "-C", str(missing), "--debug")
     assert debug.returncode == 1
     assert "Traceback (most recent call last)" in debug.stderr
+
+
+@pytest.mark.parametrize("default, branch", [(None, "main"), ("trunk", "trunk")])
+def test_a_new_studio_is_on_main_unless_the_person_chose_another_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default: Optional[str], branch: str
+) -> None:
+    """Git's own default is still 'master' on many machines; `renderloop hub init` prints `git push -u origin main`."""
+    config = tmp_path / "gitconfig"
+    config.write_text("[user]\n\tname = Ana\n\temail = ana@example.com\n"
+                      + (f"[init]\n\tdefaultBranch = {default}\n" if default else ""), encoding="utf-8")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    result = cli("init", str(tmp_path / "studio"))
+    assert result.returncode == 0, result.stderr
+    assert git(tmp_path / "studio", "branch", "--show-current").stdout.strip() == branch
