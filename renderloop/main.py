@@ -7,31 +7,13 @@ returns the exit code.  Errors reach the person through ``error_handler``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from types import ModuleType
+from typing import Optional, Sequence
 
-from renderloop.commands import (
-    clone,
-    config,
-    demo,
-    doctor,
-    export,
-    follow,
-    hook,
-    hub,
-    init,
-    ledger,
-    local,
-    new,
-    review,
-    stats,
-    status,
-    wake,
-    worker,
-)
-from renderloop.commands import open as open_verb  # the verb, not the builtin
 from renderloop.console import replace_unencodable
 from renderloop.error_handler import Exit, error_handler, leave_quietly_on_broken_pipe
 from renderloop.options import HelpFormatter
@@ -39,13 +21,20 @@ from renderloop.output import show_warnings
 from studio import __version__
 from studio.errors import NotConfigured
 
+# The verbs, in the order the help lists them: each is the module renderloop/commands/<verb>.py.
 COMMANDS = (
-    init, clone, open_verb, new, status, review, ledger, stats, export, follow, worker, hub, local, wake, config, doctor, demo,
-    hook,
+    "init", "clone", "open", "new", "status", "review", "ledger", "stats", "export", "follow", "worker", "hub",
+    "local", "wake", "config", "doctor", "demo", "hook",
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_module(verb: str) -> ModuleType:
+    """The module of ``verb``, imported only when that verb runs (a git hook starts no more than it needs)."""
+    return importlib.import_module(f"renderloop.commands.{verb}")
+
+
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The whole command line, or only the verb ``only`` (the rest unimported: same options, same help)."""
     parser = argparse.ArgumentParser(
         prog="renderloop",
         description="Batch image rendering on your own GPUs, driven entirely by git.",
@@ -56,14 +45,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-C", dest="directory", action="append", type=Path, metavar="PATH",
                         help="run as if renderloop was started in PATH (as `git -C`; repeat to go on from there)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in COMMANDS:
-        command.add_parser(sub)
+    for verb in COMMANDS if only is None else (only,):
+        command_module(verb).add_parser(sub)
     return parser
+
+
+def verb_in(argv: Sequence[str]) -> Optional[str]:
+    """The verb ``argv`` runs, when it names one after the main options; None otherwise (help, a typo)."""
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--debug":
+            continue
+        if arg == "-C":
+            if not rest:
+                return None
+            rest.pop(0)
+            continue
+        if arg.startswith("-C"):  # -CPATH
+            continue
+        return arg if arg in COMMANDS else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     replace_unencodable()  # a console code page that cannot show a character gets '?', never an error
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=verb_in(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -76,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not directory.is_dir():
                     raise NotConfigured(f"-C {directory}: no such folder")
                 os.chdir(directory)
-            init.warn_if_hooks_off(args.command, getattr(args, "repo", Path(".")))
+            command_module("init").warn_if_hooks_off(args.command, getattr(args, "repo", Path(".")))
             code: int = args.run(args)
             return code
     except Exit as exc:

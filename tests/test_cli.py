@@ -143,10 +143,38 @@ def test_every_command_module_is_registered_once_under_its_own_name() -> None:
     from renderloop.main import COMMANDS
 
     modules = sorted(m.name for m in pkgutil.iter_modules(renderloop.commands.__path__))
-    registered = [module.__name__.rsplit(".", 1)[1] for module in COMMANDS]
-    assert sorted(registered) == modules and len(set(registered)) == len(registered)
+    assert sorted(COMMANDS) == modules and len(set(COMMANDS)) == len(COMMANDS)
     verbs = _subparsers(build_parser())
     assert sorted(verbs) == modules  # each module registers the verb of its own name, and only that one
     for verb, command in verbs.items():
         runs = [p.get_default("run") for p in _every_parser(command).values() if p.get_default("run") is not None]
         assert runs and {run.__module__ for run in runs} == {f"renderloop.commands.{verb}"}, verb
+
+
+@pytest.mark.parametrize("argv, verb", [
+    (["hook", "post-merge"], "hook"),
+    (["--debug", "status"], "status"),
+    (["-C", "status", "review"], "review"),  # -C's folder may be named like a verb
+    (["-Cstudio", "-C", "x", "--debug", "stats", "--json"], "stats"),
+    (["--help"], None), (["statsu"], None), ([], None), (["-C"], None), (["--version"], None),
+])
+def test_only_the_verb_that_runs_is_read(argv: list[str], verb: str | None) -> None:
+    from renderloop.main import verb_in
+
+    assert verb_in(argv) == verb
+    if verb is not None:
+        assert list(_subparsers(build_parser(only=verb))) == [verb]
+
+
+def test_a_hook_imports_no_other_command_and_a_misspelt_verb_lists_them_all(tmp_path: Path) -> None:
+    """A git hook starts renderloop on every commit and pull: it pays for its own verb only."""
+    probe = ("import sys\nfrom renderloop.main import main\ntry:\n    main(['hook', '--help'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith('renderloop.commands.')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "['renderloop.commands.hook']"
+    typo = cli("statsu", cwd=tmp_path)
+    assert typo.returncode == 2 and "invalid choice: 'statsu'" in typo.stderr and "'worker'" in typo.stderr
+    debug = cli("-C", str(tmp_path), "--debug", "status", cwd=tmp_path)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr, debug.stderr  # options before the verb still count
+    assert debug.stderr.rstrip().endswith("is not a renderloop studio (no renderloop.yaml): run `renderloop init`")

@@ -26,9 +26,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _command(port: int, pid_file: Path | None = None) -> str:
+def _command(port: int, root: Path, pid_file: Path | None = None) -> str:
+    """The launcher's command line; the server keeps its files in ``root`` (the test's folder)."""
+    root.mkdir(exist_ok=True)
     extra = f" --pid-file {pid_file}" if pid_file else ""
-    return f"{sys.executable} {LAUNCHER} {port}{extra}"
+    return f"{sys.executable} {LAUNCHER} {port} {root}{extra}"
 
 
 def _gone(pid: int, timeout: float = 10) -> bool:
@@ -47,7 +49,7 @@ def test_the_keeper_starts_restarts_after_a_crash_and_stops_comfyui(tmp_path: Pa
     url = f"http://127.0.0.1:{port}"
     pid_file = tmp_path / "server.pid"
     assert not answering(url)
-    keeper = ComfyKeeper(_command(port, pid_file), url, delays=(0.5, 1.0), check_every=0.2, ready_timeout=60)
+    keeper = ComfyKeeper(_command(port, tmp_path / "comfyui", pid_file), url, delays=(0.5, 1.0), check_every=0.2, ready_timeout=60)
     with caplog.at_level(logging.INFO, logger="renderloop.worker"):
         keeper.start()
         try:
@@ -99,7 +101,7 @@ def test_the_worker_starts_comfyui_renders_and_stops_it(sandbox: Sandbox, tmp_pa
     url = f"http://127.0.0.1:{port}"
     pid_file = tmp_path / "server.pid"
     result = cli("worker", "--repo", str(sandbox.worker), "--once", "--comfyui", url,
-                 "--comfyui-start", _command(port, pid_file), "--models-dir", str(tmp_path), timeout=240)
+                 "--comfyui-start", _command(port, tmp_path / "comfyui", pid_file), "--models-dir", str(tmp_path), timeout=240)
     assert result.returncode == 0, result.stderr
     assert "ComfyUI is ready at" in result.stderr
     assert "3 rendered, 0 failed" in result.stderr
