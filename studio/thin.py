@@ -33,6 +33,11 @@ class Cloned:
     path: Path
     batches: list[str] = field(default_factory=list)  # every batch with renders, newest first
     left_out: list[str] = field(default_factory=list)  # batches whose images are not checked out
+    full: bool = False  # the remote does not serve partial clones: every image was fetched all the same
+
+
+# What git says when the remote ignores --filter (uploadpack.allowFilter unset): the clone is then full.
+FILTER_IGNORED = "filtering not recognized by server"
 
 
 def clone(url: str, dest: Path, newest: Optional[int]) -> Cloned:
@@ -41,9 +46,9 @@ def clone(url: str, dest: Path, newest: Optional[int]) -> Cloned:
         raise FatalError(f"{dest}: already exists and is not empty")
     if newest is not None and newest < 0:
         raise FatalError(f"--batches {newest}: give a number of batches, 0 or more")
-    git.run(dest.parent if dest.parent.is_dir() else Path.cwd(), "clone", "--quiet", "--filter=blob:none",
-            "--no-checkout", url, str(dest), timeout=CLONE_TIMEOUT)
-    result = Cloned(dest.resolve())
+    _, _, said = git.run(dest.parent if dest.parent.is_dir() else Path.cwd(), "clone", "--quiet",
+                         "--filter=blob:none", "--no-checkout", url, str(dest), timeout=CLONE_TIMEOUT)
+    result = Cloned(dest.resolve(), full=FILTER_IGNORED in said)
     branch = git.current_branch(dest)
     if branch is None or git.head(dest) is None:
         raise FatalError(f"{url}: the remote has no branch to check out")

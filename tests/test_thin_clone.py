@@ -127,3 +127,29 @@ def test_the_commands_in_a_thin_clone(made: Synthetic, tmp_path: Path) -> None:
     assert "Brought in the images of b0000 " in exported.stdout, exported.stdout + exported.stderr
     assert (tmp_path / "out" / "b0000-001.png").read_bytes() == (full / "renders/b0000/b0000-001.png").read_bytes()
     assert thin.left_out(root) == set() and len(_pngs(root)) == 6 and not git(root, "status", "--porcelain").stdout
+
+
+def _missing_images(root: Path) -> set[str]:
+    missing = {row[1:] for row in git(root, "rev-list", "--objects", "--missing=print", "HEAD").stdout.split()
+               if row.startswith("?")}
+    return {row.split()[2] for row in git(root, "ls-tree", "-r", "HEAD", "renders").stdout.splitlines()
+            if row.endswith(".png")} & missing
+
+
+def test_a_remote_that_ignores_the_filter_is_said_and_a_hub_serves_thin_clones(made: Synthetic, tmp_path: Path) -> None:
+    """Without uploadpack.allowFilter git fetches every image and only warns: renderloop says it plainly."""
+    plain = tmp_path / "plain.git"
+    git(tmp_path, "clone", "-q", "--bare", str(made.remote), str(plain))  # no uploadpack settings
+    done = cli("clone", plain.as_uri(), str(tmp_path / "full"), "--batches", "0", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "does not serve partial clones, so every image was fetched" in done.stderr
+    assert "uploadpack.allowFilter true" in done.stderr and not _missing_images(tmp_path / "full")
+
+    made_hub = cli("hub", "init", str(plain), cwd=tmp_path)  # an existing bare repository, re-configured
+    assert made_hub.returncode == 0, made_hub.stderr
+    done = cli("clone", plain.as_uri(), str(tmp_path / "thin"), "--batches", "0", cwd=tmp_path)
+    assert done.returncode == 0 and "partial" not in done.stderr, done.stderr
+    assert len(_missing_images(tmp_path / "thin")) == 6
+    # `open` fetches one batch's images by their blob ids (uploadpack.allowAnySHA1InWant), and only those
+    assert cli("open", "b0001", cwd=tmp_path / "thin").returncode == 0
+    assert len(_missing_images(tmp_path / "thin")) == 4

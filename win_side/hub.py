@@ -22,6 +22,9 @@ HUB_SETTINGS = (
     ("receive.denyDeletes", "true"),  # no deleted branch or tag
     ("receive.fsckObjects", "true"),  # a corrupt or malformed object is refused at the door
     ("core.logAllRefUpdates", "true"),  # a reflog of every push, for the record
+    # `renderloop clone` makes partial clones: without these git ignores its filter and sends every image
+    ("uploadpack.allowFilter", "true"),
+    ("uploadpack.allowAnySHA1InWant", "true"),  # a thin clone fetches a left-out image by its blob id
 )
 
 

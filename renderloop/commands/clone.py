@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -39,5 +40,9 @@ def clone(url: str, dest: Path, newest: Optional[int]) -> int:
               "in the others').")
     else:
         print(f"the images of all {len(made.batches)} batches.")
+    if made.full:
+        print(f"Note: {url} does not serve partial clones, so every image was fetched all the same; on the remote, "
+              "`git config uploadpack.allowFilter true` and `git config uploadpack.allowAnySHA1InWant true` "
+              "(`renderloop hub init` sets both) make the next clone thin.", file=sys.stderr)
     print(f"Run `renderloop init {dest}` to enable the hooks there (on the Mac).")
     return 0

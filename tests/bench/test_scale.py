@@ -90,11 +90,17 @@ def clone_of(made: Synthetic, dest: Path, *extra: str) -> Path:
     return dest
 
 
-def rig_of(made: Synthetic, root: Path) -> Rig:
-    """The benchmark rig on a synthetic studio: the person's clone checks out no images."""
+def rig_of(made: Synthetic, root: Path, thin: bool = False) -> Rig:
+    """The benchmark rig on a synthetic studio: the person's clone checks out no images.
+
+    ``thin``: the worker's clone is the one README advises for a GPU box, ``renderloop clone URL DIR
+    --batches 0`` (a partial clone checking out no image); otherwise a full ``git clone``.
+    """
     root.mkdir(parents=True)
     remote = root / "remote.git"
     git(root, "clone", "--quiet", "--bare", str(made.remote), str(remote))
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):  # as `renderloop hub init` sets
+        git(remote, "config", key, "true")
     pushes_log = root / "pushes.log"
     hook = remote / "hooks" / "post-receive"
     hook.write_text(POST_RECEIVE.format(log=pushes_log.as_posix()), encoding="utf-8", newline="\n")
@@ -103,7 +109,10 @@ def rig_of(made: Synthetic, root: Path) -> Rig:
     git(root, "clone", "--quiet", "--sparse", str(remote), str(person))
     git(person, "sparse-checkout", "add", "batches")
     worker = root / "worker"
-    git(root, "clone", "--quiet", str(remote), str(worker))
+    if thin:
+        renderloop("clone", remote.as_uri(), str(worker), "--batches", "0", cwd=root)
+    else:
+        git(root, "clone", "--quiet", str(remote), str(worker))
     git(worker, "config", "user.name", "renderloop worker")
     git(worker, "config", "user.email", "worker@example.com")
     return Rig(root, remote, person, worker, pushes_log)
@@ -112,24 +121,32 @@ def rig_of(made: Synthetic, root: Path) -> Rig:
 # ---------------------------------------------------------------- item 3: planning that does not repeat itself
 
 
+@pytest.mark.parametrize("clone", ["thin", "full"])
 @pytest.mark.parametrize("renders", RENDERS)
-def test_worker_once_with_nothing_to_do(renders: int, scratch: Path) -> None:
+def test_worker_once_with_nothing_to_do(renders: int, clone: str, scratch: Path) -> None:
     made = cached(renders, 0)
-    here = clone_of(made, scratch / f"idle-{renders}")
+    if clone == "thin":
+        here = scratch / f"idle-{renders}-thin"
+        renderloop("clone", made.remote.as_uri(), str(here), "--batches", "0", cwd=scratch)
+        git(here, "config", "user.name", "renderloop worker")
+        git(here, "config", "user.email", "worker@example.com")
+    else:
+        here = clone_of(made, scratch / f"idle-{renders}")
 
     def once() -> None:
         renderloop("worker", "--repo", str(here), "--backend", "placeholder", "--once", "--no-push", cwd=here)
 
     once()  # the first run after a clone learns every file (the cache is in .git, per clone)
-    value = record("worker --once, nothing to do", f"{renders} renders", timed(RUNS, once))
+    value = record(f"worker --once, nothing to do, {clone} clone", f"{renders} renders", timed(RUNS, once))
     assert not git(here, "status", "--porcelain").stdout  # rendered nothing, changed nothing
     assert value < 5
 
 
+@pytest.mark.parametrize("clone", ["thin", "full"])
 @pytest.mark.parametrize("renders", RENDERS)
-def test_push_to_first_render(renders: int, scratch: Path) -> None:
-    rig = rig_of(cached(renders, 0), scratch / f"push-{renders}")
-    server = ServerProcess(scratch / f"push-{renders}-server", RENDER_SECONDS)
+def test_push_to_first_render(renders: int, clone: str, scratch: Path) -> None:
+    rig = rig_of(cached(renders, 0), scratch / f"push-{renders}-{clone}", thin=clone == "thin")
+    server = ServerProcess(scratch / f"push-{renders}-{clone}-server", RENDER_SECONDS)
     worker = None
     try:
         worker = WorkerProcess(rig, [server.url])
@@ -144,7 +161,7 @@ def test_push_to_first_render(renders: int, scratch: Path) -> None:
                     action(*args)
 
         latencies = _measure(Bench(), rig, server, worker, "scale", RUNS)
-        record("push to first render", f"{renders} renders", latencies)
+        record(f"push to first render, {clone} worker clone", f"{renders} renders", latencies)
     finally:
         if worker:
             worker.close()
