@@ -126,7 +126,7 @@ def _last_line(exc: GitError) -> str:
 def _pull(studio: Studio, branch: str) -> Optional[Trouble]:
     """Fetch, then fast-forward (or rebase our own unpushed commits); what went wrong, if anything."""
     try:
-        git.run(studio.root, "fetch", "--quiet", "origin", branch, timeout=60)
+        git.run(studio.root, "fetch", "--quiet", "--recurse-submodules=no", "origin", branch, timeout=60)
         ahead = int(git.out(studio.root, "rev-list", "--count", f"origin/{branch}..HEAD"))
         mode = "--rebase" if ahead else "--ff-only"
         git.run(studio.root, "pull", "--quiet", mode, "origin", branch, timeout=60)

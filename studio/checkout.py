@@ -45,20 +45,23 @@ def entries(root: Path, *folders: str) -> dict[str, Entry]:
     changed: set[str] = set()
     length = 40
     listing = git.out(root, "ls-files", "-s", "-t", "-c", "-m", "-d", "-o", "--exclude-standard", "-z", "--", *folders)
-    for row in listing.split("\0"):
-        if row.startswith("? "):  # untracked
+    rows = listing.split("\0")
+    tracked = next((row for row in rows if row and row[:2] != "? "), "")
+    if tracked:  # the id length of this repository (SHA-1: 40, SHA-256: 64)
+        length = len(tracked[9:].split(" ", 1)[0]) or 40
+    # "TAG MODE BLOB STAGE\tPATH" at fixed offsets (thousands of rows on every pass): sliced, not split
+    tab = 12 + length
+    for row in rows:
+        if row[:2] == "? ":  # untracked
             changed.add(row[2:])
             continue
-        meta, _, path = row.partition("\t")
-        fields = meta.split(" ")  # tag, mode, blob, stage
-        if len(fields) != 4:
+        if len(row) <= tab or row[tab - 1] != "\t" or row[1] != " " or row[8] != " " or row[9 + length] != " ":
             continue
-        tag, mode, blob, stage = fields
-        if stage != "0" or tag in ("C", "R"):  # a conflict, or changed or deleted in the working tree
-            changed.add(path)
-        elif tag in ("H", "S"):
-            found[path] = Entry(blob, tag == "H", mode in _REGULAR)
-            length = len(blob)
+        tag = row[0]
+        if row[10 + length] != "0" or tag == "C" or tag == "R":  # a conflict, or changed or deleted in the tree
+            changed.add(row[tab:])
+        elif tag == "H" or tag == "S":
+            found[row[tab:]] = Entry(row[9:9 + length], tag == "H", row[2:8] in _REGULAR)
     for path in changed:
         found.pop(path, None)
         try:  # bounded and never through a link, like every read of the studio

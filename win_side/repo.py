@@ -232,7 +232,9 @@ class WorkerRepo:
 
     def _fetch(self) -> None:
         seen = git.rev_parse(self.root, self.remote_ref)
-        git.run(self.root, "fetch", "--quiet", "--no-tags", self.remote, self.branch)
+        # No submodule is ever fetched (the repository does not choose what this machine downloads), and
+        # git then does not read the index of every image to look for one: 10 ms a push at 2,000 renders.
+        git.run(self.root, "fetch", "--quiet", "--no-tags", "--recurse-submodules=no", self.remote, self.branch)
         fetched = git.rev_parse(self.root, "FETCH_HEAD")
         if seen and fetched and is_rewrite(self.root, seen, fetched):
             lost = ledger_lost(self.root, seen, fetched)
