@@ -83,7 +83,7 @@ _md = MarkdownIt("commonmark")
 class Marker(BaseModel):
     """The hidden per-section comment: which image the section's verdict is about."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     spec_hash: str
     status: Literal["done", "failed"] = "done"

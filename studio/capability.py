@@ -57,7 +57,7 @@ Number = Union[int, float]
 class _Closed(BaseModel):
     """Unknown fields refused (a file the worker writes; what people write is studio.source.Strict)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class BoundInput(_Closed):

@@ -79,7 +79,7 @@ SamplerName = Annotated[str, Field(max_length=MAX_SAMPLER_CHARS), AfterValidator
 class Limits(BaseModel):
     """``limits:`` in renderloop.yaml: this studio's own, lower, ceilings for its batch files."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     prompt_chars: int = Field(default=MAX_PROMPT_CHARS, gt=0)
     negative_chars: int = Field(default=MAX_NEGATIVE_CHARS, gt=0)

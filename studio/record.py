@@ -19,7 +19,7 @@ Status = Literal["done", "failed"]
 
 
 class RenderError(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     kind: ErrorKind
     message: str
@@ -29,7 +29,7 @@ class RenderError(BaseModel):
 class RenderRecord(BaseModel):
     """What the worker rendered for one (batch, slug), and how."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     batch: str
     slug: str
@@ -53,7 +53,7 @@ class RenderRecord(BaseModel):
 
 
 class StudioProblem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     path: str
     line: int
@@ -69,7 +69,7 @@ class StudioErrorRecord(BaseModel):
     pull; removed once fixed.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     status: Literal["invalid"] = "invalid"
     problems: list[StudioProblem]
@@ -81,7 +81,7 @@ class StudioErrorRecord(BaseModel):
 
 
 class BatchProblem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     line: int
     message: str
@@ -90,7 +90,7 @@ class BatchProblem(BaseModel):
 class BatchErrorRecord(BaseModel):
     """``renders/<batch>/batch-error.json``: the batch file could not be read."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     batch: str
     path: str

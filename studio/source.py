@@ -35,7 +35,7 @@ class Strict(BaseModel):
     """A model of a file people write (renderloop.yaml, batch files, machine.yaml): unknown keys refused;
     strict types, so "8" is not 8 and true is not 1.0 (a float field still takes an int); no nan or infinity."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, defer_build=True)
 
 
 MAX_BYTES = MAX_BATCH_BYTES

@@ -13,7 +13,7 @@ SEED_MAX = 2**32 - 1
 class Spec(BaseModel):
     """The fully resolved settings of one image: what the worker renders."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     model: str
     prompt: str
