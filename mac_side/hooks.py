@@ -26,17 +26,17 @@ import functools
 import logging
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from mac_side import ledger_watch
+from mac_side import autostash, ledger_watch
+from mac_side.autostash import WAIT_FOR_REBASE
 from mac_side.ledger import Fold, describe, fold
 from mac_side.review import decode, parse, refresh_grids
 from mac_side.review_update import batches_with_renders, update_reviews
-from studio import checkout, git, grownblob, processes
+from studio import checkout, git, grownblob
 from studio.attributes import transforms
 from studio.batch import LoadedBatch, is_batch_path, load_batch_bytes
 from studio.capability import Capability, model_warnings, newest, range_problems
@@ -57,7 +57,6 @@ from studio.winpath import windows_path_problem
 log = logging.getLogger("renderloop.hooks")
 
 StagedConfig = Callable[[], tuple[Optional[StudioConfig], list[Problem]]]
-WAIT_FOR_REBASE = "wait-for-rebase"
 REBASE_WAIT_SECONDS = 30.0
 STATE_NAME = "reviewed-commit"
 _NULL_SHA = re.compile(r"\A0+\Z")
@@ -412,7 +411,7 @@ def _staged_batch(root: Path, batch_id: str, review: str, config: StagedConfig) 
 
 
 def post_merge(studio: Studio, args: list[str]) -> Said:
-    if _autostash_pending(studio.root):
+    if autostash.pending(studio.root):
         return _defer(studio.root)
     return write_reviews(studio, fallback=git.rev_parse(studio.root, "ORIG_HEAD"))
 
@@ -420,26 +419,13 @@ def post_merge(studio: Studio, args: list[str]) -> Said:
 def post_rewrite(studio: Studio, args: list[str]) -> Said:
     if args[:1] != ["rebase"]:  # an amend brings no renders
         return Said()
-    if _autostash_pending(studio.root):
+    if autostash.pending(studio.root):
         return _defer(studio.root)
     return write_reviews(studio, fallback=git.rev_parse(studio.root, "ORIG_HEAD"))
 
 
-def _autostash_pending(root: Path) -> bool:
-    """True while git holds the person's uncommitted changes aside (pull with autoStash).
-
-    Git applies them back only after this hook: writing the review now would
-    make that apply conflict with it. The review is written once they are back.
-    """
-    gitdir = git.git_dir(root)
-    return any(
-        path.exists()
-        for path in (gitdir / "MERGE_AUTOSTASH", gitdir / "rebase-merge" / "autostash", gitdir / "rebase-apply" / "autostash")
-    )
-
-
 def _defer(root: Path) -> Said:
-    _spawn_waiter(root)
+    autostash.spawn_waiter(root)
     return Said()
 
 
@@ -452,7 +438,7 @@ def post_checkout(studio: Studio, args: list[str]) -> Said:
     old, new = args[0], args[1]
     if _rebase_starting(root):
         if _commits_to_replay(root, old, new) == 0:  # no post-rewrite will follow
-            _spawn_waiter(root)
+            autostash.spawn_waiter(root)
         return Said()
     if git.current_branch(root) is None:  # a detached HEAD: bisect, a look at an old commit
         return Said()
@@ -545,19 +531,11 @@ def _commits_to_replay(root: Path, old: str, new: str) -> int:
     return int(stdout.strip() or 0) if code == 0 else 1
 
 
-def _spawn_waiter(root: Path) -> None:
-    """Start ``renderloop hook post-checkout wait-for-rebase`` detached, to run once the rebase
-    (or the pull that set the person's changes aside) is over."""
-    cmd = [sys.executable, "-m", "renderloop", "hook", "post-checkout", WAIT_FOR_REBASE]
-    processes.start(cmd, root, stdout=None, stderr=None, detached=True)
-    log.info("pull in progress: the review is written once it ends")
-
-
 def _after_rebase(studio: Studio) -> Said:
     root = studio.root
     deadline = time.monotonic() + REBASE_WAIT_SECONDS
     while time.monotonic() < deadline:
-        busy = _rebase_dirs(root) or _autostash_pending(root) or "(start):" in _last_reflog(root)
+        busy = _rebase_dirs(root) or autostash.pending(root) or "(start):" in _last_reflog(root)
         if not busy:
             if not resolve_review_conflicts(root):
                 return Said()  # the person's changes came back with a conflict: theirs to resolve first

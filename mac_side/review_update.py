@@ -86,8 +86,8 @@ def batches_with_renders(studio: Studio) -> list[str]:
 def update_reviews(studio: Studio, batches: list[str], stage: bool) -> list[Outcome]:
     """Write or update the review of each batch; stage the ones written when ``stage``."""
     config = load_config(studio)
-    ledger = Ledger.read(studio.ledger_path, quiet=True)
-    has_png = png_in(studio)  # one look at the checkout for every batch
+    ledger = Ledger.read(studio.ledger_path, quiet=True, batches=set(batches))  # their lines only
+    has_png = png_in(studio, batches)  # one look at the checkout for every batch
     outcomes = [update_review(studio, config, batch, ledger, has_png) for batch in batches]
     elsewhere = thin.left_out(studio.root)
     for outcome in outcomes:

@@ -26,7 +26,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Mapping, Optional
 
-import psutil
 
 from studio import processes
 from studio.errors import FatalError
@@ -376,6 +375,8 @@ def _git_program() -> str:
 
 def running_in(repo: Path) -> list[int]:
     """The pids of git processes (other than this one's) working in ``repo``, by their current folder."""
+    import psutil  # here, not at the top: every git hook would import it (20 ms) for this rare look
+
     top = Path(repo).resolve()
     found = []
     for process in psutil.process_iter(["name", "cwd", "cmdline"]):
@@ -432,8 +433,16 @@ def toplevel(path: Path) -> Path:
     return Path(out(path, "rev-parse", "--show-toplevel"))
 
 
+_git_dirs: dict[str, Path] = {}  # folder -> its git dir: a hook asks several times, each a git process
+
+
 def git_dir(repo: Path) -> Path:
-    return Path(out(repo, "rev-parse", "--absolute-git-dir"))
+    key = os.path.abspath(repo)
+    known = _git_dirs.get(key)
+    if known is not None and (known / "HEAD").is_file():
+        return known
+    found = _git_dirs[key] = Path(out(repo, "rev-parse", "--absolute-git-dir"))
+    return found
 
 
 def is_repo(path: Path) -> bool:

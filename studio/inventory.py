@@ -5,7 +5,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, NamedTuple, Optional, Union
+from typing import Callable, Literal, NamedTuple, Optional, Sequence, Union
 
 from studio import checkout, git, plancache
 from studio.batch import Job, LoadedBatch, batch_id_of, load_batch, load_batch_bytes
@@ -147,12 +147,20 @@ def _state(spec_hash: str, record: RenderRecord | Rendered | None, has_png: Call
     return "done" if has_png() else "pending"
 
 
-def png_in(studio: Studio) -> PngCheck:
+# Past this many batches one look at all of renders/ is as quick, and a command line stays short (Windows).
+_FOLDERS_AT_MOST = 64
+
+
+def png_in(studio: Studio, batches: Optional[Sequence[str]] = None) -> PngCheck:
     """The PNG check of this checkout: ``renders/<batch>/<slug>.png`` is in its commit (checked out or
-    left out of a thin clone; :mod:`studio.checkout`), or a file when the studio is not a git clone."""
+    left out of a thin clone; :mod:`studio.checkout`), or a file when the studio is not a git clone.
+
+    ``batches``: the check is asked only about these (only their folders are listed).
+    """
     if not (studio.root / ".git").exists():
         return lambda job: studio.png_path(job.batch, job.slug).is_file()
-    pngs = {rel for rel in checkout.entries(studio.root, RENDERS) if rel.endswith(".png")}
+    folders = [f"{RENDERS}/{batch}/" for batch in batches] if batches and len(batches) <= _FOLDERS_AT_MOST else [RENDERS]
+    pngs = {rel for rel in checkout.entries(studio.root, *folders) if rel.endswith(".png")}
     return lambda job: f"{RENDERS}/{job.batch}/{job.slug}.png" in pngs
 
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Literal, Optional, TypeGuard, Union
+from typing import Collection, Iterable, Literal, Optional, TypeGuard, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
@@ -132,7 +132,7 @@ class Ledger:
         return cls(*_scan(raw, display))
 
     @classmethod
-    def read(cls, path: Path, quiet: bool = False) -> "Ledger":
+    def read(cls, path: Path, quiet: bool = False, batches: Optional[Collection[str]] = None) -> "Ledger":
         """The verdicts in force in the ledger file at ``path``, read leniently (empty when there is none).
 
         Its lines are the latest line about each image (batch, slug,
@@ -140,10 +140,11 @@ class Ledger:
         verdict in force, the latest line about an image) is what it would
         fold from every line, and reading costs only the lines appended since
         the last read (:mod:`studio.verdicts`). Lines left out are logged unless ``quiet``.
+        ``batches``: only the lines about these batches (what a review of them needs).
         """
         from studio.verdicts import in_force  # it builds on LedgerLine
 
-        found = in_force(path, path.name)
+        found = in_force(path, path.name, batches)
         ledger = cls(found.lines, found.problems)
         if ledger.problems and not quiet:
             more = f" (and {found.left_out - 1} more)" if found.left_out > 1 else ""

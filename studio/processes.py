@@ -22,7 +22,6 @@ import threading
 from pathlib import Path
 from typing import IO, Optional, Sequence, Union
 
-import psutil
 
 Stream = Union[int, IO[bytes], None]
 
@@ -70,6 +69,8 @@ def kill_tree(proc: "subprocess.Popen[bytes]") -> None:
     On POSIX that is its session: a process that started a session of its own
     (``setsid``) chose to outlive it. Windows has neither: the whole tree goes.
     """
+    import psutil  # here: only a deadline or a stop needs it, and every git hook imports this module
+
     try:
         family = psutil.Process(proc.pid).children(recursive=True)
     except psutil.Error:

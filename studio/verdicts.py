@@ -23,7 +23,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, Collection, Optional
 
 from pydantic import ValidationError
 
@@ -108,8 +108,12 @@ class InForce:
     left_out: int = 0
 
 
-def in_force(path: Path, display: str = "ledger.jsonl") -> InForce:
-    """The verdicts in force in the ledger file at ``path`` (none when there is no file)."""
+def in_force(path: Path, display: str = "ledger.jsonl", batches: Optional[Collection[str]] = None) -> InForce:
+    """The verdicts in force in the ledger file at ``path`` (none when there is no file).
+
+    ``batches``: only the lines about these batches are validated and returned (a review of one batch
+    validates its own lines, not one line for every image of the studio).
+    """
     opened = _open_regular(path, display)
     if opened is None:
         return InForce([], [])
@@ -129,13 +133,15 @@ def in_force(path: Path, display: str = "ledger.jsonl") -> InForce:
             write_atomic(store, index.to_json().encode("utf-8"), durable=False)
         except OSError as exc:  # a read-only clone: read the whole ledger next time
             log.debug("cannot write %s: %s", store, exc)
-    return _lines(index, display)
+    return _lines(index, display, batches)
 
 
-def _lines(index: Index, display: str) -> InForce:
+def _lines(index: Index, display: str, batches: Optional[Collection[str]] = None) -> InForce:
     problems = [Problem(display, n, m) for n, m in index.problems]
     lines = []
-    for number, text in sorted(index.latest.values()):
+    latest = index.latest if batches is None else {
+        key: value for key, value in index.latest.items() if key.split("\0", 1)[0] in batches}
+    for number, text in sorted(latest.values()):
         try:
             lines.append(LedgerLine.model_validate_json(text))
         except ValidationError:  # said as a strict read says it

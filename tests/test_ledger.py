@@ -194,6 +194,19 @@ def test_reading_a_ledger_with_bad_lines_logs_one_warning(tmp_path: Path, caplog
     assert message.endswith(" (and 1 more); such lines are left out")
 
 
+def test_a_read_for_some_batches_validates_and_returns_only_their_lines(tmp_path: Path) -> None:
+    """A review of one batch reads its own verdicts in force, not one line per image of the studio."""
+    path = tmp_path / "ledger.jsonl"
+    other = line("far").model_copy(update={"batch": "other"})
+    path.write_bytes(raw(line("a", "reroll"), other, line("a", "keep"), line("b")) + b'{"batch": "other", "slug": 1}\n')
+    whole = Ledger.read(path, quiet=True)
+    assert [(l.batch, l.slug, l.verdict) for l in whole.lines] == [("other", "far", "keep"), ("hero", "a", "keep"),
+                                                                   ("hero", "b", "keep")]
+    hero = Ledger.read(path, quiet=True, batches={"hero"})
+    assert [(l.slug, l.verdict) for l in hero.lines] == [("a", "keep"), ("b", "keep")]
+    assert Ledger.read(path, quiet=True, batches={"nothing"}).lines == []
+
+
 # ---------------------------------------------------------------- renderloop ledger verify
 
 

@@ -23,8 +23,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def hook(name: str, args: list[str]) -> int:
-    from mac_side.hooks import run_hook
     from studio.errors import FatalError
+
+    if _handed_over(name, args):  # the pull is not over: the waiter writes the review, nothing more to load here
+        return 0
+    from mac_side.hooks import run_hook
 
     try:
         said = run_hook(name, args)
@@ -48,3 +51,17 @@ def hook(name: str, args: list[str]) -> int:
     for message in said.messages:
         print(f"renderloop: {message}")
     return 0
+
+
+def _handed_over(name: str, args: list[str]) -> bool:
+    """A pull that set the person's changes aside: start the waiter before importing anything heavy."""
+    from pathlib import Path
+
+    from mac_side.autostash import hand_over
+    from studio import git
+    from studio.errors import FatalError
+
+    try:  # the waiter runs every check of a hook (a folder that is no studio, a rewritten remote)
+        return hand_over(name, args, git.toplevel(Path.cwd()))
+    except (FatalError, OSError):
+        return False  # run_hook says what is wrong
