@@ -1,11 +1,13 @@
 """Desired and actual state of a studio: batch files against render records."""
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, NamedTuple, Optional, Sequence, Union
+from typing import Callable, Iterator, Literal, NamedTuple, Optional, Sequence, Union
 
 from studio import checkout, git, plancache
 from studio.batch import Job, LoadedBatch, batch_id_of, load_batch, load_batch_bytes
@@ -192,8 +194,27 @@ class Survey:
         return result
 
 
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """Python's cycle collector paused: a survey makes thousands of small objects (a few per file) and
+    no cycle, and each full collection it set off walked every object the process had imported (30 ms
+    of a pass at 2,000 renders). Reference counting still frees everything as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def survey(studio: Studio, config: StudioConfig) -> Survey:
     """Every batch file and render record of ``studio``, through the plan cache."""
+    with _no_collection():
+        return _survey(studio, config)
+
+
+def _survey(studio: Studio, config: StudioConfig) -> Survey:
     settings = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
     cache = PlanCache(_state_dir(studio) / plancache.NAME if (studio.root / ".git").exists() else None, settings)
     found = Survey(studio, config)
