@@ -411,22 +411,17 @@ def _staged_batch(root: Path, batch_id: str, review: str, config: StagedConfig) 
 
 
 def post_merge(studio: Studio, args: list[str]) -> Said:
-    if autostash.pending(studio.root):
-        return _defer(studio.root)
+    if autostash.hand_over("post-merge", args, studio.root):  # the person's changes are still aside
+        return Said()
     return write_reviews(studio, fallback=git.rev_parse(studio.root, "ORIG_HEAD"))
 
 
 def post_rewrite(studio: Studio, args: list[str]) -> Said:
     if args[:1] != ["rebase"]:  # an amend brings no renders
         return Said()
-    if autostash.pending(studio.root):
-        return _defer(studio.root)
+    if autostash.hand_over("post-rewrite", args, studio.root):
+        return Said()
     return write_reviews(studio, fallback=git.rev_parse(studio.root, "ORIG_HEAD"))
-
-
-def _defer(root: Path) -> Said:
-    autostash.spawn_waiter(root)
-    return Said()
 
 
 def post_checkout(studio: Studio, args: list[str]) -> Said:

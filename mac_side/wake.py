@@ -103,7 +103,7 @@ def wait_for_hub(
             git.run(studio.root, "ls-remote", "--heads", "origin", timeout=max(0.5, min(ATTEMPT_TIMEOUT, remaining)))
             return HubWait(True, time.monotonic() - started, url, "")
         except git.GitError as exc:
-            problem = git.remote_problem(exc) or git.said(exc.stderr) or str(exc)
+            problem = git.reason(exc)
         waited = time.monotonic() - started
         if time.monotonic() + 0.05 >= deadline:
             return HubWait(False, waited, url, problem)

@@ -408,6 +408,12 @@ def remote_problem(exc: GitError) -> Optional[str]:
     return None
 
 
+def reason(exc: GitError) -> str:
+    """Why a git command failed, in one line: what a remote's failure means (:func:`remote_problem`),
+    else git's own line (:func:`said`)."""
+    return remote_problem(exc) or said(exc.stderr) or str(exc)
+
+
 MIN_VERSION = (2, 31)  # GIT_CONFIG_COUNT, which keeps repository code from running (run_no_repository_code)
 
 

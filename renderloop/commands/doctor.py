@@ -148,7 +148,7 @@ def _remote(report: Report, studio: Studio) -> None:
     try:
         sha = git.ls_remote_head(studio.root, "origin", branch)
     except git.GitError as exc:
-        reason = git.remote_problem(exc) or git.said(exc.stderr) or str(exc)
+        reason = git.reason(exc)
         report.line(FAIL, f"remote origin ({shown}): {reason}")
         return
     if sha is None:
