@@ -19,6 +19,15 @@ def made(tmp_path: Path) -> Synthetic:
     return build(tmp_path / "gen", renders=6, ledger_lines=9, per_batch=2)
 
 
+def _images_and_missing(root: Path) -> tuple[set[str], set[str]]:
+    """The blob ids of HEAD's images, and of the objects this (partial) clone does not hold."""
+    missing = {row[1:] for row in git(root, "rev-list", "--objects", "--missing=print", "HEAD").stdout.split()
+               if row.startswith("?")}
+    images = {row.split()[2] for row in git(root, "ls-tree", "-r", "HEAD", "renders").stdout.splitlines()
+              if row.endswith(".png")}
+    return images, missing
+
+
 def _pngs(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in (root / "renders").glob("*/*.png"))
 
@@ -33,10 +42,7 @@ def test_a_thin_clone_holds_everything_but_the_older_images(made: Synthetic, tmp
     assert not git(root, "status", "--porcelain").stdout
     assert thin.left_out(root) == {"b0000", "b0001"}
     # partial: the left-out images were never fetched
-    missing = {row[1:] for row in git(root, "rev-list", "--objects", "--missing=print", "HEAD").stdout.split()
-               if row.startswith("?")}
-    images = {row.split()[2] for row in git(root, "ls-tree", "-r", "HEAD", "renders").stdout.splitlines()
-              if row.endswith(".png")}
+    images, missing = _images_and_missing(root)
     assert len(images) == 6 and len(images & missing) == 4
 
     assert thin.open_batches(root, ["b0000", "b0002"]) == ["b0000"]
@@ -130,10 +136,8 @@ def test_the_commands_in_a_thin_clone(made: Synthetic, tmp_path: Path) -> None:
 
 
 def _missing_images(root: Path) -> set[str]:
-    missing = {row[1:] for row in git(root, "rev-list", "--objects", "--missing=print", "HEAD").stdout.split()
-               if row.startswith("?")}
-    return {row.split()[2] for row in git(root, "ls-tree", "-r", "HEAD", "renders").stdout.splitlines()
-            if row.endswith(".png")} & missing
+    images, missing = _images_and_missing(root)
+    return images & missing
 
 
 def test_a_remote_that_ignores_the_filter_is_said_and_a_hub_serves_thin_clones(made: Synthetic, tmp_path: Path) -> None:

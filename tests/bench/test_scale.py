@@ -83,8 +83,18 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)  # full checkouts of 2,000 images are 2.6 GB each
 
 
-def clone_of(made: Synthetic, dest: Path, *extra: str) -> Path:
-    git(dest.parent, "clone", "--quiet", *extra, str(made.remote), str(dest))
+def serve_thin_clones(remote: Path) -> None:
+    """Let ``remote`` serve partial clones, as `renderloop hub init` sets it (git ignores the filter otherwise)."""
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
+        git(remote, "config", key, "true")
+
+
+def worker_clone(url: str, dest: Path, thin: bool) -> Path:
+    """The worker's clone of ``url``: ``renderloop clone --batches 0`` when ``thin``, else a full ``git clone``."""
+    if thin:
+        renderloop("clone", url, str(dest), "--batches", "0", cwd=dest.parent)
+    else:
+        git(dest.parent, "clone", "--quiet", url, str(dest))
     git(dest, "config", "user.name", "renderloop worker")
     git(dest, "config", "user.email", "worker@example.com")
     return dest
@@ -99,8 +109,7 @@ def rig_of(made: Synthetic, root: Path, thin: bool = False) -> Rig:
     root.mkdir(parents=True)
     remote = root / "remote.git"
     git(root, "clone", "--quiet", "--bare", str(made.remote), str(remote))
-    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):  # as `renderloop hub init` sets
-        git(remote, "config", key, "true")
+    serve_thin_clones(remote)
     pushes_log = root / "pushes.log"
     hook = remote / "hooks" / "post-receive"
     hook.write_text(POST_RECEIVE.format(log=pushes_log.as_posix()), encoding="utf-8", newline="\n")
@@ -108,13 +117,7 @@ def rig_of(made: Synthetic, root: Path, thin: bool = False) -> Rig:
     person = root / "person"
     git(root, "clone", "--quiet", "--sparse", str(remote), str(person))
     git(person, "sparse-checkout", "add", "batches")
-    worker = root / "worker"
-    if thin:
-        renderloop("clone", remote.as_uri(), str(worker), "--batches", "0", cwd=root)
-    else:
-        git(root, "clone", "--quiet", str(remote), str(worker))
-    git(worker, "config", "user.name", "renderloop worker")
-    git(worker, "config", "user.email", "worker@example.com")
+    worker = worker_clone(remote.as_uri() if thin else str(remote), root / "worker", thin)
     return Rig(root, remote, person, worker, pushes_log)
 
 
@@ -127,15 +130,9 @@ def test_worker_once_with_nothing_to_do(clone: str, scratch: Path) -> None:
     machine that slows down or speeds up meanwhile weighs on every size alike, not on the last one."""
     clones = {}
     for renders in RENDERS:
-        made = cached(renders, 0)
-        if clone == "thin":
-            here = scratch / f"idle-{renders}-thin"
-            renderloop("clone", made.remote.as_uri(), str(here), "--batches", "0", cwd=scratch)
-            git(here, "config", "user.name", "renderloop worker")
-            git(here, "config", "user.email", "worker@example.com")
-        else:
-            here = clone_of(made, scratch / f"idle-{renders}")
-        clones[renders] = here
+        made, thin = cached(renders, 0), clone == "thin"
+        url = made.remote.as_uri() if thin else str(made.remote)  # file://: the filter; a path: hard links
+        clones[renders] = worker_clone(url, scratch / f"idle-{renders}-{clone}", thin)
 
     def once(here: Path) -> None:
         renderloop("worker", "--repo", str(here), "--backend", "placeholder", "--once", "--no-push", cwd=here)
@@ -315,14 +312,10 @@ def test_pull_that_writes_a_review(lines: int, tree: str, scratch: Path) -> None
     scratch.mkdir(exist_ok=True)
     here = person_clone(lines, scratch / f"pull-{lines}")
     made = cached(LEDGER_RENDERS, lines)
-    worker = scratch / f"pull-{lines}-worker"
-    renderloop("clone", made.remote.as_uri(), str(worker), "--batches", "0", cwd=scratch)
-    git(worker, "config", "user.name", "renderloop worker")
-    git(worker, "config", "user.email", "worker@example.com")
+    worker = worker_clone(made.remote.as_uri(), scratch / f"pull-{lines}-worker", thin=True)
     remote = scratch / f"pull-{lines}-remote.git"
     git(scratch, "clone", "-q", "--bare", str(made.remote), str(remote))
-    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):  # a remote serving thin clones
-        git(remote, "config", key, "true")
+    serve_thin_clones(remote)
     for clone in (here, worker):  # file://: git's own transport, filter included, as over a network
         git(clone, "remote", "set-url", "origin", remote.as_uri())
         git(clone, "fetch", "-q")
