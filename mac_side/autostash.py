@@ -12,10 +12,10 @@ needs: the waiter imports it while git is still applying the changes back.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 from studio import git, processes
+from studio.shims import renderloop_argv
 
 log = logging.getLogger("renderloop.hooks")
 
@@ -34,7 +34,7 @@ def pending(root: Path) -> bool:
 def spawn_waiter(root: Path) -> None:
     """Start ``renderloop hook post-checkout wait-for-rebase`` detached, to run once the rebase
     (or the pull that set the person's changes aside) is over."""
-    cmd = [sys.executable, "-m", "renderloop", "hook", "post-checkout", WAIT_FOR_REBASE]
+    cmd = [*renderloop_argv(), "hook", "post-checkout", WAIT_FOR_REBASE]  # started in the studio
     processes.start(cmd, root, stdout=None, stderr=None, detached=True)
     log.info("pull in progress: the review is written once it ends")
 

@@ -14,7 +14,7 @@ from studio.config import DEFAULT_CONFIG_YAML
 from studio.errors import FatalError
 from studio.fsutil import write_text_atomic
 from studio.layout import BATCHES, CONFIG_NAME, HOOKS, LEDGER_NAME, RENDERS, Studio
-from studio.shims import GITATTRIBUTES, GITIGNORE, HOOK_NAMES, PYTHON_LINE, installed, shim
+from studio.shims import GITATTRIBUTES, GITIGNORE, HOOK_NAMES, PYTHON_LINE, installed, is_shim, shim
 
 
 def studio_files() -> dict[str, str]:
@@ -86,6 +86,15 @@ def _template_missing(studio: Studio, name: str) -> bool:
     return not path.is_symlink() and not path.exists()
 
 
+def _earlier_template(studio: Studio, name: str) -> bool:
+    """True when ``hooks/NAME`` is an earlier renderloop's shim (a plain file, renderloop's, not this one's)."""
+    path = studio.hooks_dir / name
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > 64 * 1024:
+        return False
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return text != shim(name) and is_shim(name, text)
+
+
 def _enable_existing(studio: Studio, hooks: "HookInstall") -> list[str]:
     changes = list(hooks.changes)
     changed = _set_pull_settings(studio)
@@ -96,6 +105,11 @@ def _enable_existing(studio: Studio, hooks: "HookInstall") -> list[str]:
         for name in missing:
             write_text_atomic(studio.hooks_dir / name, shim(name))
         changes.append(f"wrote the missing hook templates {', '.join(missing)} (commit them)")
+    earlier = [name for name in HOOK_NAMES if name not in missing and _earlier_template(studio, name)]
+    if earlier:
+        for name in earlier:
+            write_text_atomic(studio.hooks_dir / name, shim(name))
+        changes.append(f"updated the hook templates {', '.join(earlier)} to this renderloop's (commit them)")
     if _make_shims_executable(studio):
         changes.append("made the hook shims executable")
     return changes
@@ -145,9 +159,10 @@ def install_hooks(studio: Studio, python: str = sys.executable) -> HookInstall:
     """Install the hooks inside ``.git/hooks`` from the ``hooks/`` templates.
 
     Each installed hook runs ``python`` (the interpreter renderloop is
-    installed in) and nothing else from the tree: a pushed change to
-    ``hooks/`` runs only once a person installs it here again, and the
-    difference is returned for the command to show.  An older studio's
+    installed in) and nothing else from the tree: what is installed is this
+    renderloop's own shim, and a template that is anything else (a pushed
+    change) is refused, never installed. A change to what is installed is
+    returned as a difference for the command to show.  An older studio's
     ``core.hooksPath=hooks`` (which made git run the tracked files) is removed.
     """
     changes = []
@@ -206,7 +221,9 @@ def _template(studio: Studio, name: str) -> "str | Refused":
     text = path.read_text(encoding="utf-8", errors="replace")
     if not PYTHON_LINE.search(text):
         return Refused("has no PYTHON= line for the interpreter")
-    return text
+    if not is_shim(name, text):  # a pushed change would run on this machine: what is installed is renderloop's
+        return Refused("is not renderloop's hook (it would run other commands on this machine)")
+    return shim(name)  # this renderloop's, also over an earlier renderloop's template
 
 
 def _is_tracked_hooks(studio: Studio, value: str) -> bool:

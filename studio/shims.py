@@ -2,15 +2,28 @@
 
 A hook only calls ``renderloop hook NAME``: the logic lives in the installed
 package, never in the repository.  The tracked ``hooks/NAME`` is a template:
-git never runs it.  ``renderloop init`` installs a copy inside ``.git/hooks``
-with ``PYTHON=`` set to the very interpreter renderloop is installed in, so
-a commit from a GUI client or an unactivated shell still finds it, and a
-pushed change to ``hooks/`` runs nowhere until a person installs it again
-(seeing the difference first).
+git never runs it.  ``renderloop init`` installs this renderloop's own shim
+inside ``.git/hooks`` with ``PYTHON=`` set to the very interpreter renderloop
+is installed in, so a commit from a GUI client or an unactivated shell still
+finds it; a pushed change to ``hooks/`` runs nowhere, ever: a template that
+is not renderloop's shim is refused.
 """
 from __future__ import annotations
 
 import re
+import sys
+
+# How renderloop is started in a folder it does not trust (a studio: what anyone who can push wrote).
+# `python -m renderloop` would put that folder first on Python's path, so a pushed renderloop/ or studio/
+# package would run instead of the installed one; `-c` puts '' there, which this line takes out first.
+# (`-P` does the same, from Python 3.11 only.) PYTHONPATH and the installation's own path still count.
+BOOT = "import sys; sys.path[:1] = [p for p in sys.path[:1] if p]; from renderloop.main import entry; entry()"
+
+
+def renderloop_argv(python: str = sys.executable) -> list[str]:
+    """The command line that runs the installed renderloop with ``python``, whatever folder it starts in."""
+    return [python, "-c", BOOT]
+
 
 HOOK_NAMES = ("pre-commit", "post-merge", "post-rewrite", "post-checkout")
 PYTHON_LINE = re.compile(r"^PYTHON=.*$", re.M)  # the line `renderloop init` fills in
@@ -33,8 +46,25 @@ def shim(name: str) -> str:
         "PYTHON=python3\n"
         '[ -x "$PYTHON" ] || { echo "renderloop: $PYTHON, the Python renderloop was installed with, is gone: '
         f'reinstall renderloop, then run renderloop init . ({consequence})" >&2; exit {1 if stops else 0}; }}\n'
-        f'exec "$PYTHON" -m renderloop hook {name} "$@"\n'
+        f'exec "$PYTHON" -c \'{BOOT}\' hook {name} "$@"\n'
     )
+
+
+# What older renderloops wrote as the last line of hooks/NAME: still renderloop's own hook (rewritten on init).
+_EARLIER_LAST_LINES = ('exec "$PYTHON" -m renderloop hook {name} "$@"\n',)
+
+
+def is_shim(name: str, text: str) -> bool:
+    """``text`` is renderloop's hook ``name`` (this version's or an earlier one's), whatever its PYTHON= line.
+
+    Anything else in ``hooks/`` is repository content that would run on this machine: never installed.
+    """
+    text = PYTHON_LINE.sub("PYTHON=python3", text, count=1)
+    current = shim(name)
+    if text == current:
+        return True
+    head = current[: current.rindex("exec ")]
+    return any(text == head + line.format(name=name) for line in _EARLIER_LAST_LINES)
 
 
 def installed(template: str, python: str) -> str:

@@ -10,6 +10,7 @@ import yaml
 
 from studio.config import load_config
 from studio.layout import Studio
+from studio.shims import BOOT
 from tests.helpers import cli, git
 
 
@@ -41,8 +42,8 @@ def test_init_makes_a_studio_with_everything_and_a_first_commit(tmp_path: Path) 
     tree = git(target, "ls-tree", "-r", "HEAD").stdout
     assert "100755 blob" in tree.split("hooks/pre-commit")[0].splitlines()[-1]
     assert git(target, "status", "--porcelain").stdout == ""
-    # the hooks are one call each: `python -m renderloop hook NAME`, python filled in when installed
-    assert 'exec "$PYTHON" -m renderloop hook pre-commit "$@"' in (target / "hooks/pre-commit").read_text()
+    # the hooks are one call each: `renderloop hook NAME` (the studio not on Python's path), python filled in
+    assert f'exec "$PYTHON" -c \'{BOOT}\' hook pre-commit "$@"' in (target / "hooks/pre-commit").read_text()
     assert "PYTHON=python3\n" in (target / "hooks/pre-commit").read_text()
     yaml.safe_load((target / "renderloop.yaml").read_text())  # plain YAML, comments and all
 

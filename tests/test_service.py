@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Sandbox, cli
+from studio.shims import BOOT
 from win_side.service import LABEL, NAME, TASK_NAMESPACE, definition
 
 # Flags a person might give, with what breaks naive quoting: spaces, quotes, backslashes, % and $.
@@ -32,7 +33,7 @@ def test_the_systemd_user_unit(tmp_path: Path) -> None:
     exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))[len("ExecStart="):]
     # systemd's own unquoting of ExecStart, for this text: POSIX double quotes, then %% and $$ are single
     words = [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(exec_start)]
-    assert words == [sys.executable, "-m", "renderloop", "worker", *FLAGS]
+    assert words == [sys.executable, "-c", BOOT, "worker", *FLAGS]
     assert defn.register == [["systemctl", "--user", "daemon-reload"],
                              ["systemctl", "--user", "enable", "--now", f"{NAME}.service"]]
 
@@ -61,7 +62,7 @@ def test_the_launchd_agent(tmp_path: Path) -> None:
     assert defn.path == tmp_path / "Library" / "LaunchAgents" / f"{LABEL}.plist"
     plist = plistlib.loads(defn.content)  # the round trip launchd's own parser makes
     assert plist["Label"] == LABEL
-    assert plist["ProgramArguments"] == ["/opt/venv/bin/python3", "-m", "renderloop", "worker", *FLAGS]
+    assert plist["ProgramArguments"] == ["/opt/venv/bin/python3", "-c", BOOT, "worker", *FLAGS]
     assert plist["RunAtLoad"] is True and plist["KeepAlive"] == {"SuccessfulExit": False}
     assert plist["WorkingDirectory"] == "/Users/ana/My Studio"
     assert plist["StandardErrorPath"] == str(tmp_path / "Library" / "Logs" / "renderloop" / "worker.log")
@@ -99,7 +100,7 @@ def test_the_task_scheduler_task(tmp_path: Path) -> None:
     assert exec_ is not None
     assert exec_.findtext("t:Command", namespaces=ns) == r"C:\Python311\pythonw.exe"  # no console window
     assert exec_.findtext("t:Arguments", namespaces=ns) == subprocess.list2cmdline(
-        ["-m", "renderloop", "worker", *flags])
+        ["-c", BOOT, "worker", *flags])
     assert r'"C:\My Studio"' in (exec_.findtext("t:Arguments", namespaces=ns) or "")
     assert exec_.findtext("t:WorkingDirectory", namespaces=ns) == r"C:\My Studio"
     assert defn.register[0] == ["schtasks", "/Create", "/TN", NAME, "/XML", str(defn.path), "/F"]
@@ -118,7 +119,7 @@ def test_install_print_carries_the_flags_given(sandbox: Sandbox, tmp_path: Path)
     if sys.platform.startswith("linux"):
         assert text.splitlines()[0] == f"# {tmp_path / 'xdg' / 'systemd' / 'user' / (NAME + '.service')}"
         exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
-        assert shlex.split(exec_start[len("ExecStart="):]) == [sys.executable, "-m", "renderloop", "worker", *flags]
+        assert shlex.split(exec_start[len("ExecStart="):]) == [sys.executable, "-c", BOOT, "worker", *flags]
         assert not (tmp_path / "xdg").exists()  # --print registers nothing
     assert "--install" not in text and "--print" not in text
 

@@ -25,6 +25,7 @@ from typing import Callable, Optional, Sequence
 from xml.sax.saxutils import escape
 
 from studio.errors import FatalError
+from studio.shims import renderloop_argv
 
 NAME = "renderloop-worker"  # systemd unit and Task Scheduler task
 LABEL = "dev.renderloop.worker"  # launchd
@@ -66,7 +67,8 @@ def interpreter(platform: str, executable: str = sys.executable) -> str:
 
 
 def worker_argv(flags: Sequence[str], platform: str, executable: str = sys.executable) -> list[str]:
-    return [interpreter(platform, executable), "-m", "renderloop", "worker", *flags]
+    """The worker's command line; it starts in the worker's clone, which is never on Python's path."""
+    return [*renderloop_argv(interpreter(platform, executable)), "worker", *flags]
 
 
 # ---------------------------------------------------------------- Linux

@@ -171,12 +171,13 @@ def _run(root: Path, images: int, kept: bool) -> int:
 def _worker(clone: Path) -> None:
     """The worker, as its own process (as on the GPU box): render, commit, push.
 
-    Started in the sandbox, and with ``-P`` where Python has it: a folder the
-    person ran the demo from that holds ``studio/`` or ``renderloop/`` is not
-    imported instead of renderloop (``PYTHONPATH`` still counts).
+    Started in the sandbox, never with a folder on Python's path (studio.shims.renderloop_argv): a folder
+    the person ran the demo from that holds ``studio/`` or ``renderloop/`` is not imported instead of
+    renderloop (``PYTHONPATH`` still counts).
     """
-    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
-    command = [sys.executable, *safe_path, "-m", "renderloop", "worker", "--repo", str(clone), "--backend", "placeholder",
+    from studio.shims import renderloop_argv
+
+    command = [*renderloop_argv(), "worker", "--repo", str(clone), "--backend", "placeholder",
                "--placeholder-seconds", "0.2", "--name", "studio-pc", "--once"]
     print("    $ renderloop worker --repo worker --backend placeholder --once", flush=True)
     code = subprocess.run(command, cwd=clone.parent).returncode

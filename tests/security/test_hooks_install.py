@@ -1,9 +1,10 @@
 """Hooks are never run from the tree (issue 9, item 2).
 
-`renderloop init` installs the hooks inside .git/hooks from the hooks/
-templates, each running the exact interpreter renderloop is installed in; a
-pushed change to hooks/ runs nowhere until the person installs it again, and
-then they see the difference first.
+`renderloop init` installs the hooks inside .git/hooks: renderloop's own
+shim, running the exact interpreter renderloop is installed in. A pushed change
+to hooks/ runs nowhere, not even after `renderloop init`: a template that is not
+renderloop's shim is refused. Nor does a pushed Python package: a hook never
+puts the studio on Python's path.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mac_side.init import install_hooks
+from studio.shims import BOOT, installed, renderloop_argv, shim
 from studio.layout import Studio
 from tests.helpers import BATCH_YAML, Sandbox, cli, git
 
@@ -60,25 +62,76 @@ def test_a_pushed_hook_change_is_not_run_on_pull_rebase_or_checkout(sandbox: San
 
 
 @posix_only
-def test_init_again_shows_the_difference_before_installing(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_init_again_refuses_a_pushed_hook_template_and_nothing_of_it_runs(sandbox: Sandbox, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
+    before = installed_hooks(sandbox.mac)
     push_hook_change(sandbox, marker)
     git(sandbox.mac, "pull", "-q")
+    result = cli("init", ".", cwd=sandbox.mac)  # what the stale-hooks warning would have the person run
+    assert result.returncode == 0, result.stderr
+    for name in ("pre-commit", "post-merge", "post-rewrite", "post-checkout"):
+        assert f"hooks/{name}: is not renderloop's hook (it would run other commands on this machine); not installed" \
+            in result.stdout
+    assert installed_hooks(sandbox.mac) == before
+    (sandbox.mac / "notes.txt").write_text("x", encoding="utf-8")
+    git(sandbox.mac, "add", "notes.txt")
+    git(sandbox.mac, "commit", "-q", "-m", "a local commit")  # pre-commit
+    git(sandbox.mac, "pull", "-q")  # post-merge
+    assert sorted(tmp_path.glob("ran-*")) == []
+
+
+@posix_only
+def test_init_brings_an_earlier_renderloops_hooks_up_to_date_showing_the_difference(sandbox: Sandbox) -> None:
+    """Hooks written by a renderloop that started `python -m renderloop` (the studio first on Python's path)."""
+    for name in ("pre-commit", "post-merge", "post-rewrite", "post-checkout"):
+        for where in (sandbox.mac / "hooks" / name, sandbox.mac / ".git" / "hooks" / name):
+            text = where.read_text(encoding="utf-8")
+            earlier = text[: text.rindex("exec ")] + f'exec "$PYTHON" -m renderloop hook {name} "$@"\n'
+            where.write_text(earlier, encoding="utf-8")
     result = cli("init", ".", cwd=sandbox.mac)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "--- .git/hooks/post-merge (installed)\n+++ hooks/post-merge (installing)\n" in out
-    assert f"+touch '{marker}-post-merge'\n" in out
     assert '-exec "$PYTHON" -m renderloop hook post-merge "$@"\n' in out
+    assert f"+exec \"$PYTHON\" -c '{BOOT}' hook post-merge \"$@\"\n" in out
     assert out.index("+++ hooks/post-merge") < out.index("updated the hooks pre-commit, post-merge")
-    assert (sandbox.mac / ".git/hooks/post-merge").read_text() == (
-        f"#!/bin/sh\nPYTHON='{PYTHON}'\ntouch '{marker}-post-merge'\n")
+    assert "updated the hook templates pre-commit, post-merge, post-rewrite, post-checkout to this renderloop's" in out
+    for name, text in installed_hooks(sandbox.mac).items():
+        assert text == installed(shim(name), PYTHON) and (sandbox.mac / "hooks" / name).read_text() == shim(name)
+
+
+@posix_only
+def test_a_pushed_python_package_never_runs_in_a_hook(sandbox: Sandbox, tmp_path: Path) -> None:
+    """renderloop/, studio/ and mac_side/ packages at the studio's top: `python -m renderloop` would import them."""
+    marker = tmp_path / "ran"
+    clone = sandbox.root / "attacker"
+    git(sandbox.root, "clone", "-q", str(sandbox.remote), str(clone))
+    for package in ("renderloop", "studio", "mac_side"):
+        (clone / package).mkdir()
+        (clone / package / "__init__.py").write_text(
+            f"import pathlib\npathlib.Path({str(marker)!r} + '-{package}').write_text('x')\n", encoding="utf-8")
+    (clone / "renderloop" / "__main__.py").write_text("print('not renderloop')\n", encoding="utf-8")
+    (clone / "batches" / "hero.yaml").write_text(BATCH_YAML, encoding="utf-8")
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "--no-verify", "-m", "packages")
+    git(clone, "push", "-q")
+    pulled = git(sandbox.mac, "pull", "-q")  # post-merge, in the studio's top folder
+    (sandbox.mac / "notes.txt").write_text("x", encoding="utf-8")
+    git(sandbox.mac, "add", "notes.txt")
+    committed = git(sandbox.mac, "commit", "-q", "-m", "a local commit")  # pre-commit
+    assert pulled.returncode == 0 and committed.returncode == 0
+    assert "not renderloop" not in pulled.stdout + pulled.stderr
+    assert sorted(tmp_path.glob("ran-*")) == []
+    # and the command the worker's service runs, started in its clone as the service starts it
+    done = subprocess.run([*renderloop_argv(), "--version"], cwd=sandbox.mac, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("renderloop "), done.stdout + done.stderr
+    assert sorted(tmp_path.glob("ran-*")) == []
 
 
 def test_installed_hooks_name_this_interpreter_and_nothing_from_the_tree(sandbox: Sandbox) -> None:
     for name, text in installed_hooks(sandbox.mac).items():
         assert text.splitlines()[3] == f"PYTHON='{PYTHON}'"
-        assert text.endswith(f'exec "$PYTHON" -m renderloop hook {name} "$@"\n')
+        assert text.endswith(f'exec "$PYTHON" -c \'{BOOT}\' hook {name} "$@"\n')
         assert "hooks/" not in text.replace("hooks/ ", "")  # no path into the tracked templates
     assert git(sandbox.mac, "config", "--get", "core.hooksPath", check=False).returncode == 1
 
