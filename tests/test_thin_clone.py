@@ -157,3 +157,16 @@ def test_a_remote_that_ignores_the_filter_is_said_and_a_hub_serves_thin_clones(m
     # `open` fetches one batch's images by their blob ids (uploadpack.allowAnySHA1InWant), and only those
     assert cli("open", "b0001", cwd=tmp_path / "thin").returncode == 0
     assert len(_missing_images(tmp_path / "thin")) == 4
+
+
+def test_the_clone_command_never_prints_a_password_in_the_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A hosted remote's token in an https URL stays out of the terminal (the library does the cloning)."""
+    from renderloop.commands.clone import clone as clone_command
+
+    monkeypatch.setattr(thin, "clone", lambda url, dest, newest: thin.Cloned(dest, ["b1"], [], full=True))
+    assert clone_command("https://ana:ghp_s3cret@git.example.com/studio.git", tmp_path / "c", 3) == 0
+    said = capsys.readouterr()
+    assert "ghp_s3cret" not in said.out + said.err
+    assert said.out.startswith("Cloned https://ana:***@git.example.com/studio.git into ")
+    assert said.err.startswith("Note: https://ana:***@git.example.com/studio.git does not serve partial clones")

@@ -30,18 +30,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def clone(url: str, dest: Path, newest: Optional[int]) -> int:
+    from studio.git import without_password
     from studio.thin import clone as thin_clone
 
     made = thin_clone(url, dest, newest)
+    shown = without_password(url)  # a token in an https URL is not for the terminal's scrollback
     here = len(made.batches) - len(made.left_out)
-    print(f"Cloned {url} into {made.path}: every commit, batch file, record, review and the ledger;")
+    print(f"Cloned {shown} into {made.path}: every commit, batch file, record, review and the ledger;")
     if made.left_out:
         print(f"the images of the newest {here} of {len(made.batches)} batches (`renderloop open BATCH` brings "
               "in the others').")
     else:
         print(f"the images of all {len(made.batches)} batches.")
     if made.full:
-        print(f"Note: {url} does not serve partial clones, so every image was fetched all the same; on the remote, "
+        print(f"Note: {shown} does not serve partial clones, so every image was fetched all the same; on the remote, "
               "`git config uploadpack.allowFilter true` and `git config uploadpack.allowAnySHA1InWant true` "
               "(`renderloop hub init` sets both) make the next clone thin.", file=sys.stderr)
     print(f"Run `renderloop init {dest}` to enable the hooks there (on the Mac).")
