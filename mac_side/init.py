@@ -133,12 +133,18 @@ def hooks_problems(studio: Studio, python: str = sys.executable) -> list[str]:
         problems.append(f"not installed in {folder}: {', '.join(missing)}")
     python = Path(python).as_posix()
     stale = []
+    refused = []
     for name in HOOK_NAMES:
         template = _template(studio, name)
-        if name in missing or isinstance(template, Refused):
+        if isinstance(template, Refused):
+            refused.append(f"hooks/{name} {template.why}")
+            continue
+        if name in missing:
             continue
         if (folder / name).read_text(encoding="utf-8", errors="replace") != installed(template, python):
             stale.append(name)
+    if refused:  # a pulled change, never installed: renderloop's own hook goes on running
+        problems.append("; ".join(refused) + ": delete it and `renderloop init .` writes renderloop's own")
     if stale:
         problems.append(f"not as `renderloop init .` would install them now (hooks/ changed, or another Python): "
                         f"{', '.join(stale)}")

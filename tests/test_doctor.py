@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
+from studio.shims import shim
 from tests.comfyui_server import ComfyServer
 from tests.helpers import Sandbox, cli, git
+
+PYTHON_POSIX = Path(sys.executable).as_posix()
 
 ZIT_FILES = ["z_image_turbo_bf16.safetensors", "qwen_3_4b.safetensors", "ae.safetensors"]
 FAKE_KEY = "fal-test-3b9f0c2e7d41aa55:not-a-real-secret"
@@ -78,6 +82,12 @@ def test_a_fresh_clone_without_hooks_and_a_remote_that_is_gone(sandbox: Sandbox,
     assert _status(_lines(hooks.stdout), f"hooks: not installed in {fresh / '.git' / 'hooks'}: pre-commit") == "warn"
     assert "renderloop init ." in hooks.stdout
     (sandbox.mac / "hooks" / "pre-commit").write_text("#!/bin/sh\nPYTHON=python3\nexit 0\n")  # a pulled change
+    refused = cli("doctor", cwd=sandbox.mac)  # never installed: said, with the way out
+    assert _status(_lines(refused.stdout), "hooks: hooks/pre-commit is not renderloop's hook") == "warn"
+    assert "(it would run other commands on this machine): delete it and `renderloop init .` writes" in refused.stdout
+    text = (sandbox.mac / ".git" / "hooks" / "pre-commit").read_text()  # another Python's hooks: stale
+    (sandbox.mac / "hooks" / "pre-commit").write_text(shim("pre-commit"))
+    (sandbox.mac / ".git" / "hooks" / "pre-commit").write_text(text.replace(f"PYTHON='{PYTHON_POSIX}'", "PYTHON='/old/python'"))
     stale = cli("doctor", cwd=sandbox.mac)
     assert _status(_lines(stale.stdout), "hooks: not as `renderloop init .` would install them now") == "warn"
     assert "(hooks/ changed, or another Python): pre-commit" in stale.stdout
